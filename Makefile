@@ -1,0 +1,37 @@
+# The two commands a user needs: `make run` and `make test`. Both build their own virtualenv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: Envoy + extauthz serve + a demo upstream + a dev signing key, on localhost.
+run: $(STAMP)
+	$(BIN)/python -m extauthz.dev.stack
+
+## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl).
+test: $(STAMP)
+	$(BIN)/ruff check extauthz tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check extauthz tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
