@@ -1,4 +1,6 @@
 # The two commands a user needs: `make run` and `make test`. Both build their own virtualenv.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
