@@ -13,9 +13,7 @@ def is_env_ref(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
-def resolve_env_refs(
-    value: Any, environ: Mapping[str, str], path: str, problems: list[str]
-) -> Any:
+def resolve_env_refs(value: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
     """Return ``value`` with every ``os.environ/NAME`` string replaced by the variable's value.
 
     Walks dicts and lists. A reference to an unset variable is recorded in ``problems`` (with
@@ -26,7 +24,7 @@ def resolve_env_refs(
     if isinstance(value, list):
         return [resolve_env_refs(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     if is_env_ref(value):
-        name = value[len(PREFIX):]
+        name = value[len(PREFIX) :]
         if not name:
             problems.append(f"{path}: 'os.environ/' names no variable; write os.environ/NAME")
             return None

@@ -1,0 +1,108 @@
+"""The authorization pipeline every adapter calls: path → credential → identity → decision.
+
+``Authorizer.authorize`` never raises: an internal failure is a 500 deny and one log line
+with the exception's type (never its text, which could quote a token). Fail closed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from extauthz.identity.tokens import TokenFailure, looks_like_jwt
+from extauthz.identity.verifier import TokenVerifier
+from extauthz.policy.compiled import Policy
+from extauthz.policy.credentials import Credential, extract_credential
+from extauthz.policy.decide import MASTER_KEY, PASSTHROUGH, decide, identity_from_claims
+from extauthz.policy.paths import PathError, check_path
+from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView
+from extauthz.state.protocol import StateSnapshot
+
+log = logging.getLogger("extauthz.authorizer")
+
+
+class StateView:
+    """The snapshot decisions read; replaced whole by whoever watches the store."""
+
+    def __init__(self, snapshot: StateSnapshot | None = None) -> None:
+        self.current = snapshot or StateSnapshot()
+
+
+class Authorizer:
+    """Holds the current policy, verifier and state view; shared by all adapters."""
+
+    def __init__(
+        self, policy: Policy, verifier: TokenVerifier | None, state: StateView | None = None
+    ) -> None:
+        self.policy = policy
+        self.verifier = verifier
+        self.state = state or StateView()
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap in a reloaded policy (one attribute write: requests see old or new, never a mix)."""
+        if self.verifier is not None:
+            self.verifier.set_rules(policy.token_rules)
+        self.policy = policy
+
+    async def authorize(self, request: RequestView) -> Decision:
+        """Decide one request. Never raises."""
+        try:
+            return await self._authorize(request)
+        except Exception as exc:
+            log.error(
+                "internal error while deciding; request refused",
+                extra={"request_id": request.request_id, "error_type": type(exc).__name__},
+            )
+            return Deny(
+                500,
+                Reason.INTERNAL,
+                f"internal error in the authorization service; the request was refused "
+                f"(request id {request.request_id[:64] or 'unknown'})",
+            )
+
+    async def _authorize(self, request: RequestView) -> Decision:
+        policy = self.policy
+        checked = check_path(request.path)
+        if isinstance(checked, PathError):
+            return Deny(400, Reason.BAD_PATH, checked.message)
+        path, query = checked
+        credential = extract_credential(request.headers)
+        if credential is None:
+            return Deny(
+                401,
+                Reason.MISSING_CREDENTIAL,
+                "no credential: send 'Authorization: Bearer <token>'",
+            )
+        identity = await self.authenticate(credential, policy)
+        if isinstance(identity, Deny):
+            return identity
+        return decide(request, path, query, identity, policy, self.state.current)
+
+    async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
+        """Who presented this credential: master key, verified JWT, or a passthrough key."""
+        token = credential.value
+        if policy.master_key is not None and hmac.compare_digest(
+            token.encode("utf-8", "surrogateescape"),
+            policy.master_key.encode("utf-8", "surrogateescape"),
+        ):
+            return Identity(kind=MASTER_KEY)
+        if policy.enable_jwt_auth and looks_like_jwt(token):
+            if self.verifier is None:
+                return Deny(503, Reason.KEYS_UNAVAILABLE, "JWT verification is not configured")
+            result = await self.verifier.verify(token, wait=policy.check_timeout)
+            if isinstance(result, TokenFailure):
+                status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
+                return Deny(status, result.reason, result.message)
+            return identity_from_claims(result, policy)
+        if policy.non_jwt_passthrough and not looks_like_jwt(token):
+            return Identity(kind=PASSTHROUGH)
+        return Deny(
+            401,
+            Reason.INVALID_API_KEY,
+            "the credential is neither a valid JWT nor the master key"
+            + (
+                ""
+                if policy.enable_jwt_auth
+                else " (JWT auth is off: general_settings.enable_jwt_auth)"
+            ),
+        )

@@ -1,0 +1,272 @@
+"""The ``extauthz`` command: serve | mint | check-config | explain | token | dev-key.
+
+Exit codes: 0 success (explain: allowed), 1 config problems (explain: denied), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from extauthz import __version__
+from extauthz.errors import ConfigError
+
+
+def _config_default() -> str | None:
+    return os.environ.get("EXTAUTHZ_CONFIG")
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"{exc.source}: {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from extauthz.logs import setup_logging
+    from extauthz.server.runtime import ServeOptions, run
+
+    setup_logging(args.log_level)
+    options = ServeOptions(
+        config=args.config,
+        grpc_address=args.grpc_address,
+        http_address=args.http_address or None,
+        state_url=args.state,
+    )
+    try:
+        return asyncio.run(run(options))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from extauthz.config.loader import load_policy_file
+
+    try:
+        loaded = load_policy_file(args.path, os.environ)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    p = loaded.policy
+    print(f"{args.path}: OK")
+    print(
+        f"  jwt auth: {'on' if p.enable_jwt_auth else 'off'}; master key: "
+        f"{'set' if p.master_key else 'not set'}; non-JWT keys: "
+        f"{'passed through' if p.non_jwt_passthrough else 'refused'}"
+    )
+    if p.enable_jwt_auth:
+        print(f"  signing keys: {', '.join(p.keys.urls)} (cached {p.keys.ttl:g}s)")
+        rules = p.token_rules
+        print(
+            f"  audience: {', '.join(sorted(rules.audiences)) or 'not checked'}; issuer: "
+            f"{', '.join(sorted(rules.issuers)) or 'not checked'}; leeway {rules.leeway:g}s"
+        )
+    f = p.fields
+    print(
+        f"  admin scope: {p.admin_scope}; team claim: {f.team_id.name if f.team_id else 'off'}; "
+        f"user claim: {f.user_id.name if f.user_id else 'off'}; roles claim: "
+        f"{f.roles.name if f.roles else 'off'}"
+    )
+    for role, routes in p.role_routes.items():
+        narrowed = p.role_permission_routes.get(role)
+        models = p.role_models.get(role)
+        print(
+            f"  {role.value}: routes {', '.join(routes)}"
+            + (f" ∩ {', '.join(narrowed)}" if narrowed else "")
+            + (f"; models {', '.join(models.entries) or '(none)'}" if models else "; any model")
+        )
+    if p.email_domains:
+        print(f"  email domains: {', '.join(sorted(p.email_domains))}")
+    for warning in loaded.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    from extauthz.authorizer import Authorizer
+    from extauthz.config.loader import load_policy_file
+    from extauthz.identity.jwks import HttpFetcher, JwksSource
+    from extauthz.identity.verifier import TokenVerifier
+    from extauthz.policy.types import Allow, RequestView
+    from extauthz.policy.verdict import render
+
+    loaded = load_policy_file(args.config, os.environ)
+    policy = loaded.policy
+    fetcher = HttpFetcher(policy.keys.fetch_timeout)
+    keys = JwksSource(policy.keys.urls, ttl=policy.keys.ttl, fetch=fetcher)
+    try:
+        if policy.enable_jwt_auth:
+            await keys.refresh("startup")
+        verifier = TokenVerifier(keys, policy.token_rules, cache_size=0)
+        authorizer = Authorizer(policy, verifier if policy.enable_jwt_auth else None)
+        headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
+        for h in args.header or []:
+            name, _, value = h.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = (args.body or "").encode()
+        if body and "content-type" not in headers:
+            headers["content-type"] = "application/json"
+        view = RequestView(method=args.method, path=args.path, headers=headers, body=body)
+        decision = await authorizer.authorize(view)
+        timing = None
+        if args.repeat > 0:
+            start = time.perf_counter()
+            for _ in range(args.repeat):
+                await authorizer.authorize(view)
+            timing = (time.perf_counter() - start) / args.repeat * 1e6
+    finally:
+        await fetcher.close()
+    verdict = render(decision, policy)
+    out: dict[str, object] = {
+        "allowed": verdict.allowed,
+        "status": verdict.status,
+        "reason": verdict.reason.value,
+        "role": decision.role.value if decision.role else None,
+        "identity": asdict(decision.identity) if decision.identity else None,
+    }
+    if isinstance(decision, Allow):
+        out["set_headers"] = dict(verdict.headers)
+        out["remove_headers"] = list(verdict.remove)
+    else:
+        out["message"] = json.loads(verdict.body)["error"]["message"]
+        out["response_headers"] = dict(verdict.headers)
+    out["metadata"] = verdict.metadata
+    if keys.last_error:
+        out["key_fetch_error"] = keys.last_error
+    if timing is not None:
+        out["microseconds_per_decision"] = round(timing, 1)
+    print(json.dumps(out, indent=2, default=sorted))
+    return 0 if verdict.allowed else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_explain(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from extauthz.devtokens import load_private_key, sign_token
+
+    try:
+        claims = json.loads(args.claims)
+    except ValueError as exc:
+        print(f"--claims is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(claims, dict):
+        print("--claims must be a JSON object", file=sys.stderr)
+        return 2
+    try:
+        key = load_private_key(args.key)
+    except (OSError, ValueError) as exc:
+        print(
+            f"cannot read --key {args.key}: {exc}; create one with "
+            "'extauthz dev-key --key dev-key.pem --jwks jwks.json'",
+            file=sys.stderr,
+        )
+        return 2
+    print(sign_token(key, claims, ttl=args.ttl))
+    return 0
+
+
+def cmd_dev_key(args: argparse.Namespace) -> int:
+    from extauthz.devtokens import write_dev_key
+
+    write_dev_key(args.key, args.jwks)
+    print(
+        f"key: {args.key}\njwks: {args.jwks} (use JWT_PUBLIC_KEY_URL=file://"
+        f"{os.path.abspath(args.jwks)})"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="extauthz", description="LiteLLM's JWT/OIDC access policy for Envoy ext_authz."
+    )
+    parser.add_argument("--version", action="version", version=f"extauthz {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the ext_authz gRPC sidecar")
+    serve.add_argument(
+        "--config",
+        default=_config_default(),
+        required=_config_default() is None,
+        help="policy YAML (LiteLLM config.yaml); env EXTAUTHZ_CONFIG",
+    )
+    serve.add_argument("--grpc-address", default="0.0.0.0:9191")
+    serve.add_argument(
+        "--http-address",
+        default="0.0.0.0:9192",
+        help="health, metrics and admin API; '' to disable",
+    )
+    serve.add_argument(
+        "--state",
+        default=os.environ.get("EXTAUTHZ_STATE_URL", "memory://"),
+        help="state store URL; env EXTAUTHZ_STATE_URL",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=os.environ.get("EXTAUTHZ_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    import importlib
+
+    try:  # TEMP until the minter lands
+        mint_cli = importlib.import_module("extauthz.mint.cli")
+        mint = sub.add_parser("mint", help="keep upstream credentials fresh on disk for Envoy")
+        mint_cli.add_arguments(mint)
+        mint.set_defaults(func=mint_cli.run)
+    except ImportError:
+        pass
+
+    check = sub.add_parser("check-config", help="validate a policy file and summarize it")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check_config)
+
+    explain = sub.add_parser("explain", help="decide one request offline and say why")
+    explain.add_argument("--config", default=_config_default(), required=_config_default() is None)
+    explain.add_argument("--token", help="the bearer token (JWT or key)")
+    explain.add_argument("--path", required=True)
+    explain.add_argument("--method", default="POST")
+    explain.add_argument("--body", help="request body (JSON)")
+    explain.add_argument("--header", action="append", help="extra 'name: value' header")
+    explain.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="decide N more times and report microseconds per decision",
+    )
+    explain.set_defaults(func=cmd_explain)
+
+    token = sub.add_parser("token", help="sign a development token with a local key")
+    token.add_argument("--key", required=True, help="PEM private key (see dev-key)")
+    token.add_argument("--claims", required=True, help="JSON object of claims")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until exp")
+    token.set_defaults(func=cmd_token)
+
+    devkey = sub.add_parser("dev-key", help="create a local signing key and its JWKS")
+    devkey.add_argument("--key", required=True)
+    devkey.add_argument("--jwks", required=True)
+    devkey.set_defaults(func=cmd_dev_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""Turn a parsed policy file into a ``Policy``, reporting every problem at once.
+
+``compile_policy`` is pure (the environment is an argument); ``load_policy_file`` adds the read.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from extauthz.config.envref import resolve_env_refs
+from extauthz.config.schema import (
+    IGNORED_JWTAUTH,
+    KNOWN_TOP_LEVEL,
+    REFUSED_GENERAL,
+    REFUSED_JWTAUTH,
+    ExtauthzSettings,
+    GeneralSettings,
+    JwtAuthSettings,
+    ModelEntry,
+)
+from extauthz.config.yamlfile import read_yaml
+from extauthz.errors import ConfigError
+from extauthz.identity.claims import parse_field_path
+from extauthz.identity.jwks import split_urls
+from extauthz.identity.tokens import TokenRules
+from extauthz.policy.compiled import (
+    ClaimField,
+    ClaimFields,
+    HeaderNames,
+    KeySettings,
+    ModelRule,
+    Policy,
+)
+from extauthz.policy.routes import RouteError, RouteSet, compile_routes
+from extauthz.policy.types import Role
+
+GENERAL_KEYS = frozenset(GeneralSettings.model_fields)
+JWTAUTH_KEYS = frozenset(JwtAuthSettings.model_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPolicy:
+    """A compiled policy and the warnings worth one log line each."""
+
+    policy: Policy
+    warnings: tuple[str, ...]
+
+
+def _suggest(key: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _is_off(value: Any) -> bool:
+    return value is None or value is False or value == [] or value == {}
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str, problems: list[str]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = prefix
+            for part in err["loc"]:
+                loc += f"[{part}]" if isinstance(part, int) else f".{part}"
+            got = err.get("input")
+            hint = "" if err["type"] == "missing" else f" (got {type(got).__name__})"
+            problems.append(f"{loc}: {err['msg']}{hint}")
+        return None
+
+
+def _routes(entries: list[str], where: str, problems: list[str]) -> RouteSet | None:
+    try:
+        return compile_routes(entries)
+    except RouteError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _env_list(value: str | list[str] | None, env: str | None) -> frozenset[str]:
+    if value is None:
+        value = [v.strip() for v in (env or "").split(",") if v.strip()]
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+def _field(name: str | None) -> ClaimField | None:
+    return None if name is None else ClaimField(name, parse_field_path(name))
+
+
+def compile_policy(
+    data: Mapping[str, Any], environ: Mapping[str, str], source: str = "config"
+) -> LoadedPolicy:
+    """Validate a parsed config and compile it. Raises ConfigError listing every problem."""
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    ignored_top = sorted(str(k) for k in data if k not in KNOWN_TOP_LEVEL)
+    if ignored_top:
+        warnings.append("ignored top-level keys (not used by extauthz): " + ", ".join(ignored_top))
+
+    general_raw = data.get("general_settings") or {}
+    ours_raw = data.get("extauthz") or {}
+    if not isinstance(general_raw, dict):
+        problems.append("general_settings: must be a mapping")
+        general_raw = {}
+    if not isinstance(ours_raw, dict):
+        problems.append("extauthz: must be a mapping")
+        ours_raw = {}
+    # Resolve os.environ/ references only where we read them: an unset variable in a key we
+    # ignore (database_url, the minter's section) must not stop the sidecar.
+    ours_raw = {
+        k: v if k == "mint" else resolve_env_refs(v, environ, f"extauthz.{k}", problems)
+        for k, v in ours_raw.items()
+    }
+
+    ignored_general: list[str] = []
+    for key, value in general_raw.items():
+        if key in REFUSED_GENERAL and not _is_off(value):
+            problems.append(
+                f"general_settings.{key}: not supported by extauthz and it would change who gets "
+                "in; remove it (or enforce it in another layer)"
+            )
+        elif key not in GENERAL_KEYS and key not in REFUSED_GENERAL:
+            ignored_general.append(str(key))
+    if ignored_general:
+        warnings.append(
+            "ignored general_settings keys (not about access): "
+            + ", ".join(sorted(ignored_general))
+        )
+    general_raw = {
+        k: resolve_env_refs(v, environ, f"general_settings.{k}", problems)
+        for k, v in general_raw.items()
+        if k in GENERAL_KEYS
+    }
+
+    jwt_raw = general_raw.get("litellm_jwtauth")
+    if jwt_raw is None:
+        general_raw.pop("litellm_jwtauth", None)
+    elif isinstance(jwt_raw, dict):
+        kept: dict[str, Any] = {}
+        for key, value in jwt_raw.items():
+            where = f"general_settings.litellm_jwtauth.{key}"
+            if key in JWTAUTH_KEYS:
+                kept[key] = value
+            elif key in REFUSED_JWTAUTH:
+                if not _is_off(value):
+                    problems.append(
+                        f"{where}: LiteLLM option not implemented by extauthz; it would change "
+                        "who gets in, so the policy is refused. Remove it or set it to null"
+                    )
+            elif key in IGNORED_JWTAUTH:
+                warnings.append(f"{where}: ignored (it does not affect decisions here)")
+            else:
+                problems.append(f"{where}: unknown key{_suggest(str(key), JWTAUTH_KEYS)}")
+        general_raw["litellm_jwtauth"] = kept
+
+    ours_model = _validate(ExtauthzSettings, ours_raw, "extauthz", problems)
+    general = _validate(GeneralSettings, general_raw, "general_settings", problems)
+    models_raw = data.get("model_list") or []
+    model_names: list[str] = []
+    if not isinstance(models_raw, list):
+        problems.append("model_list: must be a list of {model_name, litellm_params}")
+    else:
+        for i, entry in enumerate(models_raw):
+            m = _validate(ModelEntry, entry, f"model_list[{i}]", problems)
+            if m is not None:
+                model_names.append(m.model_name)
+
+    if general is None or ours_model is None:
+        raise ConfigError(problems, source)
+    ours: ExtauthzSettings = ours_model
+    jwt = general.litellm_jwtauth
+    jwt_where = "general_settings.litellm_jwtauth"
+
+    role_routes: dict[Role, RouteSet] = {}
+    for role, entries, where in (
+        (Role.PROXY_ADMIN, jwt.admin_allowed_routes, f"{jwt_where}.admin_allowed_routes"),
+        (Role.TEAM, jwt.team_allowed_routes, f"{jwt_where}.team_allowed_routes"),
+        (
+            Role.INTERNAL_USER,
+            ours.internal_user_allowed_routes,
+            "extauthz.internal_user_allowed_routes",
+        ),
+    ):
+        rs = _routes(entries, where, problems)
+        if rs is not None:
+            role_routes[role] = rs
+
+    perm_routes: dict[Role, RouteSet] = {}
+    role_models: dict[Role, ModelRule] = {}
+    seen_roles: set[str] = set()
+    for i, perm in enumerate(general.role_permissions):
+        where = f"general_settings.role_permissions[{i}]"
+        if perm.role in seen_roles:
+            problems.append(f"{where}.role: role {perm.role!r} appears twice; merge the entries")
+            continue
+        seen_roles.add(perm.role)
+        role = Role(perm.role)
+        if perm.routes is not None:
+            rs = _routes(perm.routes, f"{where}.routes", problems)
+            if rs is not None:
+                perm_routes[role] = rs
+        if perm.models is not None:
+            role_models[role] = ModelRule(tuple(perm.models))
+            unknown = [m for m in perm.models if "*" not in m and m not in model_names]
+            if unknown and model_names:
+                warnings.append(
+                    f"{where}.models: {', '.join(unknown)} not in model_list (allowed anyway)"
+                )
+
+    if (jwt.user_roles_jwt_field is None) != (jwt.user_allowed_roles is None):
+        problems.append(
+            f"{jwt_where}: user_roles_jwt_field and user_allowed_roles must be set together "
+            "(the field says where roles are, the list which roles make an internal_user)"
+        )
+
+    domains = jwt.user_allowed_email_domain
+    email_domains: frozenset[str] | None = None
+    if domains is not None:
+        values = [domains] if isinstance(domains, str) else domains
+        email_domains = frozenset(d.strip().lstrip("@").lower() for d in values if d.strip())
+        if not email_domains:
+            problems.append(
+                f"{jwt_where}.user_allowed_email_domain: empty; name a domain or remove it"
+            )
+        if jwt.user_email_jwt_field is None:
+            problems.append(
+                f"{jwt_where}.user_allowed_email_domain needs user_email_jwt_field "
+                "(the claim that holds the email, usually 'email')"
+            )
+
+    if general.master_key is not None and len(general.master_key) < 8:
+        problems.append(
+            "general_settings.master_key: shorter than 8 characters; use a long random key"
+        )
+
+    urls = split_urls(ours.public_key_url or environ.get("JWT_PUBLIC_KEY_URL", ""))
+    if general.enable_jwt_auth and not urls:
+        problems.append(
+            "general_settings.enable_jwt_auth is true but no signing keys are configured: export "
+            "JWT_PUBLIC_KEY_URL (a JWKS or OpenID discovery URL, or file://) or set "
+            "extauthz.public_key_url"
+        )
+    if (
+        not general.enable_jwt_auth
+        and general.master_key is None
+        and ours.non_jwt_tokens == "reject"
+    ):
+        warnings.append(
+            "enable_jwt_auth is false and there is no master_key: every request will be refused"
+        )
+
+    if problems:
+        raise ConfigError(problems, source)
+
+    policy = Policy(
+        enable_jwt_auth=general.enable_jwt_auth,
+        master_key=general.master_key,
+        admin_scope=jwt.admin_jwt_scope,
+        fields=ClaimFields(
+            user_id=_field(jwt.user_id_jwt_field),
+            team_id=_field(jwt.team_id_jwt_field),
+            org_id=_field(jwt.org_id_jwt_field),
+            end_user_id=_field(jwt.end_user_id_jwt_field),
+            email=_field(jwt.user_email_jwt_field),
+            roles=_field(jwt.user_roles_jwt_field),
+        ),
+        team_id_default=jwt.team_id_default,
+        user_allowed_roles=None
+        if jwt.user_allowed_roles is None
+        else frozenset(jwt.user_allowed_roles),
+        enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
+        email_domains=email_domains,
+        role_routes=role_routes,
+        role_permission_routes=perm_routes,
+        role_models=role_models,
+        user_id_upsert=jwt.user_id_upsert,
+        non_jwt_passthrough=ours.non_jwt_tokens == "passthrough",
+        remove_credential_headers=ours.remove_credential_headers,
+        headers=HeaderNames(**ours.headers.model_dump()),
+        token_rules=TokenRules(
+            audiences=_env_list(ours.audience, environ.get("JWT_AUDIENCE")),
+            issuers=_env_list(ours.issuer, environ.get("JWT_ISSUER")),
+            leeway=ours.leeway_seconds,
+            require_exp=ours.require_exp,
+            max_token_bytes=ours.max_token_bytes,
+        ),
+        keys=KeySettings(
+            urls=urls,
+            ttl=jwt.public_key_ttl,
+            refetch_interval=ours.jwks_refetch_interval_seconds,
+            fetch_timeout=ours.jwks_fetch_timeout_seconds,
+            token_cache_size=ours.token_cache_size,
+            token_cache_max_age=ours.token_cache_max_age_seconds,
+        ),
+        model_names=tuple(model_names),
+        check_timeout=ours.check_timeout_seconds,
+        reload_interval=ours.reload_interval_seconds,
+        source=source,
+    )
+    return LoadedPolicy(policy, tuple(warnings))
+
+
+def load_policy_file(path: str, environ: Mapping[str, str]) -> LoadedPolicy:
+    """Read, validate and compile a policy file. Raises ConfigError."""
+    return compile_policy(read_yaml(path), environ, path)

@@ -1,0 +1,172 @@
+"""The shape of a policy file: LiteLLM's keys plus our ``extauthz:`` section (pydantic models).
+
+Key handling, so that a LiteLLM config.yaml works as it is and never silently lets more in:
+- keys we implement are validated here;
+- LiteLLM keys that would change who gets in but that we do not implement are refused
+  (``REFUSED_*``) unless set to their harmless default;
+- unrelated LiteLLM keys are ignored with one warning;
+- anything else is a typo and refused, with the closest known key suggested.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_ADMIN_ROUTES = (
+    "management_routes",
+    "spend_tracking_routes",
+    "global_spend_tracking_routes",
+    "info_routes",
+)
+DEFAULT_TEAM_ROUTES = ("openai_routes", "info_routes")
+DEFAULT_INTERNAL_USER_ROUTES = ("openai_routes", "anthropic_routes", "info_routes")
+
+# litellm_jwtauth keys LiteLLM has that would change who gets in; refused unless "off".
+REFUSED_JWTAUTH = frozenset(
+    {
+        "team_ids_jwt_field",
+        "team_alias_jwt_field",
+        "team_id_upsert",
+        "org_alias_jwt_field",
+        "roles_jwt_field",
+        "role_mappings",
+        "object_id_jwt_field",
+        "scope_mappings",
+        "enforce_scope_based_access",
+        "enforce_team_based_model_access",
+        "custom_validate",
+        "jwt_litellm_role_map",
+        "sync_user_role_and_teams",
+        "oidc_userinfo_endpoint",
+        "oidc_userinfo_enabled",
+        "virtual_key_claim_field",
+        "routing_overrides",
+        "issuers",
+        "unregistered_jwt_client_behavior",
+        "fallback_to_db_teams",
+        "team_claim_fallback",
+        "agent_id_jwt_field",
+        "upsert_sso_user_to_team",
+    }
+)
+# litellm_jwtauth keys that do not change who gets in here; accepted and ignored.
+IGNORED_JWTAUTH = frozenset(
+    {
+        "public_key_stale_ttl",
+        "oidc_userinfo_cache_ttl",
+        "virtual_key_mapping_cache_ttl",
+        "public_allowed_routes",
+    }
+)
+# general_settings keys that change who gets in in LiteLLM but that we do not implement.
+REFUSED_GENERAL = frozenset(
+    {
+        "custom_auth",
+        "allowed_ips",
+        "public_routes",
+        "admin_only_routes",
+        "allowed_routes",
+        "litellm_key_header_name",
+        "enforce_user_param",
+    }
+)
+KNOWN_TOP_LEVEL = frozenset({"general_settings", "model_list", "extauthz"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class JwtAuthSettings(_Strict):
+    """``general_settings.litellm_jwtauth``: the part of LiteLLM's ``LiteLLM_JWTAuth`` we implement."""
+
+    admin_jwt_scope: str = "litellm_proxy_admin"
+    admin_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMIN_ROUTES))
+    team_id_jwt_field: str | None = "client_id"
+    team_id_default: str | None = None
+    team_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_TEAM_ROUTES))
+    user_id_jwt_field: str | None = None
+    org_id_jwt_field: str | None = None
+    end_user_id_jwt_field: str | None = None
+    user_email_jwt_field: str | None = None
+    user_allowed_email_domain: str | list[str] | None = None
+    user_id_upsert: bool = False
+    user_roles_jwt_field: str | None = None
+    user_allowed_roles: list[str] | None = None
+    enforce_rbac: bool = False
+    public_key_ttl: float = Field(default=600.0, gt=0)
+
+
+class RolePermission(_Strict):
+    """One ``general_settings.role_permissions`` entry."""
+
+    role: Literal["proxy_admin", "team", "internal_user"]
+    models: list[str] | None = None
+    routes: list[str] | None = None
+
+
+class GeneralSettings(BaseModel):
+    """``general_settings``: the keys we read; others are checked by the loader, not here."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    enable_jwt_auth: bool = False
+    master_key: str | None = None
+    litellm_jwtauth: JwtAuthSettings = Field(default_factory=JwtAuthSettings)
+    role_permissions: list[RolePermission] = Field(default_factory=list)
+    enforce_rbac: bool = False
+
+
+class ModelEntry(BaseModel):
+    """One ``model_list`` entry; only the name matters to the sidecar (the minter reads more)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    model_name: str
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class HeaderSettings(_Strict):
+    """``extauthz.headers``: upstream identity header names."""
+
+    user_id: str = "x-auth-user-id"
+    team_id: str = "x-auth-team-id"
+    org_id: str = "x-auth-org-id"
+    end_user_id: str = "x-auth-end-user-id"
+    user_role: str = "x-auth-user-role"
+    user_email: str = "x-auth-user-email"
+
+    @field_validator("*")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", value):
+            raise ValueError("a header name must be lower-case letters, digits and '-'")
+        return value
+
+
+class ExtauthzSettings(_Strict):
+    """The top-level ``extauthz:`` section: settings of our own."""
+
+    public_key_url: str | None = None
+    audience: str | list[str] | None = None
+    issuer: str | list[str] | None = None
+    leeway_seconds: float = Field(default=30.0, ge=0, le=600)
+    require_exp: bool = True
+    max_token_bytes: int = Field(default=8192, ge=256, le=65536)
+    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    token_cache_max_age_seconds: float = Field(default=300.0, gt=0)
+    jwks_refetch_interval_seconds: float = Field(default=5.0, ge=0.1)
+    jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    non_jwt_tokens: Literal["reject", "passthrough"] = "reject"
+    remove_credential_headers: bool = True
+    internal_user_allowed_routes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INTERNAL_USER_ROUTES)
+    )
+    headers: HeaderSettings = Field(default_factory=HeaderSettings)
+    check_timeout_seconds: float = Field(default=0.8, gt=0, le=30)
+    reload_interval_seconds: float = Field(default=1.0, ge=0.1, le=300)
+    mint: dict[str, Any] = Field(default_factory=dict)

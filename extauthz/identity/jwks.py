@@ -1,0 +1,209 @@
+"""Fetch signing keys from JWKS or OpenID-discovery URLs (or ``file://``) and keep them fresh.
+
+Policy, in short (the why is in the issue and DESIGN.md):
+- keys are refreshed in the background every ``ttl`` seconds; a failed refresh keeps the keys
+  we have (an IdP outage must not lock everyone out) and retries sooner with backoff;
+- a token with an unknown ``kid`` may trigger one refetch, at most every ``refetch_interval``
+  seconds and shared by all waiting requests, so a key rotation is seen in seconds while a flood
+  of made-up kids cannot hammer the IdP;
+- nothing here decides anything: callers read ``ring`` (None until keys were ever obtained).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import aiohttp
+
+from extauthz import metrics
+from extauthz.errors import KeySourceError
+from extauthz.identity.keyring import KeyRing
+
+log = logging.getLogger("extauthz.jwks")
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+Fetcher = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """``JWT_PUBLIC_KEY_URL`` may hold several comma-separated URLs."""
+    return tuple(u.strip() for u in value.split(",") if u.strip())
+
+
+class HttpFetcher:
+    """GET a JSON document over http(s) or read it from a ``file://`` URL, with size caps."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, url: str) -> dict[str, Any]:
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            raw = await asyncio.to_thread(_read_file, unquote(parsed.path))
+        elif parsed.scheme in ("http", "https"):
+            raw = await self._get(url)
+        else:
+            raise KeySourceError(f"{url}: only https://, http:// and file:// URLs are supported")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise KeySourceError(f"{url}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise KeySourceError(f"{url}: expected a JSON object")
+        return doc
+
+    async def _get(self, url: str) -> bytes:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        last: Exception | None = None
+        for attempt in range(3):  # LiteLLM retries transport errors three times too
+            try:
+                async with self._session.get(url, allow_redirects=True) as resp:
+                    if resp.status != 200:
+                        raise KeySourceError(f"{url}: HTTP {resp.status}")
+                    raw = await resp.content.read(MAX_DOCUMENT_BYTES + 1)
+                    if len(raw) > MAX_DOCUMENT_BYTES:
+                        raise KeySourceError(
+                            f"{url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+                        )
+                    return raw
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise KeySourceError(f"{url}: unreachable ({type(last).__name__}: {last})")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise KeySourceError(f"file://{path}: {exc.strerror}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise KeySourceError(f"file://{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+    return raw
+
+
+async def fetch_jwks(url: str, fetch: Fetcher) -> dict[str, Any]:
+    """A JWKS document from ``url``, following OpenID discovery's ``jwks_uri`` if needed."""
+    doc = await fetch(url)
+    if isinstance(doc.get("keys"), list):
+        return doc
+    jwks_uri = doc.get("jwks_uri")
+    if isinstance(jwks_uri, str) and urlparse(jwks_uri).scheme in ("https", "http"):
+        keys = await fetch(jwks_uri)
+        if isinstance(keys.get("keys"), list):
+            return keys
+        raise KeySourceError(f"{jwks_uri} (jwks_uri of {url}): no 'keys' list")
+    raise KeySourceError(
+        f"{url}: neither a JWKS ('keys') nor an OpenID discovery document ('jwks_uri')"
+    )
+
+
+class JwksSource:
+    """Holds the current key ring and keeps it fresh. One per serving process."""
+
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        *,
+        ttl: float = 600.0,
+        refetch_interval: float = 5.0,
+        fetch: Fetcher,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.urls = urls
+        self.ttl = ttl
+        self.refetch_interval = refetch_interval
+        self._fetch = fetch
+        self._clock = clock
+        self._docs: dict[str, dict[str, Any]] = {}
+        self.ring: KeyRing | None = None
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+        self._last_refetch = -float("inf")
+        self._inflight: asyncio.Task[bool] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.on_change: Callable[[KeyRing], None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Keys were obtained at least once."""
+        return self.ring is not None
+
+    async def refresh(self, trigger: str = "schedule") -> bool:
+        """Fetch every URL; keep the last good document of any URL that fails. True if all ok."""
+        results = await asyncio.gather(
+            *(fetch_jwks(u, self._fetch) for u in self.urls), return_exceptions=True
+        )
+        errors: list[str] = []
+        for url, result in zip(self.urls, results, strict=True):
+            if isinstance(result, BaseException):
+                msg = str(result) if isinstance(result, KeySourceError) else f"{url}: {result!r}"
+                errors.append(msg)
+            else:
+                self._docs[url] = result
+        if self._docs:
+            ring = KeyRing.from_jwks(self._docs[u] for u in self.urls if u in self._docs)
+            if self.ring is None or ring.fingerprint != self.ring.fingerprint:
+                self.ring = ring
+                metrics.KEYS_LOADED.set(len(ring))
+                if self.on_change is not None:
+                    self.on_change(ring)
+        ok = not errors
+        metrics.KEY_FETCHES.labels("ok" if ok else "error", trigger).inc()
+        if ok:
+            self.last_error = None
+            self.last_success = time.time()
+            metrics.KEYS_AGE.set(self.last_success)
+        else:
+            self.last_error = "; ".join(errors)
+            log.warning("signing-key fetch failed", extra={"error": self.last_error})
+        return ok
+
+    async def refetch_for_kid(self, kid: str) -> bool:
+        """One shared, rate-limited refetch for an unknown ``kid``. True if the kid is now known."""
+        if self._inflight is None:
+            now = self._clock()
+            if now - self._last_refetch < self.refetch_interval:
+                return self.ring is not None and self.ring.has_kid(kid)
+            self._last_refetch = now
+            self._inflight = asyncio.ensure_future(self.refresh("unknown_kid"))
+            self._inflight.add_done_callback(lambda _: setattr(self, "_inflight", None))
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._inflight)
+        return self.ring is not None and self.ring.has_kid(kid)
+
+    def start(self) -> None:
+        """Start the background refresh loop (the first fetch happens at once)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            ok = await self.refresh("schedule" if self.ring is not None else "startup")
+            failures = 0 if ok else failures + 1
+            delay = self.ttl if ok else min(self.ttl, 30.0, 0.5 * 2 ** min(failures, 6))
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        """Stop the background loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

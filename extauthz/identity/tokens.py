@@ -1,0 +1,195 @@
+"""Verify a compact JWS token against a key ring, then check its time and audience claims.
+
+Pure: the key ring and the current time are arguments. Failures come back as ``TokenFailure``
+values with a stable reason and a message meant for the client; nothing here raises, and no
+message ever contains the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from extauthz.identity.keyring import ALLOWED_ALGS, KeyRing
+from extauthz.policy.types import Reason
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """How strictly to check claims; built from config, never changed per request."""
+
+    audiences: frozenset[str] = frozenset()
+    issuers: frozenset[str] = frozenset()
+    leeway: float = 30.0
+    require_exp: bool = True
+    max_token_bytes: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFailure:
+    """Why a token was refused: ``reason`` for metrics, ``message`` for the client."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownKid:
+    """The token's ``kid`` is not in the ring: the caller may refetch keys and try again."""
+
+    kid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parts of a JOSE header we act on."""
+
+    alg: str
+    kid: str | None
+
+
+def looks_like_jwt(token: str) -> bool:
+    """LiteLLM's test: a JWT is anything that splits on '.' into exactly three parts."""
+    return token.count(".") == 2
+
+
+def b64url_decode(part: str) -> bytes | None:
+    """Strict base64url (no padding required, no stray characters); None when invalid."""
+    if not _B64URL.fullmatch(part):
+        return None
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _json_object(part: str) -> dict[str, Any] | None:
+    raw = b64url_decode(part)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_header(token: str, rules: TokenRules) -> Header | TokenFailure:
+    """Parse and vet the JOSE header before any key is chosen."""
+    if len(token) > rules.max_token_bytes:
+        return TokenFailure(
+            Reason.TOKEN_TOO_LARGE,
+            f"the token is larger than {rules.max_token_bytes} bytes; ask your identity "
+            "provider for a smaller token or raise extauthz.max_token_bytes",
+        )
+    parts = token.split(".")
+    if len(parts) != 3:
+        return TokenFailure(Reason.MALFORMED_TOKEN, "the token is not a compact JWT (3 parts)")
+    header = _json_object(parts[0])
+    if header is None:
+        return TokenFailure(Reason.MALFORMED_TOKEN, "the token header is not base64url JSON")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
+        return TokenFailure(
+            Reason.ALGORITHM_NOT_ALLOWED,
+            f"token algorithm {str(alg)[:16]!r} is not accepted; use one of "
+            f"{', '.join(sorted(ALLOWED_ALGS))}",
+        )
+    if "crit" in header:
+        return TokenFailure(
+            Reason.MALFORMED_TOKEN,
+            "the token header has critical extensions ('crit') we do not support",
+        )
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        return TokenFailure(Reason.MALFORMED_TOKEN, "the token header 'kid' is not a string")
+    return Header(alg=alg, kid=kid)
+
+
+def verify_token(
+    token: str, header: Header, ring: KeyRing, rules: TokenRules, now: float
+) -> dict[str, Any] | TokenFailure | UnknownKid:
+    """Return the verified claims, or why not. ``header`` is ``read_header(token)``'s result."""
+    candidates = ring.candidates(header.kid, header.alg)
+    if candidates is None:
+        return UnknownKid(header.kid or "")
+    if not candidates:
+        if header.kid is None:
+            return TokenFailure(
+                Reason.UNKNOWN_KEY,
+                f"the token has no 'kid' and the identity provider publishes {len(ring)} keys; "
+                "the token must name its signing key",
+            )
+        return TokenFailure(
+            Reason.BAD_SIGNATURE,
+            f"signing key {header.kid!r} cannot verify algorithm {header.alg}",
+        )
+    signing_input, _, sig_part = token.rpartition(".")
+    signature = b64url_decode(sig_part)
+    if signature is None:
+        return TokenFailure(Reason.MALFORMED_TOKEN, "the token signature is not base64url")
+    msg = signing_input.encode("ascii", "replace")
+    if not any(v.verify(msg, signature) for v in candidates):
+        return TokenFailure(Reason.BAD_SIGNATURE, "the token signature does not verify")
+    claims = _json_object(signing_input.partition(".")[2])
+    if claims is None:
+        return TokenFailure(Reason.MALFORMED_TOKEN, "the token payload is not a JSON object")
+    failure = check_claims(claims, rules, now)
+    return failure if failure is not None else claims
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def check_claims(claims: Mapping[str, Any], rules: TokenRules, now: float) -> TokenFailure | None:
+    """Time and audience checks (RFC 7519 §4.1) with ``rules.leeway`` seconds of clock skew."""
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and _number(claims[name]) is None:
+            return TokenFailure(Reason.MALFORMED_TOKEN, f"the token claim '{name}' is not a number")
+    exp = _number(claims.get("exp"))
+    if exp is None:
+        if rules.require_exp:
+            return TokenFailure(
+                Reason.MISSING_EXPIRY,
+                "the token has no 'exp' claim; issue tokens with an expiry "
+                "(or set extauthz.require_exp: false)",
+            )
+    elif now > exp + rules.leeway:
+        return TokenFailure(Reason.TOKEN_EXPIRED, "the token has expired; get a new one")
+    nbf = _number(claims.get("nbf"))
+    if nbf is not None and now + rules.leeway < nbf:
+        return TokenFailure(Reason.TOKEN_NOT_YET_VALID, "the token is not valid yet (nbf)")
+    iat = _number(claims.get("iat"))
+    if iat is not None and now + rules.leeway < iat:
+        return TokenFailure(
+            Reason.TOKEN_NOT_YET_VALID, "the token was issued in the future (iat); check clocks"
+        )
+    if rules.issuers:
+        iss = claims.get("iss")
+        if not isinstance(iss, str) or iss not in rules.issuers:
+            return TokenFailure(
+                Reason.ISSUER_MISMATCH,
+                "the token issuer is not accepted; expected " + ", ".join(sorted(rules.issuers)),
+            )
+    if rules.audiences:
+        aud = claims.get("aud")
+        auds = {aud} if isinstance(aud, str) else set()
+        if isinstance(aud, list):
+            auds = {a for a in aud if isinstance(a, str)}
+        if not auds & rules.audiences:
+            return TokenFailure(
+                Reason.AUDIENCE_MISMATCH,
+                "the token audience is not accepted; expected "
+                + ", ".join(sorted(rules.audiences)),
+            )
+    return None

@@ -1,0 +1,111 @@
+"""Token verification with a bounded cache of verified tokens.
+
+A cache entry never outlives its token (``exp`` + leeway) nor ``max_age`` seconds, and the whole
+cache is dropped whenever the key ring changes, so a key the IdP withdrew stops verifying at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachetools import TLRUCache
+
+from extauthz import metrics
+from extauthz.identity.jwks import JwksSource
+from extauthz.identity.keyring import KeyRing
+from extauthz.identity.tokens import (
+    TokenFailure,
+    TokenRules,
+    UnknownKid,
+    read_header,
+    verify_token,
+)
+from extauthz.policy.types import Reason
+
+Claims = dict[str, Any]
+
+
+class TokenVerifier:
+    """Verifies JWTs against a ``JwksSource``; safe to share across requests on one loop."""
+
+    def __init__(
+        self,
+        keys: JwksSource,
+        rules: TokenRules,
+        *,
+        cache_size: int = 10_000,
+        max_age: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.rules = rules
+        self._clock = clock
+        self._max_age = max_age
+
+        def expires(_key: str, value: tuple[Claims, float], now: float) -> float:
+            return min(value[1], now + self._max_age)
+
+        self._cache: TLRUCache[str, tuple[Claims, float]] = TLRUCache(
+            maxsize=max(cache_size, 1), ttu=expires, timer=clock
+        )
+        self._enabled = cache_size > 0
+        keys.on_change = self._keys_changed
+
+    def _keys_changed(self, _ring: KeyRing) -> None:
+        self._cache.clear()
+
+    def set_rules(self, rules: TokenRules) -> None:
+        """Apply new claim rules (policy reload); cached verdicts were made under the old ones."""
+        if rules != self.rules:
+            self.rules = rules
+            self._cache.clear()
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+    async def verify(self, token: str, wait: float = 1.0) -> Claims | TokenFailure:
+        """Verified claims, or why the token is refused. Never raises for any token.
+
+        ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
+        """
+        now = self._clock()
+        if self._enabled:
+            hit = self._cache.get(token)
+            if hit is not None:
+                return hit[0]
+        header = read_header(token, self.rules)
+        if isinstance(header, TokenFailure):
+            return header
+        ring = self.keys.ring
+        if ring is None:
+            return TokenFailure(
+                Reason.KEYS_UNAVAILABLE,
+                "signing keys could not be fetched from the identity provider yet; retry shortly",
+            )
+        result = verify_token(token, header, ring, self.rules, now)
+        if isinstance(result, UnknownKid):
+            try:
+                known = await asyncio.wait_for(self.keys.refetch_for_kid(result.kid), wait)
+            except TimeoutError:
+                known = False
+            if known and self.keys.ring is not None:
+                result = verify_token(token, header, self.keys.ring, self.rules, self._clock())
+            if isinstance(result, UnknownKid):
+                return TokenFailure(
+                    Reason.UNKNOWN_KEY,
+                    f"the token's signing key {result.kid[:64]!r} is not published by the "
+                    "identity provider",
+                )
+        if isinstance(result, TokenFailure):
+            return result
+        if self._enabled:
+            exp = result.get("exp")
+            until = (float(exp) + self.rules.leeway) if isinstance(exp, int | float) else now
+            if until > now:
+                self._cache[token] = (result, until)
+                metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
+        return result

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the serving sidecar (module-level, one registry per process).
+
+Label values are the stable ``Reason`` strings, so dashboards survive message rewording.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DECISIONS = Counter(
+    "extauthz_decisions_total",
+    "Authorization decisions by outcome and reason.",
+    ["outcome", "reason", "status"],
+)
+CHECK_SECONDS = Histogram(
+    "extauthz_check_duration_seconds",
+    "Time spent deciding one request inside the sidecar.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+KEY_FETCHES = Counter(
+    "extauthz_jwks_fetches_total", "Signing-key fetches by result.", ["result", "trigger"]
+)
+KEYS_LOADED = Gauge("extauthz_jwks_keys", "Signing keys currently held.")
+KEYS_AGE = Gauge("extauthz_jwks_last_success_timestamp_seconds", "When keys were last fetched.")
+TOKEN_CACHE_SIZE = Gauge("extauthz_token_cache_entries", "Verified tokens held in the cache.")
+POLICY_RELOADS = Counter("extauthz_policy_reloads_total", "Policy reloads by result.", ["result"])
+POLICY_OK = Gauge(
+    "extauthz_policy_last_reload_ok", "1 when the last policy (re)load succeeded, else 0."
+)

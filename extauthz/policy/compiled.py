@@ -1,0 +1,114 @@
+"""The compiled, immutable policy the decision core reads (built by ``extauthz.config``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from extauthz.identity.tokens import TokenRules
+from extauthz.policy.routes import RouteSet
+from extauthz.policy.types import Role
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimField:
+    """A configured claim name and its parsed path (see ``identity.claims``)."""
+
+    name: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFields:
+    """Which claims carry which identity attribute (``*_jwt_field`` settings)."""
+
+    user_id: ClaimField | None = None
+    team_id: ClaimField | None = None
+    org_id: ClaimField | None = None
+    end_user_id: ClaimField | None = None
+    email: ClaimField | None = None
+    roles: ClaimField | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderNames:
+    """Upstream identity header names (the defaults are the public contract)."""
+
+    user_id: str = "x-auth-user-id"
+    team_id: str = "x-auth-team-id"
+    org_id: str = "x-auth-org-id"
+    end_user_id: str = "x-auth-end-user-id"
+    user_role: str = "x-auth-user-role"
+    user_email: str = "x-auth-user-email"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.user_id,
+            self.team_id,
+            self.org_id,
+            self.end_user_id,
+            self.user_role,
+            self.user_email,
+        )
+
+
+class ModelRule:
+    """An allow-list of model names: exact names and ``*`` wildcards (``gpt-4o*``)."""
+
+    __slots__ = ("_exact", "_pattern", "entries")
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self.entries = entries
+        self._exact = frozenset(e for e in entries if "*" not in e)
+        globs = [e for e in entries if "*" in e]
+        # fnmatch would also treat ? and [ as special; only * is a wildcard here.
+        parts = [".*".join(re.escape(p) for p in g.split("*")) for g in globs]
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+
+    def allows(self, model: str) -> bool:
+        return model in self._exact or (
+            self._pattern is not None and self._pattern.fullmatch(model) is not None
+        )
+
+    def __repr__(self) -> str:
+        return f"ModelRule({list(self.entries)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """Where signing keys come from and how long they are trusted."""
+
+    urls: tuple[str, ...] = ()
+    ttl: float = 600.0
+    refetch_interval: float = 5.0
+    fetch_timeout: float = 5.0
+    token_cache_size: int = 10_000
+    token_cache_max_age: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything a decision needs from config. Replaced whole on reload, never mutated."""
+
+    enable_jwt_auth: bool = False
+    master_key: str | None = None
+    admin_scope: str = "litellm_proxy_admin"
+    fields: ClaimFields = field(default_factory=ClaimFields)
+    team_id_default: str | None = None
+    user_allowed_roles: frozenset[str] | None = None
+    enforce_rbac: bool = False
+    email_domains: frozenset[str] | None = None
+    role_routes: Mapping[Role, RouteSet] = field(default_factory=dict)
+    role_permission_routes: Mapping[Role, RouteSet] = field(default_factory=dict)
+    role_models: Mapping[Role, ModelRule] = field(default_factory=dict)
+    user_id_upsert: bool = False
+    non_jwt_passthrough: bool = False
+    remove_credential_headers: bool = True
+    headers: HeaderNames = field(default_factory=HeaderNames)
+    token_rules: TokenRules = field(default_factory=TokenRules)
+    keys: KeySettings = field(default_factory=KeySettings)
+    model_names: tuple[str, ...] = ()
+    check_timeout: float = 0.8
+    reload_interval: float = 1.0
+    source: str = "<defaults>"

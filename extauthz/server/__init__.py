@@ -1,0 +1,1 @@
+"""Adapters at the edge: Envoy's gRPC ext_authz protocol, health, reflection, the HTTP side."""

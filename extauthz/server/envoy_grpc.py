@@ -1,0 +1,122 @@
+"""Envoy ext_authz v3 (gRPC) ⇄ the protocol-free request view and verdict.
+
+The only module that knows CheckRequest/CheckResponse. Conversions are total: any
+CheckRequest, however odd, becomes a RequestView (missing parts become empty values).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+from extauthz import metrics
+from extauthz.authorizer import Authorizer
+from extauthz.logs import log_decision
+from extauthz.policy.types import Reason, RequestView
+from extauthz.policy.verdict import Verdict, deny_body, render
+
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_OK = status_pb2.Status(code=code_pb2.OK)
+log = logging.getLogger("extauthz.grpc")
+
+
+def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
+    """Read method, raw path, headers and body as Envoy sent them."""
+    http = request.attributes.request.http
+    headers: dict[str, str] = dict(http.headers)
+    if not headers and http.header_map.headers:  # encode_raw_headers mode
+        for h in http.header_map.headers:
+            value = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+            key = h.key.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+    body = http.raw_body or http.body.encode("utf-8", "surrogateescape")
+    return RequestView(
+        method=http.method,
+        path=http.path or headers.get(":path", ""),
+        headers=headers,
+        body=body,
+        body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
+        request_id=headers.get("x-request-id", "") or http.id,
+    )
+
+
+def _option(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
+    )
+
+
+def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
+    """Allow → OK status with header mutations; deny → the HTTP status, headers and JSON body."""
+    metadata = struct_pb2.Struct()
+    metadata.update(verdict.metadata)
+    if verdict.allowed:
+        return ext_authz.CheckResponse(
+            status=_OK,
+            ok_response=ext_authz.OkHttpResponse(
+                headers=[_option(k, v) for k, v in verdict.headers],
+                headers_to_remove=list(verdict.remove),
+            ),
+            dynamic_metadata=metadata,
+        )
+    return ext_authz.CheckResponse(
+        status=status_pb2.Status(
+            code=code_pb2.UNAUTHENTICATED if verdict.status == 401 else code_pb2.PERMISSION_DENIED
+        ),
+        denied_response=ext_authz.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=verdict.status),
+            headers=[_option(k, v) for k, v in verdict.headers],
+            body=verdict.body,
+        ),
+        dynamic_metadata=metadata,
+    )
+
+
+_INTERNAL_DENY = to_check_response(
+    Verdict(
+        allowed=False,
+        status=500,
+        reason=Reason.INTERNAL,
+        headers=(("content-type", "application/json"), ("x-extauthz-reason", "internal")),
+        body=deny_body(500, "internal error in the authorization service; the request was refused"),
+    )
+)
+
+
+class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """``Authorization/Check``: convert, decide, convert back. Never raises."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self._authorizer = authorizer
+
+    async def Check(
+        self, request: ext_authz.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> ext_authz.CheckResponse:
+        start = time.perf_counter()
+        try:
+            view = to_request_view(request)
+        except Exception:  # a CheckRequest we cannot read is refused, never an RPC error
+            view = RequestView(method="", path="", headers={})
+        try:
+            decision = await self._authorizer.authorize(view)
+            verdict = render(decision, self._authorizer.policy)
+            response = to_check_response(verdict)
+        except Exception as exc:  # last guard: fail closed with a fixed answer
+            log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
+            return _INTERNAL_DENY
+        elapsed = time.perf_counter() - start
+        metrics.CHECK_SECONDS.observe(elapsed)
+        metrics.DECISIONS.labels(
+            "allow" if verdict.allowed else "deny", verdict.reason.value, str(verdict.status)
+        ).inc()
+        log_decision(view, verdict, decision, elapsed)
+        return response

@@ -1,0 +1,213 @@
+"""Wire the serving sidecar together, run it, and shut it down gracefully.
+
+Start-up order: policy (refuse to start if invalid) → keys (background) → gRPC (ext_authz,
+health, reflection) → HTTP. Liveness (health service "") is SERVING once the port is bound;
+readiness (service "readiness") once the policy is loaded and signing keys were fetched.
+SIGTERM: readiness off, in-flight checks drained within the grace period, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from extauthz import metrics
+from extauthz.authorizer import Authorizer
+from extauthz.config.loader import LoadedPolicy, load_policy_file
+from extauthz.config.watcher import PolicyWatcher
+from extauthz.identity.jwks import HttpFetcher, JwksSource
+from extauthz.identity.verifier import TokenVerifier
+from extauthz.policy.compiled import Policy
+from extauthz.server.envoy_grpc import AuthorizationService
+from extauthz.server.http_api import build_app
+
+log = logging.getLogger("extauthz.serve")
+
+READINESS_SERVICE = "readiness"
+AUTHZ_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+GRPC_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # above any sane with_request_body.max_request_bytes
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """The ``extauthz serve`` command line."""
+
+    config: str
+    grpc_address: str = "0.0.0.0:9191"
+    http_address: str | None = "0.0.0.0:9192"
+    state_url: str = "memory://"
+
+
+class Sidecar:
+    """A running sidecar: holds its parts so tests can start and stop it in-process."""
+
+    def __init__(self, options: ServeOptions, loaded: LoadedPolicy) -> None:
+        self.options = options
+        policy = loaded.policy
+        self.fetcher = HttpFetcher(policy.keys.fetch_timeout)
+        self.keys = JwksSource(
+            policy.keys.urls,
+            ttl=policy.keys.ttl,
+            refetch_interval=policy.keys.refetch_interval,
+            fetch=self.fetcher,
+        )
+        verifier = TokenVerifier(
+            self.keys,
+            policy.token_rules,
+            cache_size=policy.keys.token_cache_size,
+            max_age=policy.keys.token_cache_max_age,
+        )
+        self.authorizer = Authorizer(policy, verifier if policy.enable_jwt_auth else None)
+        self.watcher = PolicyWatcher(
+            options.config, os.environ, self.apply, interval=policy.reload_interval
+        )
+        self.health = health.aio.HealthServicer()
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_port: int | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+        self._ready_task: asyncio.Task[None] | None = None
+        self._ready = False
+        self._refresh_task: asyncio.Future[bool] | None = None
+
+    def apply(self, loaded: LoadedPolicy) -> None:
+        """Take a reloaded policy; key settings that changed are applied to the key source."""
+        policy = loaded.policy
+        keys = policy.keys
+        if keys.urls != self.keys.urls or keys.ttl != self.keys.ttl:
+            self.keys.urls = keys.urls
+            self.keys.ttl = keys.ttl
+            self._refresh_task = asyncio.ensure_future(self.keys.refresh("reload"))
+        self.keys.refetch_interval = keys.refetch_interval
+        if policy.enable_jwt_auth and self.authorizer.verifier is None:
+            self.authorizer.verifier = TokenVerifier(
+                self.keys,
+                policy.token_rules,
+                cache_size=keys.token_cache_size,
+                max_age=keys.token_cache_max_age,
+            )
+            self.keys.start()
+        self.authorizer.set_policy(policy)
+
+    @property
+    def policy(self) -> Policy:
+        return self.authorizer.policy
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the policy is loaded and, with JWT auth on, keys were fetched once."""
+        policy = self.policy
+        needs_keys = policy.enable_jwt_auth
+        ready = not needs_keys or self.keys.ready
+        detail: dict[str, Any] = {
+            "policy": {"path": self.options.config, "reload_error": self.watcher.last_error},
+        }
+        if needs_keys:
+            detail["keys"] = {
+                "loaded": len(self.keys.ring) if self.keys.ring is not None else 0,
+                "urls": list(self.keys.urls),
+                "last_error": self.keys.last_error,
+            }
+        return ready, detail
+
+    async def start(self) -> None:
+        """Bind every port and start the background loops."""
+        if self.policy.enable_jwt_auth:
+            self.keys.start()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+            AuthorizationService(self.authorizer), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (AUTHZ_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.grpc_port = server.add_insecure_port(self.options.grpc_address)
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC address {self.options.grpc_address}")
+        await server.start()
+        self.grpc_server = server
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.options.http_address:
+            host, _, port = self.options.http_address.rpartition(":")
+            self.http_runner = web.AppRunner(build_app(self.readiness), access_log=None)
+            await self.http_runner.setup()
+            site = web.TCPSite(self.http_runner, host or "0.0.0.0", int(port))
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            self.http_port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.watcher.start()
+        self._ready_task = asyncio.ensure_future(self._track_readiness())
+        metrics.POLICY_OK.set(1)
+        log.info(
+            "serving",
+            extra={
+                "grpc_port": self.grpc_port,
+                "http_port": self.http_port,
+                "config": self.options.config,
+                "jwt_auth": self.policy.enable_jwt_auth,
+            },
+        )
+
+    async def _track_readiness(self) -> None:
+        while True:
+            ready, _ = self.readiness()
+            if ready != self._ready:
+                self._ready = ready
+                await self.health.set(
+                    READINESS_SERVICE,
+                    health_pb2.HealthCheckResponse.SERVING
+                    if ready
+                    else health_pb2.HealthCheckResponse.NOT_SERVING,
+                )
+                log.info("readiness changed", extra={"ready": ready})
+            await asyncio.sleep(0.2)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Drain: readiness off first so Envoy stops sending, then let in-flight checks finish."""
+        if self._ready_task is not None:
+            self._ready_task.cancel()
+        await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.enter_graceful_shutdown()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.watcher.stop()
+        await self.keys.stop()
+        await self.fetcher.close()
+
+
+async def run(options: ServeOptions) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    loaded = load_policy_file(options.config, os.environ)
+    for warning in loaded.warnings:
+        log.warning(warning, extra={"path": options.config})
+    sidecar = Sidecar(options, loaded)
+    await sidecar.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    await sidecar.stop()
+    return 0
