@@ -1,0 +1,183 @@
+"""The pipeline: path check, credential extraction, master key, passthrough, never raising."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from extauthz.authorizer import Authorizer
+from extauthz.config.loader import compile_policy
+from extauthz.config.yamlfile import parse_yaml
+from extauthz.identity.jwks import JwksSource
+from extauthz.identity.tokens import TokenRules
+from extauthz.identity.verifier import TokenVerifier
+from extauthz.policy.credentials import extract_credential
+from extauthz.policy.types import Allow, Deny, Reason, RequestView, Role
+from extauthz.policy.verdict import render
+from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
+
+POLICY_YAML = """
+general_settings:
+  enable_jwt_auth: true
+  master_key: sk-master-key-1234
+  litellm_jwtauth: {user_id_jwt_field: sub}
+extauthz: {non_jwt_tokens: %s}
+"""
+
+
+async def make(non_jwt: str = "reject") -> Authorizer:
+    policy = compile_policy(parse_yaml(POLICY_YAML % non_jwt), {"JWT_PUBLIC_KEY_URL": "u"}).policy
+
+    async def fetch(_url: str) -> dict[str, Any]:
+        return jwks(rsa_jwk())
+
+    source = JwksSource(("u",), fetch=fetch)
+    await source.refresh()
+    return Authorizer(policy, TokenVerifier(source, TokenRules(), clock=lambda: NOW))
+
+
+def req(
+    headers: dict[str, str], path: str = "/v1/chat/completions", body: Any = None
+) -> RequestView:
+    raw = json.dumps(body if body is not None else {"model": "m"}).encode()
+    return RequestView("POST", path, {"content-type": "application/json", **headers}, raw)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Bearer {t}"},
+        {"authorization": "bearer {t}"},
+        {"authorization": "BEARER   {t}  "},
+        {"x-litellm-api-key": "{t}"},
+        {"api-key": "{t}"},
+        {"x-api-key": "{t}"},
+    ],
+)
+async def test_credential_headers_litellm_reads(headers: dict[str, str]) -> None:
+    """Bearer (any case) and LiteLLM's other key headers all carry the token."""
+    token = rs_token({"sub": "alice"})
+    authorizer = await make()
+    decision = await authorizer.authorize(req({k: v.format(t=token) for k, v in headers.items()}))
+    assert isinstance(decision, Allow) and decision.identity.user_id == "alice"
+
+
+@pytest.mark.parametrize(
+    "headers,reason",
+    [
+        ({}, Reason.MISSING_CREDENTIAL),
+        ({"authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}, Reason.MISSING_CREDENTIAL),
+        ({"authorization": "Bearer "}, Reason.MISSING_CREDENTIAL),
+        ({"authorization": "Bearer sk-not-the-master"}, Reason.INVALID_API_KEY),
+        ({"authorization": "Bearer a.b.c"}, Reason.MALFORMED_TOKEN),
+        ({"authorization": "Bearer x,Bearer y"}, Reason.INVALID_API_KEY),
+    ],
+)
+async def test_unauthenticated_requests_get_401(headers: dict[str, str], reason: Reason) -> None:
+    """No or bad credentials: 401 with a specific reason and the invalid_token challenge."""
+    decision = await (await make()).authorize(req(headers))
+    assert isinstance(decision, Deny) and (decision.status, decision.reason) == (401, reason)
+    verdict = render(decision, (await make()).policy)
+    assert ("www-authenticate", 'Bearer error="invalid_token"') in verdict.headers
+    body = json.loads(verdict.body)
+    assert body["error"]["type"] == "auth_error" and body["error"]["code"] == "401"
+
+
+async def test_master_key_is_proxy_admin_everywhere() -> None:
+    """The master key (constant-time compare) passes every route as proxy_admin."""
+    decision = await (await make()).authorize(
+        req({"authorization": "Bearer sk-master-key-1234"}, path="/global/spend/reset")
+    )
+    assert isinstance(decision, Allow) and decision.role is Role.PROXY_ADMIN
+
+
+async def test_passthrough_keeps_non_jwt_keys_for_the_upstream() -> None:
+    """With non_jwt_tokens: passthrough, a virtual key passes and is not stripped."""
+    authorizer = await make("passthrough")
+    decision = await authorizer.authorize(req({"authorization": "Bearer sk-virtual-key"}))
+    assert isinstance(decision, Allow)
+    verdict = render(decision, authorizer.policy)
+    assert "authorization" not in verdict.remove
+
+
+async def test_passthrough_never_excuses_a_bad_jwt() -> None:
+    """A JWT-shaped token that fails verification is refused even in passthrough mode."""
+    decision = await (await make("passthrough")).authorize(
+        req({"authorization": f"Bearer {rs_token({'sub': 'a'}, name='b', kid=rsa_jwk()['kid'])}"})
+    )
+    assert isinstance(decision, Deny) and decision.reason is Reason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/../admin",
+        "/v1/%2e%2e/x",
+        "/v1%2fchat",
+        "relative",
+        "/v1\\x",
+        "/v1/chat\x00",
+    ],
+)
+async def test_odd_paths_are_400_before_any_token_work(path: str) -> None:
+    """Dot-segments, encoded separators, backslashes and NUL are refused with 400."""
+    decision = await (await make()).authorize(req({}, path=path))
+    assert isinstance(decision, Deny) and (decision.status, decision.reason) == (
+        400,
+        Reason.BAD_PATH,
+    )
+
+
+async def test_query_string_is_ignored_for_routes() -> None:
+    """A query string does not change which route matches."""
+    decision = await (await make()).authorize(
+        req({"authorization": f"Bearer {rs_token({'sub': 'a'})}"}, path="/v1/chat/completions?x=1")
+    )
+    assert isinstance(decision, Allow)
+
+
+async def test_internal_errors_fail_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception anywhere in the pipeline becomes a 500 deny, not an allow or a crash."""
+    authorizer = await make()
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("secret-token-text")
+
+    monkeypatch.setattr("extauthz.authorizer.decide", boom)
+    decision = await authorizer.authorize(
+        req({"authorization": f"Bearer {rs_token({'sub': 'a'})}"})
+    )
+    assert isinstance(decision, Deny) and decision.status == 500
+    assert "secret-token-text" not in decision.message
+
+
+def test_allow_verdict_sets_known_and_removes_unknown_identity_headers() -> None:
+    """Unknown identity values are removed, never passed through from the client."""
+    policy = compile_policy(parse_yaml(POLICY_YAML % "reject"), {"JWT_PUBLIC_KEY_URL": "u"}).policy
+    from extauthz.policy.types import Identity
+
+    verdict = render(Allow(Identity("jwt", user_id="u1"), Role.INTERNAL_USER, "m"), policy)
+    assert dict(verdict.headers) == {"x-auth-user-id": "u1", "x-auth-user-role": "internal_user"}
+    for header in (
+        "x-auth-team-id",
+        "x-auth-org-id",
+        "x-auth-end-user-id",
+        "x-auth-user-email",
+        "authorization",
+        "x-api-key",
+    ):
+        assert header in verdict.remove
+    assert verdict.metadata == {
+        "decision": "allow",
+        "user_id": "u1",
+        "role": "internal_user",
+        "model": "m",
+    }
+
+
+def test_extract_credential_prefers_litellm_order() -> None:
+    """x-litellm-api-key wins over Authorization, as in LiteLLM."""
+    cred = extract_credential({"authorization": "Bearer b", "x-litellm-api-key": "a"})
+    assert cred is not None and (cred.value, cred.header) == ("a", "x-litellm-api-key")

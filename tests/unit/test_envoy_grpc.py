@@ -1,0 +1,120 @@
+"""The gRPC adapter: real CheckRequest/CheckResponse protobufs in and out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
+from google.protobuf import json_format
+
+from extauthz.policy.compiled import Policy
+from extauthz.policy.types import Allow, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy.verdict import render
+from extauthz.server.envoy_grpc import AuthorizationService, to_check_response, to_request_view
+
+
+def check_request(
+    headers: dict[str, str],
+    path: str = "/v1/chat/completions",
+    body: bytes = b"",
+    method: str = "POST",
+) -> external_auth_pb2.CheckRequest:
+    http = attribute_context_pb2.AttributeContext.HttpRequest(
+        method=method, path=path, headers=headers, raw_body=body, id="envoy-id"
+    )
+    return external_auth_pb2.CheckRequest(
+        attributes=attribute_context_pb2.AttributeContext(
+            request=attribute_context_pb2.AttributeContext.Request(http=http)
+        )
+    )
+
+
+def test_request_view_reads_what_envoy_sends() -> None:
+    """Method, raw path with query, headers, raw_body, partial-body flag and request id."""
+    view = to_request_view(
+        check_request(
+            {"x-request-id": "rid", "x-envoy-auth-partial-body": "true"},
+            path="/v1/x?y=1",
+            body=b"\xff\x00",
+        )
+    )
+    assert view == RequestView(
+        "POST",
+        "/v1/x?y=1",
+        {"x-request-id": "rid", "x-envoy-auth-partial-body": "true"},
+        b"\xff\x00",
+        True,
+        "rid",
+    )
+
+
+def test_request_view_of_an_empty_check_request() -> None:
+    """An empty CheckRequest converts without error (and will be refused later)."""
+    view = to_request_view(external_auth_pb2.CheckRequest())
+    assert (view.method, view.path, view.body) == ("", "", b"")
+
+
+def test_allow_response_sets_and_removes_headers_with_overwrite() -> None:
+    """OK status, identity headers with OVERWRITE_IF_EXISTS_OR_ADD, removals, metadata."""
+    verdict = render(
+        Allow(Identity("jwt", user_id="u", team_id="t"), Role.TEAM, "gpt-4o"), Policy()
+    )
+    resp = to_check_response(verdict)
+    out: dict[str, Any] = json_format.MessageToDict(resp)
+    assert resp.status.code == 0
+    headers = {h["header"]["key"]: h for h in out["okResponse"]["headers"]}
+    assert headers["x-auth-team-id"]["header"]["value"] == "t"
+    assert headers["x-auth-team-id"]["appendAction"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+    assert "authorization" in out["okResponse"]["headersToRemove"]
+    assert out["dynamicMetadata"] == {
+        "decision": "allow",
+        "user_id": "u",
+        "team_id": "t",
+        "role": "team",
+        "model": "gpt-4o",
+    }
+
+
+def test_deny_response_carries_status_body_and_headers() -> None:
+    """A deny carries the HTTP status, the JSON error and the reason header."""
+    resp = to_check_response(render(Deny(403, Reason.MODEL_NOT_ALLOWED, "no"), Policy()))
+    assert resp.status.code == 7  # PERMISSION_DENIED
+    assert resp.denied_response.status.code == 403
+    assert json.loads(resp.denied_response.body) == {
+        "error": {"message": "no", "type": "auth_error", "code": "403"}
+    }
+    keys = {h.header.key: h.header.value for h in resp.denied_response.headers}
+    assert keys["x-extauthz-reason"] == "model_not_allowed"
+
+
+class ExplodingAuthorizer:
+    policy = Policy()
+
+    async def authorize(self, _view: RequestView) -> Any:
+        raise RuntimeError("boom")
+
+
+class FixedAuthorizer:
+    policy = Policy()
+
+    def __init__(self, decision: Any) -> None:
+        self.decision = decision
+
+    async def authorize(self, _view: RequestView) -> Any:
+        return self.decision
+
+
+async def test_check_never_raises() -> None:
+    """Even if the authorizer itself raises, Check answers a 500 deny (fail closed)."""
+    service = AuthorizationService(ExplodingAuthorizer())  # type: ignore[arg-type]
+    resp = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    assert resp.denied_response.status.code == 500
+    assert resp.status.code != 0
+
+
+async def test_check_round_trip() -> None:
+    """A Check with a fixed decision returns exactly that decision's response."""
+    service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))  # type: ignore[arg-type]
+    resp = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    assert resp.denied_response.status.code == 401 and resp.status.code == 16
