@@ -171,9 +171,10 @@ def compile_policy(
             if m is not None:
                 model_names.append(m.model_name)
 
-    if general is None or ours_model is None:
+    if general is None:
         raise ConfigError(problems, source)
-    ours: ExtauthzSettings = ours_model
+    # Keep checking with defaults so every problem is reported in one run.
+    ours: ExtauthzSettings = ours_model if ours_model is not None else ExtauthzSettings()
     jwt = general.litellm_jwtauth
     jwt_where = "general_settings.litellm_jwtauth"
 

@@ -114,7 +114,8 @@ def test_jwt_audience_and_issuer_come_from_env() -> None:
             "did you mean 'team_allowed_routes'",
         ),
         (
-            "general_settings: {enable_jwt_auth: true, litellm_jwtauth: {team_ids_jwt_field: groups}}",
+            "general_settings: {enable_jwt_auth: true, litellm_jwtauth: "
+            "{team_ids_jwt_field: groups}}",
             "team_ids_jwt_field: LiteLLM option not implemented",
         ),
         (
@@ -131,7 +132,8 @@ def test_jwt_audience_and_issuer_come_from_env() -> None:
             "general_settings.role_permissions[0].role",
         ),
         (
-            "general_settings: {enable_jwt_auth: true, role_permissions: [{role: team, model: [a]}]}",
+            "general_settings: {enable_jwt_auth: true, role_permissions: "
+            "[{role: team, model: [a]}]}",
             "general_settings.role_permissions[0].model",
         ),
         (
@@ -140,7 +142,8 @@ def test_jwt_audience_and_issuer_come_from_env() -> None:
             "did you mean 'openai_routes'",
         ),
         (
-            "general_settings: {enable_jwt_auth: true, litellm_jwtauth: {user_roles_jwt_field: roles}}",
+            "general_settings: {enable_jwt_auth: true, litellm_jwtauth: "
+            "{user_roles_jwt_field: roles}}",
             "must be set together",
         ),
         (
