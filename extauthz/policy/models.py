@@ -1,0 +1,398 @@
+"""Read every model a request names, the way LiteLLM (FastAPI/Starlette) will read it.
+
+A model check is only as good as the model we see, so each reader refuses input that two
+parsers could read differently (duplicate ``model`` keys, ``;``-separated forms, encoded
+multipart fields, absurd nesting) instead of picking one reading and hoping upstream agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+MAX_MODEL_LENGTH = 512
+"""Longest model name we accept (characters; bytes for a multipart field)."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest JSON nesting we parse; deeper bodies are refused before they can exhaust the stack."""
+
+MAX_FORM_FIELDS = 1000
+"""Most urlencoded fields or multipart parts we read (Starlette's own default cap)."""
+
+_REALTIME_PATHS = frozenset({"/realtime", "/v1/realtime"})
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+# Azure-style deployments and legacy engines name the model in the path.
+_DEPLOYMENT_PATH = re.compile(r"(?:/v1)?/(?:openai/deployments|engines)/([^/]+)/")
+# Google: /models/{model}:action; greedy '.+' makes the model end at the LAST ':'.
+_GOOGLE_PATH = re.compile(r"(?:/v1beta|/v1)?/models/(.+):[A-Za-z][A-Za-z0-9]*", re.DOTALL)
+# Google actions are all POST; a GET/DELETE on /v1/models/{id} is OpenAI's retrieve/delete,
+# whose fine-tuned ids ("ft:gpt-4o:org::abc") contain ':' and must not be read as a model use.
+_NO_ACTION_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+# LiteLLM JSON-parses any body whose Content-Type header lacks "form"; only an object names a model.
+_JSON_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[^"\\\r\n]|\\["\\])*"'
+_HEADER_PARAM = re.compile(rf"[ \t]*;[ \t]*({_TCHARS})[ \t]*=[ \t]*({_TCHARS}|{_QUOTED})[ \t]*")
+_HEADER_VALUE_START = re.compile(rf"[ \t]*({_TCHARS}(?:/{_TCHARS})?)[ \t]*")
+_TRAILING_SEMICOLON = re.compile(r"[ \t]*;?[ \t]*")
+_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# RFC 2046 boundary: 1-70 bchars, not ending in a space.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+_IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRead:
+    """What :func:`read_models` found.
+
+    ``models``: every model the request names (path, realtime query, body), de-duplicated, in
+    order found. ``error``: a client-facing 400 message when the model cannot be read safely.
+    ``cut``: Envoy cut a body we would have parsed, so the body's model is unknown (no error).
+    """
+
+    models: tuple[str, ...]
+    error: str | None = None
+    cut: bool = False
+
+
+class _Refused(Exception):
+    """Internal: a reader found input it will not interpret; ``args[0]`` is the client message."""
+
+
+def media_type(content_type: str | None) -> str:
+    """The lower-cased media type without parameters ("" when the header is absent)."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json_type(media: str) -> bool:
+    """JSON by declaration: no Content-Type, application/json, or any ``*/*+json``."""
+    return media in ("", "application/json") or ("/" in media and media.endswith("+json"))
+
+
+def read_models(
+    path: str,
+    query: str,
+    method: str,
+    content_type: str | None,
+    body: bytes,
+    body_cut: bool,
+) -> ModelRead:
+    """Every model named by the path, the realtime query and the body; never raises.
+
+    ``path`` is the decoded path from ``check_path`` and ``query`` the raw query string.
+    """
+    found: list[str] = []
+    try:
+        _add(found, _path_models(path, method))
+        if path in _REALTIME_PATHS and query:
+            _add(found, _query_models(query))
+        media = media_type(content_type)
+        # LiteLLM reads any body whose raw Content-Type lacks "form" as JSON, whatever it says.
+        sniffed_json = (
+            "form" not in (content_type or "")
+            and not _is_json_type(media)
+            and _JSON_OBJECT_START.match(body) is not None
+        )
+        parsed_type = _is_json_type(media) or media in (_FORM, _MULTIPART)
+        if body_cut:
+            return ModelRead(tuple(found), cut=parsed_type or sniffed_json)
+        if body:
+            if _is_json_type(media):
+                _add(found, _json_models(body))
+            elif media == _FORM:
+                _add(found, _form_models(body))
+            elif media == _MULTIPART:
+                _add(found, _multipart_models(content_type or "", body))
+            if sniffed_json:
+                _add(found, _json_models(body))
+    except _Refused as refused:
+        return ModelRead((), error=str(refused.args[0]))
+    return ModelRead(tuple(found))
+
+
+def _add(found: list[str], models: Iterable[str]) -> None:
+    """Append models not seen yet, after checking each is a sane model name."""
+    for model in models:
+        _check_model(model)
+        if model not in found:
+            found.append(model)
+
+
+def _check_model(model: str) -> None:
+    """Refuse model names no real deployment has and that could confuse logs or matching."""
+    if model == "":
+        raise _Refused("`model` is empty; name a model")
+    if len(model) > MAX_MODEL_LENGTH:
+        raise _Refused(f"the model name is longer than {MAX_MODEL_LENGTH} characters")
+    try:
+        model.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Refused("the model name is not valid UTF-8; fix its encoding") from None
+    if not model.isprintable():
+        raise _Refused("the model name contains control or invisible characters; remove them")
+
+
+def _path_models(path: str, method: str) -> list[str]:
+    """Models named in the path: Azure deployments, legacy engines and Google ``:action`` URLs."""
+    match = _DEPLOYMENT_PATH.match(path)
+    if match is not None:
+        return [match.group(1)]
+    if method.upper() not in _NO_ACTION_METHODS:
+        match = _GOOGLE_PATH.fullmatch(path)
+        if match is not None:
+            return [match.group(1)]
+    return []
+
+
+def _query_models(query: str) -> list[str]:
+    """The realtime ``model`` query parameter: once, non-empty, strictly parsed."""
+    try:
+        params = parse_qs(
+            query,
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="surrogateescape",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError:
+        raise _Refused(
+            "the query string is malformed; send 'name=value' pairs joined by '&'"
+        ) from None
+    values = params.get("model", [])
+    if len(values) > 1:
+        raise _Refused("the query names `model` twice; send it once")
+    return values
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses an object with two ``model`` keys (parsers disagree)."""
+    seen = False
+    for key, _ in pairs:
+        if key == "model":
+            if seen:
+                raise _Refused("the body names `model` twice; send it once")
+            seen = True
+    return dict(pairs)
+
+
+def _json_constant(name: str) -> Any:
+    """``parse_constant`` hook: NaN and Infinity are not JSON, whatever Python's parser allows."""
+    raise _Refused(f"the body is not valid JSON ({name} is not a JSON value); send a JSON object")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether parsed JSON nests deeper than MAX_JSON_DEPTH (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+_TOO_DEEP = f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it"
+
+
+def _json_models(body: bytes) -> list[str]:
+    """The top-level ``model`` of a JSON object body (strict UTF-8, no duplicates, no NaN)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused("the body is not valid JSON (not UTF-8); send a JSON object") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise _Refused(
+            f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "send a JSON object"
+        ) from None
+    except RecursionError:
+        raise _Refused(_TOO_DEEP) from None
+    except ValueError:
+        # e.g. an integer longer than Python's int-conversion limit.
+        raise _Refused(
+            "the body is not valid JSON (a number is too long); send a JSON object"
+        ) from None
+    # Counting brackets is C-speed; only bodies that could be deep get walked.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise _Refused(_TOO_DEEP)
+    if not isinstance(value, dict) or "model" not in value:
+        return []
+    model = value["model"]
+    if not isinstance(model, str):
+        raise _Refused("`model` must be a string")
+    return [model]
+
+
+def _form_models(body: bytes) -> list[str]:
+    """The ``model`` field of an urlencoded body, refusing any reading that parsers disagree on."""
+    if not body.isascii():
+        raise _Refused("the form body contains raw non-ASCII bytes; percent-encode them")
+    text = body.decode("ascii")
+    readings = [text]
+    if ";" in text:
+        # Some form parsers also split on ';': both readings must agree on the model.
+        readings.append(text.replace(";", "&"))
+    values: list[list[str]] = []
+    for reading in readings:
+        try:
+            fields = parse_qs(
+                reading,
+                keep_blank_values=True,
+                strict_parsing=False,
+                errors="surrogateescape",
+                max_num_fields=MAX_FORM_FIELDS,
+            )
+        except ValueError:
+            raise _Refused(
+                f"the form body has more than {MAX_FORM_FIELDS} fields; send fewer"
+            ) from None
+        values.append(fields.get("model", []))
+    if any(len(v) > 1 for v in values):
+        raise _Refused("the form body names `model` twice; send it once")
+    if len(values) > 1 and values[0] != values[1]:
+        raise _Refused("the form body's `model` is ambiguous around ';'; percent-encode ';' as %3B")
+    return values[0]
+
+
+def _header_params(value: str) -> tuple[str, dict[str, list[str]]] | None:
+    """Split ``type; k=v; k="v"`` into the lower-cased type and params, or None if malformed.
+
+    Strict on purpose: a header we might read differently from Starlette is refused, not guessed.
+    """
+    start = _HEADER_VALUE_START.match(value)
+    if start is None:
+        return None
+    params: dict[str, list[str]] = {}
+    pos = start.end()
+    while True:
+        match = _HEADER_PARAM.match(value, pos)
+        if match is None:
+            break
+        raw = match.group(2)
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params.setdefault(match.group(1).lower(), []).append(raw)
+        pos = match.end()
+    if _TRAILING_SEMICOLON.fullmatch(value, pos) is None:
+        return None
+    return start.group(1).lower(), params
+
+
+def _boundary(content_type: str) -> bytes:
+    """The multipart boundary from Content-Type, valid per RFC 2046, or refuse."""
+    parsed = _header_params(content_type)
+    values = parsed[1].get("boundary", []) if parsed is not None else []
+    if len(values) != 1 or _BOUNDARY.fullmatch(values[0]) is None:
+        raise _Refused(
+            "multipart body without a valid boundary; send Content-Type "
+            "'multipart/form-data; boundary=<1-70 characters>'"
+        )
+    return values[0].encode("ascii")
+
+
+_MULTIPART_MALFORMED = (
+    "the multipart body is malformed ({}); send a well-formed multipart/form-data body"
+)
+
+
+def _multipart_models(content_type: str, body: bytes) -> list[str]:
+    """``model`` text fields of a multipart/form-data body, from a strict CRLF parser.
+
+    Parts are split on the boundary first, so a ``name="model"`` inside a file's content is
+    never seen as a field. Anything irregular is refused rather than parsed leniently.
+    """
+    boundary = _boundary(content_type)
+    delimiter = b"--" + boundary
+    separator = b"\r\n" + delimiter
+    pos = 0
+    while pos < len(body) and body[pos] in b"\r\n":
+        pos += 1  # Starlette's parser skips blank lines before the first boundary.
+    if not body.startswith(delimiter, pos):
+        raise _Refused(_MULTIPART_MALFORMED.format("it does not start with its boundary"))
+    pos += len(delimiter)
+    models: list[str] = []
+    parts = 0
+    while not body.startswith(b"--", pos):
+        if pos >= len(body):
+            raise _Refused(_MULTIPART_MALFORMED.format("no closing boundary"))
+        if not body.startswith(b"\r\n", pos):
+            raise _Refused(_MULTIPART_MALFORMED.format("text after a boundary"))
+        start = pos + 2
+        end = body.find(separator, start)
+        if end < 0:
+            raise _Refused(_MULTIPART_MALFORMED.format("no closing boundary"))
+        parts += 1
+        if parts > MAX_FORM_FIELDS:
+            raise _Refused(f"the multipart body has more than {MAX_FORM_FIELDS} parts; send fewer")
+        model = _multipart_part_model(body, start, end)
+        if model is not None:
+            models.append(model)
+        pos = end + len(separator)
+    if len(models) > 1:
+        raise _Refused("the multipart body names `model` twice; send it once")
+    return models
+
+
+def _multipart_part_model(body: bytes, start: int, end: int) -> str | None:
+    """The part's text if it is the ``model`` field, else None; refuses unreadable headers."""
+    if body.startswith(b"\r\n", start, end):
+        head_end = start
+        content_start = start + 2
+    else:
+        head_end = body.find(b"\r\n\r\n", start, end)
+        if head_end < 0:
+            raise _Refused(_MULTIPART_MALFORMED.format("a part's headers do not end"))
+        content_start = head_end + 4
+    headers: dict[str, str] = {}
+    for line in body[start:head_end].split(b"\r\n") if head_end > start else []:
+        name, colon, value = line.partition(b":")
+        if not colon or _HEADER_NAME.fullmatch(name) is None:
+            raise _Refused(_MULTIPART_MALFORMED.format("a part has an invalid header line"))
+        key = name.decode("ascii").lower()
+        if key in headers:
+            raise _Refused(_MULTIPART_MALFORMED.format(f"a part repeats its {key} header"))
+        headers[key] = value.decode("latin-1").strip(" \t")
+    disposition = headers.get("content-disposition")
+    parsed = _header_params(disposition) if disposition is not None else None
+    if parsed is None:
+        raise _Refused(_MULTIPART_MALFORMED.format("a part has no readable Content-Disposition"))
+    params = parsed[1]
+    if any(k != "name" and k.rstrip("*0123456789") == "name" for k in params):
+        raise _Refused(_MULTIPART_MALFORMED.format("an encoded part name (name*=)"))
+    names = params.get("name", [])
+    if len(names) != 1:
+        raise _Refused(
+            _MULTIPART_MALFORMED.format("a part needs exactly one name in Content-Disposition")
+        )
+    if names[0] != "model":
+        return None
+    if any(k.startswith("filename") for k in params):
+        raise _Refused("the multipart `model` field is a file; send it as a text field")
+    encoding = headers.get("content-transfer-encoding")
+    if encoding is not None and encoding.lower() not in _IDENTITY_ENCODINGS:
+        raise _Refused("the multipart `model` field is transfer-encoded; send it as plain text")
+    if end - content_start > MAX_MODEL_LENGTH:
+        raise _Refused(f"the model name is longer than {MAX_MODEL_LENGTH} characters")
+    try:
+        return body[content_start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused("the multipart `model` field is not valid UTF-8; fix its encoding") from None
