@@ -93,7 +93,11 @@ class Authorizer:
             if isinstance(result, TokenFailure):
                 status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
                 return Deny(status, result.reason, result.message)
-            return identity_from_claims(result, policy)
+            if result.memo_key is not policy:  # identity is derived once per token and policy
+                result.memo = identity_from_claims(result.claims, policy)
+                result.memo_key = policy
+            identity: Identity | Deny = result.memo
+            return identity
         if policy.non_jwt_passthrough and not looks_like_jwt(token):
             return Identity(kind=PASSTHROUGH)
         return Deny(

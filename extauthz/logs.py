@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from extauthz.policy.types import Allow, Decision, RequestView
-from extauthz.policy.verdict import Verdict
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 decision_log = logging.getLogger("extauthz.decision")
@@ -47,21 +46,22 @@ def setup_logging(level: str = "info") -> None:
     logging.Formatter.converter = time.gmtime
 
 
-def log_decision(view: RequestView, verdict: Verdict, decision: Decision, elapsed: float) -> None:
+def log_decision(view: RequestView, decision: Decision, status: int, elapsed: float) -> None:
     """One line per decision (denies at INFO, allows at DEBUG)."""
-    level = logging.DEBUG if verdict.allowed else logging.INFO
+    allowed = isinstance(decision, Allow)
+    level = logging.DEBUG if allowed else logging.INFO
     if not decision_log.isEnabledFor(level):
         return
     identity = decision.identity
     decision_log.log(
         level,
-        "allow" if verdict.allowed else "deny",
+        "allow" if allowed else "deny",
         extra={
             "request_id": view.request_id,
             "method": view.method,
             "path": view.path.partition("?")[0][:256],
-            "status": verdict.status,
-            "reason": verdict.reason.value,
+            "status": status,
+            "reason": decision.reason.value,
             "role": decision.role.value if decision.role else None,
             "user_id": identity.user_id if identity else None,
             "team_id": identity.team_id if identity else None,

@@ -2,6 +2,8 @@
 
 A cache entry never outlives its token (``exp`` + leeway) nor ``max_age`` seconds, and the whole
 cache is dropped whenever the key ring changes, so a key the IdP withdrew stops verifying at once.
+Each entry also carries a memo slot, so work derived from the claims (the caller's identity under
+the current policy) is done once per token, not once per request.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ from extauthz.policy.types import Reason
 Claims = dict[str, Any]
 
 
+class Verified:
+    """Verified claims plus a memo: ``memo_key`` says what ``memo`` was derived under."""
+
+    __slots__ = ("claims", "memo", "memo_key", "until")
+
+    def __init__(self, claims: Claims, until: float) -> None:
+        self.claims = claims
+        self.until = until
+        self.memo: Any = None
+        self.memo_key: object = None
+
+
 class TokenVerifier:
     """Verifies JWTs against a ``JwksSource``; safe to share across requests on one loop."""
 
@@ -45,10 +59,10 @@ class TokenVerifier:
         self._clock = clock
         self._max_age = max_age
 
-        def expires(_key: str, value: tuple[Claims, float], now: float) -> float:
-            return min(value[1], now + self._max_age)
+        def expires(_key: str, value: Verified, now: float) -> float:
+            return min(value.until, now + self._max_age)
 
-        self._cache: TLRUCache[str, tuple[Claims, float]] = TLRUCache(
+        self._cache: TLRUCache[str, Verified] = TLRUCache(
             maxsize=max(cache_size, 1), ttu=expires, timer=clock
         )
         self._enabled = cache_size > 0
@@ -67,16 +81,16 @@ class TokenVerifier:
     def cache_size(self) -> int:
         return len(self._cache)
 
-    async def verify(self, token: str, wait: float = 1.0) -> Claims | TokenFailure:
+    async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
         """Verified claims, or why the token is refused. Never raises for any token.
 
         ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
         """
-        now = self._clock()
         if self._enabled:
             hit = self._cache.get(token)
             if hit is not None:
-                return hit[0]
+                return hit
+        now = self._clock()
         header = read_header(token, self.rules)
         if isinstance(header, TokenFailure):
             return header
@@ -102,10 +116,10 @@ class TokenVerifier:
                 )
         if isinstance(result, TokenFailure):
             return result
-        if self._enabled:
-            exp = result.get("exp")
-            until = (float(exp) + self.rules.leeway) if isinstance(exp, int | float) else now
-            if until > now:
-                self._cache[token] = (result, until)
-                metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
-        return result
+        exp = result.get("exp")
+        until = (float(exp) + self.rules.leeway) if isinstance(exp, int | float) else now
+        verified = Verified(result, until)
+        if self._enabled and until > now:
+            self._cache[token] = verified
+            metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
+        return verified

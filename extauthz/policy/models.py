@@ -208,6 +208,8 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+_DECODER = json.JSONDecoder(parse_constant=_json_constant)
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_json_pairs, parse_constant=_json_constant)
 _TOO_DEEP = f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it"
 
 
@@ -217,8 +219,11 @@ def _json_models(body: bytes) -> list[str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise _Refused("the body is not valid JSON (not UTF-8); send a JSON object") from None
+    # The pairs hook runs Python code per object (slow); it is only needed when a second
+    # "model" key is possible: the literal appears twice, or a \u escape could spell it.
+    strict = body.count(b'"model"') > 1 or b"\\u" in body
     try:
-        value = json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)
+        value = (_STRICT_DECODER if strict else _DECODER).decode(text)
     except json.JSONDecodeError as exc:
         raise _Refused(
             f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -20,7 +21,8 @@ from google.rpc import code_pb2, status_pb2
 from extauthz import metrics
 from extauthz.authorizer import Authorizer
 from extauthz.logs import log_decision
-from extauthz.policy.types import Reason, RequestView
+from extauthz.policy.compiled import Policy
+from extauthz.policy.types import Allow, Reason, RequestView
 from extauthz.policy.verdict import Verdict, deny_body, render
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -32,8 +34,9 @@ log = logging.getLogger("extauthz.grpc")
 def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
     """Read method, raw path, headers and body as Envoy sent them."""
     http = request.attributes.request.http
-    headers: dict[str, str] = dict(http.headers)
+    headers: Mapping[str, str] = http.headers  # protobuf map: read in place, not copied
     if not headers and http.header_map.headers:  # encode_raw_headers mode
+        headers = {}
         for h in http.header_map.headers:
             value = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
             key = h.key.lower()
@@ -93,12 +96,32 @@ _INTERNAL_DENY = to_check_response(
 
 
 class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
-    """``Authorization/Check``: convert, decide, convert back. Never raises."""
+    """``Authorization/Check``: convert, decide, convert back. Never raises.
 
-    def __init__(self, authorizer: Authorizer) -> None:
+    Allow responses depend only on (decision, policy), so they are built once and reused: for a
+    warm caller, building the protobuf answer is most of the per-request cost otherwise.
+    """
+
+    def __init__(self, authorizer: Authorizer, cache_size: int = 8192) -> None:
         self._authorizer = authorizer
+        self._allow_cache: dict[Allow, ext_authz.CheckResponse] = {}
+        self._cache_policy: Policy | None = None
+        self._cache_size = cache_size
+        self._allow_counter = metrics.DECISIONS.labels("allow", Reason.ALLOWED.value, "200")
 
-    async def Check(
+    def _allow_response(self, decision: Allow, policy: Policy) -> ext_authz.CheckResponse:
+        if policy is not self._cache_policy:  # a reload may rename headers: start over
+            self._allow_cache.clear()
+            self._cache_policy = policy
+        response = self._allow_cache.get(decision)
+        if response is None:
+            if len(self._allow_cache) >= self._cache_size:
+                self._allow_cache.clear()
+            response = to_check_response(render(decision, policy))
+            self._allow_cache[decision] = response
+        return response
+
+    async def Check(  # the gRPC method name
         self, request: ext_authz.CheckRequest, context: grpc.aio.ServicerContext
     ) -> ext_authz.CheckResponse:
         start = time.perf_counter()
@@ -107,16 +130,21 @@ class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignor
         except Exception:  # a CheckRequest we cannot read is refused, never an RPC error
             view = RequestView(method="", path="", headers={})
         try:
+            policy = self._authorizer.policy
             decision = await self._authorizer.authorize(view)
-            verdict = render(decision, self._authorizer.policy)
-            response = to_check_response(verdict)
+            if isinstance(decision, Allow):
+                response = self._allow_response(decision, policy)
+                status = 200
+                self._allow_counter.inc()
+            else:
+                verdict = render(decision, policy)
+                response = to_check_response(verdict)
+                status = verdict.status
+                metrics.DECISIONS.labels("deny", decision.reason.value, str(status)).inc()
         except Exception as exc:  # last guard: fail closed with a fixed answer
             log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
             return _INTERNAL_DENY
         elapsed = time.perf_counter() - start
         metrics.CHECK_SECONDS.observe(elapsed)
-        metrics.DECISIONS.labels(
-            "allow" if verdict.allowed else "deny", verdict.reason.value, str(verdict.status)
-        ).inc()
-        log_decision(view, verdict, decision, elapsed)
+        log_decision(view, decision, status, elapsed)
         return response

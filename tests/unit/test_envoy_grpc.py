@@ -118,3 +118,17 @@ async def test_check_round_trip() -> None:
     service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))  # type: ignore[arg-type]
     resp = await service.Check(check_request({}), None)  # type: ignore[arg-type]
     assert resp.denied_response.status.code == 401 and resp.status.code == 16
+
+
+async def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
+    """The cached allow answer equals a freshly built one; a policy change starts a new cache."""
+    decision = Allow(Identity("jwt", user_id="u", team_id="t"), Role.TEAM, "gpt-4o")
+    authorizer = FixedAuthorizer(decision)
+    service = AuthorizationService(authorizer)  # type: ignore[arg-type]
+    first = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    second = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    assert first is second
+    assert first == to_check_response(render(decision, authorizer.policy))
+    authorizer.policy = Policy()
+    third = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    assert third is not first and third == first

@@ -12,7 +12,7 @@ import pytest
 from extauthz.errors import KeySourceError
 from extauthz.identity.jwks import HttpFetcher, JwksSource, fetch_jwks, split_urls
 from extauthz.identity.tokens import TokenFailure, TokenRules
-from extauthz.identity.verifier import TokenVerifier
+from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.policy.types import Reason
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 
@@ -103,7 +103,7 @@ async def test_unknown_kid_triggers_one_refetch_then_verifies() -> None:
     idp.docs["u1"] = jwks(rsa_jwk("a"), rsa_jwk("b"))
     verifier = TokenVerifier(source, TokenRules(), clock=lambda: NOW)
     result = await verifier.verify(rs_token({"sub": "b"}, name="b"))
-    assert isinstance(result, dict) and result["sub"] == "b"
+    assert isinstance(result, Verified) and result.claims["sub"] == "b"
     assert idp.calls.count("u1") == 2
 
 
@@ -130,7 +130,7 @@ async def test_key_change_clears_the_token_cache() -> None:
     await source.refresh()
     verifier = TokenVerifier(source, TokenRules(), clock=lambda: NOW)
     token = rs_token({"sub": "a"})
-    assert isinstance(await verifier.verify(token), dict)
+    assert isinstance(await verifier.verify(token), Verified)
     assert verifier.cache_size == 1
     idp.docs["u1"] = jwks(rsa_jwk("b"))
     await source.refresh()
@@ -147,7 +147,7 @@ async def test_cached_token_expires_with_the_token() -> None:
     clock = Clock(NOW)
     verifier = TokenVerifier(source, TokenRules(leeway=0), clock=clock)
     token = rs_token({"sub": "a"}, ttl=60)
-    assert isinstance(await verifier.verify(token), dict)
+    assert isinstance(await verifier.verify(token), Verified)
     clock.t = NOW + 61
     result = await verifier.verify(token)
     assert isinstance(result, TokenFailure) and result.reason is Reason.TOKEN_EXPIRED
