@@ -221,15 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    import importlib
+    from extauthz.mint import cli as mint_cli
 
-    try:  # TEMP until the minter lands
-        mint_cli = importlib.import_module("extauthz.mint.cli")
-        mint = sub.add_parser("mint", help="keep upstream credentials fresh on disk for Envoy")
-        mint_cli.add_arguments(mint)
-        mint.set_defaults(func=mint_cli.run)
-    except ImportError:
-        pass
+    mint = sub.add_parser("mint", help="keep upstream credentials fresh on disk for Envoy")
+    mint_cli.add_arguments(mint)
+    mint.set_defaults(func=mint_cli.run)
 
     check = sub.add_parser("check-config", help="validate a policy file and summarize it")
     check.add_argument("path")

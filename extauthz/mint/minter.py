@@ -1,0 +1,90 @@
+"""Mint one credential: get the OIDC token, exchange it, render the file Envoy reads.
+
+This is the only place that holds a token and the credential it buys at the same time, so it is
+also where a refused token is dropped from the cache (the next attempt fetches a fresh one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from extauthz.mint.aws import AwsCredentials, assume_role_with_web_identity
+from extauthz.mint.azure import exchange_client_assertion
+from extauthz.mint.errors import ExchangeError
+from extauthz.mint.plan import (
+    AwsStaticSpec,
+    AwsWebIdentitySpec,
+    AzureEntraSpec,
+    CredentialSpec,
+    StaticSecretSpec,
+)
+from extauthz.mint.sinks import render_aws_credentials, render_sds_secret
+from extauthz.mint.sources import OidcTokens
+from extauthz.mint.transport import HttpClient
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A credential ready to write: the file's text and when the credential expires."""
+
+    filename: str
+    text: str
+    expires_at: float | None
+    detail: str = ""
+
+    def __repr__(self) -> str:
+        return f"Minted({self.filename!r}, expires_at={self.expires_at!r})"
+
+
+async def mint(
+    spec: CredentialSpec, http: HttpClient, tokens: OidcTokens, clock: Callable[[], float]
+) -> Minted:
+    """Produce the file content for ``spec``; raises MintError subclasses, never returns partial."""
+    match spec:
+        case AwsWebIdentitySpec():
+            token = await tokens.get(spec.token)
+            try:
+                creds = await assume_role_with_web_identity(
+                    http,
+                    endpoint=spec.sts_endpoint,
+                    role_arn=spec.role_arn,
+                    session_name=spec.session_name,
+                    web_identity_token=token,
+                )
+            except ExchangeError:
+                tokens.forget(spec.token)
+                raise
+            return Minted(
+                spec.filename,
+                render_aws_credentials(creds),
+                creds.expires_at,
+                detail=creds.assumed_role_arn,
+            )
+        case AzureEntraSpec():
+            assertion = await tokens.get(spec.token)
+            try:
+                access = await exchange_client_assertion(
+                    http,
+                    authority_host=spec.authority_host,
+                    tenant_id=spec.tenant_id,
+                    client_id=spec.client_id,
+                    scope=spec.scope,
+                    assertion=assertion,
+                    now=clock(),
+                )
+            except ExchangeError:
+                tokens.forget(spec.token)
+                raise
+            return Minted(
+                spec.filename,
+                render_sds_secret(spec.name, f"Bearer {access.token.reveal()}"),
+                access.expires_at,
+            )
+        case AwsStaticSpec():
+            creds = AwsCredentials(
+                spec.access_key_id, spec.secret_access_key, spec.session_token, None
+            )
+            return Minted(spec.filename, render_aws_credentials(creds), None)
+        case StaticSecretSpec():
+            return Minted(spec.filename, render_sds_secret(spec.name, spec.value.reveal()), None)

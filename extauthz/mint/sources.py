@@ -1,0 +1,245 @@
+"""Workload OIDC token sources: LiteLLM's ``oidc/<provider>/<audience>`` secret references.
+
+Each provider reads a token exactly where LiteLLM's ``get_secret`` does (reference §7):
+
+==============  ===========================================================  ===========
+provider        where the token comes from                                   cached for
+==============  ===========================================================  ===========
+google          GCE metadata ``…/service-accounts/default/identity?audience``  3540 s
+circleci        env ``CIRCLE_OIDC_TOKEN`` (audience ignored)                  no
+circleci_v2     env ``CIRCLE_OIDC_TOKEN_V2`` (audience ignored)               no
+github          GET ``$ACTIONS_ID_TOKEN_REQUEST_URL&audience=…``, JSON value  295 s
+azure           the file named by ``AZURE_FEDERATED_TOKEN_FILE``              no
+file            the file at path ``<audience>``                               no
+env             env var ``<audience>``                                        no
+env_path        the file whose path is in env var ``<audience>``              no
+==============  ===========================================================  ===========
+
+Endpoints can be moved the way the real clients allow: ``GCE_METADATA_HOST`` (or the older
+``GCE_METADATA_ROOT``) as google-auth does, and ``ACTIONS_ID_TOKEN_REQUEST_URL`` itself. A cached
+token is never reused within a minute of its own ``exp``. Files are re-read on every use, because
+projected service-account tokens are rotated in place by the kubelet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from yarl import URL
+
+from extauthz.mint.errors import TokenSourceError
+from extauthz.mint.redact import unverified_claims
+from extauthz.mint.transport import HttpClient
+
+PREFIX = "oidc/"
+PROVIDERS = ("google", "circleci", "circleci_v2", "github", "azure", "file", "env", "env_path")
+CACHE_SECONDS = {"google": 3540.0, "github": 295.0}
+EXP_MARGIN_SECONDS = 60.0
+MAX_TOKEN_BYTES = 64 * 1024
+DEFAULT_GCE_METADATA_HOST = "metadata.google.internal"
+
+
+@dataclass(frozen=True, slots=True)
+class OidcRef:
+    """A parsed ``oidc/<provider>/<audience>``; the audience may itself contain slashes."""
+
+    provider: str
+    audience: str
+
+    def __str__(self) -> str:
+        return f"{PREFIX}{self.provider}/{self.audience}"
+
+
+def is_oidc_ref(value: object) -> bool:
+    """True for a string that starts with ``oidc/``."""
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def parse_oidc_ref(value: str) -> OidcRef:
+    """Split ``oidc/<provider>/<audience>``; raise ValueError with the fix for a bad one."""
+    if not is_oidc_ref(value):
+        raise ValueError(f"{value!r} is not an oidc/<provider>/<audience> reference")
+    provider, _, audience = value[len(PREFIX) :].partition("/")
+    if provider not in PROVIDERS:
+        raise ValueError(
+            f"unknown OIDC provider {provider!r} in {value!r}; use one of {', '.join(PROVIDERS)}"
+        )
+    return OidcRef(provider, audience)
+
+
+def required_env(ref: OidcRef) -> tuple[str, ...]:
+    """The environment variables a provider cannot work without."""
+    match ref.provider:
+        case "circleci":
+            return ("CIRCLE_OIDC_TOKEN",)
+        case "circleci_v2":
+            return ("CIRCLE_OIDC_TOKEN_V2",)
+        case "github":
+            return ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        case "azure":
+            return ("AZURE_FEDERATED_TOKEN_FILE",)
+        case "env" | "env_path":
+            return (ref.audience,) if ref.audience else ()
+        case _:
+            return ()
+
+
+def ref_problems(ref: OidcRef, environ: Mapping[str, str]) -> list[str]:
+    """What stops ``ref`` from ever working in this environment (checked once, at start)."""
+    problems = []
+    if ref.provider in ("google", "env", "env_path", "file") and not ref.audience:
+        what = {"google": "an audience", "file": "a path"}.get(ref.provider, "a variable name")
+        problems.append(f"{ref} needs {what} after the provider: oidc/{ref.provider}/…")
+    for name in required_env(ref):
+        if not environ.get(name):
+            hint = ""
+            if ref.provider == "azure":
+                hint = (
+                    " (AKS workload identity sets it; the managed-identity fallback LiteLLM has "
+                    "is not supported by extauthz mint)"
+                )
+            problems.append(f"{ref} needs environment variable {name}, which is not set{hint}")
+    return problems
+
+
+def gce_metadata_host(environ: Mapping[str, str]) -> str:
+    """Where the GCE metadata server is, as google-auth finds it."""
+    return (
+        environ.get("GCE_METADATA_HOST")
+        or environ.get("GCE_METADATA_ROOT")
+        or DEFAULT_GCE_METADATA_HOST
+    )
+
+
+def _read_token_file(path: str, ref: OidcRef) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOKEN_BYTES + 1)
+    except OSError as exc:
+        hint = ""
+        if ref.provider == "file" and not os.path.isabs(path):
+            hint = (
+                f"; the path is relative to {os.getcwd()!r}: for an absolute path write "
+                "oidc/file//…"
+            )
+        raise TokenSourceError(
+            f"{ref}: cannot read the token file {path!r} ({exc.strerror}){hint}"
+        ) from None
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise TokenSourceError(f"{ref}: token file {path!r} is larger than {MAX_TOKEN_BYTES} bytes")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise TokenSourceError(f"{ref}: token file {path!r} is not UTF-8 text") from None
+
+
+def _env(environ: Mapping[str, str], name: str, ref: OidcRef) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise TokenSourceError(f"{ref}: environment variable {name} is not set or empty")
+    return value
+
+
+class OidcTokens:
+    """Gets the OIDC token for a reference, caching per provider as LiteLLM does.
+
+    Concurrent requests for the same reference share one fetch.
+    """
+
+    def __init__(
+        self, http: HttpClient, environ: Mapping[str, str], clock: Callable[[], float]
+    ) -> None:
+        self._http = http
+        self._environ = environ
+        self._clock = clock
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, ref: OidcRef) -> str:
+        """The token for ``ref``; raises TokenSourceError or TransportError, never returns ''."""
+        key = str(ref)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[1] > self._clock():
+                return cached[0]
+            token = await self._fetch(ref)
+            if not token:
+                raise TokenSourceError(f"{ref}: the token source gave an empty token")
+            ttl = CACHE_SECONDS.get(ref.provider, 0.0)
+            if ttl > 0:
+                until = self._clock() + ttl
+                exp = unverified_claims(token).get("exp")
+                if isinstance(exp, int | float):
+                    until = min(until, float(exp) - EXP_MARGIN_SECONDS)
+                self._cache[key] = (token, until)
+            return token
+
+    def forget(self, ref: OidcRef) -> None:
+        """Drop a cached token, e.g. after a service refused it."""
+        self._cache.pop(str(ref), None)
+
+    async def _fetch(self, ref: OidcRef) -> str:
+        env = self._environ
+        match ref.provider:
+            case "google":
+                return await self._google(ref)
+            case "github":
+                return await self._github(ref)
+            case "circleci":
+                return _env(env, "CIRCLE_OIDC_TOKEN", ref).strip()
+            case "circleci_v2":
+                return _env(env, "CIRCLE_OIDC_TOKEN_V2", ref).strip()
+            case "azure":
+                return _read_token_file(_env(env, "AZURE_FEDERATED_TOKEN_FILE", ref), ref)
+            case "file":
+                return _read_token_file(ref.audience, ref)
+            case "env":
+                return _env(env, ref.audience, ref).strip()
+            case "env_path":
+                return _read_token_file(_env(env, ref.audience, ref), ref)
+        raise TokenSourceError(f"{ref}: unsupported OIDC provider {ref.provider!r}")
+
+    async def _google(self, ref: OidcRef) -> str:
+        host = gce_metadata_host(self._environ)
+        url = URL(
+            f"http://{host}/computeMetadata/v1/instance/service-accounts/default/identity"
+        ).with_query(audience=ref.audience)
+        what = f"the GCE metadata server at {host}"
+        resp = await self._http.request(
+            "GET", url, what=what, headers={"Metadata-Flavor": "Google"}
+        )
+        text = resp.body.decode("utf-8", "replace").strip()
+        if resp.status != 200:
+            raise TokenSourceError(f"{ref}: {what} answered HTTP {resp.status}: {text[:200]!r}")
+        return text
+
+    async def _github(self, ref: OidcRef) -> str:
+        base = _env(self._environ, "ACTIONS_ID_TOKEN_REQUEST_URL", ref)
+        bearer = _env(self._environ, "ACTIONS_ID_TOKEN_REQUEST_TOKEN", ref)
+        url = URL(base)
+        if ref.audience:
+            url = url.extend_query(audience=ref.audience)
+        what = f"the GitHub Actions OIDC endpoint at {url.origin()}"
+        resp = await self._http.request(
+            "GET",
+            url,
+            what=what,
+            headers={
+                "Authorization": f"Bearer {bearer}",
+                "Accept": "application/json; api-version=2.0",
+            },
+        )
+        if resp.status != 200:
+            raise TokenSourceError(f"{ref}: {what} answered HTTP {resp.status}")
+        try:
+            value = json.loads(resp.body).get("value")
+        except (ValueError, AttributeError):
+            value = None
+        if not isinstance(value, str) or not value:
+            raise TokenSourceError(f"{ref}: {what} answered without a JSON 'value' token")
+        return value

@@ -1,0 +1,564 @@
+"""Stand-ins for the cloud services the minter talks to, speaking their real wire formats.
+
+* AWS STS Query API (``AssumeRoleWithWebIdentity``, XML answers and ``ErrorResponse``), HTTPS
+* Microsoft Entra v2 token endpoint (client-assertion grant, JSON answers and OAuth errors), HTTPS
+* GCE metadata identity endpoint (``Metadata-Flavor: Google``, the token as text), plain HTTP
+  as the real one
+* GitHub Actions OIDC token endpoint (bearer request token, JSON ``{"count", "value"}``), HTTPS
+* an LLM upstream (HTTPS) that records what Envoy sends and verifies SigV4 signatures with
+  botocore against the credentials the STS stand-in issued
+
+All run on one event loop in a background thread, so sync tests, async tests and subprocesses can
+use them alike. Each stand-in records requests and can be told to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import json
+import math
+import re
+import secrets
+import ssl
+import string
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest, HTTPHeaders  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
+T = TypeVar("T")
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def make_jwt(claims: dict[str, Any]) -> str:
+    """A JWT-shaped token (the stand-ins check tokens by identity, not by signature)."""
+    header = {"alg": "RS256", "typ": "JWT", "kid": "standin"}
+    return ".".join(
+        [
+            b64url(json.dumps(header).encode()),
+            b64url(json.dumps(claims).encode()),
+            b64url(secrets.token_bytes(64)),
+        ]
+    )
+
+
+class ServerThread:
+    """An asyncio loop in a daemon thread that hosts aiohttp apps on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runners: list[web.AppRunner] = []
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def serve(self, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> int:
+        async def start() -> int:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+            await site.start()
+            self._runners.append(runner)
+            return int(runner.addresses[0][1])
+
+        return self.call(start())
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+
+        self.call(cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+class OidcIssuer:
+    """Remembers every OIDC token the stand-ins handed out, so STS and Entra can check them."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def issue(self, iss: str, aud: str, sub: str, lifetime: float = 3600) -> str:
+        now = int(time.time())
+        claims = {"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + int(lifetime)}
+        token = make_jwt(claims)
+        with self.lock:
+            self.tokens[token] = claims
+        return token
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.tokens.get(token)
+
+
+def _random(alphabet: str, n: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+@dataclass
+class StsStandin:
+    """AWS STS ``AssumeRoleWithWebIdentity`` (Query API, XML)."""
+
+    issuer: OidcIssuer
+    audience: str = "sts.amazonaws.com"
+    role_arn: str = "arn:aws:iam::123456789012:role/bedrock-invoke"
+    default_lifetime: float = 3600
+    lifetimes: collections.deque[float] = field(default_factory=collections.deque)
+    outage: bool = False
+    refuse: tuple[int, str, str] | None = None
+    requests: list[dict[str, str]] = field(default_factory=list)
+    issued: dict[str, dict[str, Any]] = field(default_factory=dict)
+    issue_times: list[float] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.lifetimes.clear()
+        self.default_lifetime = 3600
+        self.outage = False
+        self.refuse = None
+        self.requests.clear()
+        self.issued.clear()
+        self.issue_times.clear()
+
+    def credentials(self, access_key_id: str) -> Credentials | None:
+        found = self.issued.get(access_key_id)
+        if found is None:
+            return None
+        return Credentials(access_key_id, found["SecretAccessKey"], found["SessionToken"])
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return list(self.issued.values())[-1]
+
+    @staticmethod
+    def error(status: int, code: str, message: str, kind: str = "Sender") -> web.Response:
+        body = (
+            f'<ErrorResponse xmlns="{STS_NS}">\n  <Error>\n    <Type>{kind}</Type>\n'
+            f"    <Code>{code}</Code>\n    <Message>{message}</Message>\n  </Error>\n"
+            f"  <RequestId>{secrets.token_hex(8)}</RequestId>\n</ErrorResponse>\n"
+        )
+        return web.Response(status=status, text=body, content_type="text/xml")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append(form)
+        if self.outage:
+            return self.error(503, "ServiceUnavailable", "Service is unavailable.", "Receiver")
+        if self.refuse is not None:
+            return self.error(*self.refuse)
+        if form.get("Action") != "AssumeRoleWithWebIdentity" or form.get("Version") != (
+            "2011-06-15"
+        ):
+            return self.error(400, "InvalidAction", "Could not find operation.")
+        for name in ("RoleArn", "RoleSessionName", "WebIdentityToken"):
+            if not form.get(name):
+                return self.error(400, "MissingParameter", f"The request must contain {name}")
+        if form["RoleArn"] != self.role_arn:
+            return self.error(
+                403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+            )
+        claims = self.issuer.claims(form["WebIdentityToken"])
+        if claims is None:
+            return self.error(
+                400,
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider, please "
+                "reference AssumeRoleWithWebIdentity documentation for requirements",
+            )
+        if claims["aud"] != self.audience:
+            return self.error(400, "InvalidIdentityToken", "Incorrect token audience")
+        if claims["exp"] <= time.time():
+            return self.error(400, "ExpiredTokenException", "Token expired")
+        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        expiration = datetime.fromtimestamp(math.ceil(time.time() + lifetime), UTC)
+        creds = {
+            "AccessKeyId": "ASIA" + _random(string.ascii_uppercase + string.digits, 16),
+            "SecretAccessKey": _random(string.ascii_letters + string.digits + "/+", 40),
+            "SessionToken": "IQoJb3JpZ2luX2Vj"
+            + _random(string.ascii_letters + string.digits + "/+=", 300),
+            "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        self.issued[creds["AccessKeyId"]] = creds
+        self.issue_times.append(time.time())
+        session = form["RoleSessionName"]
+        body = f"""<AssumeRoleWithWebIdentityResponse xmlns="{STS_NS}">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>{claims["sub"]}</SubjectFromWebIdentityToken>
+    <Audience>{claims["aud"]}</Audience>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-invoke/{session}</Arn>
+      <AssumedRoleId>AROA{_random(string.ascii_uppercase, 17)}:{session}</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{creds["SessionToken"]}</SessionToken>
+      <SecretAccessKey>{creds["SecretAccessKey"]}</SecretAccessKey>
+      <Expiration>{creds["Expiration"]}</Expiration>
+      <AccessKeyId>{creds["AccessKeyId"]}</AccessKeyId>
+    </Credentials>
+    <Provider>{claims["iss"]}</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>{secrets.token_hex(8)}</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>
+"""
+        return web.Response(text=body, content_type="text/xml")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/", self.handle)
+        return app
+
+
+@dataclass
+class EntraStandin:
+    """Entra v2 token endpoint for the client-assertion (federated credential) grant."""
+
+    issuer: OidcIssuer
+    tenant_id: str = "f3b1cf79-eba8-40c3-8120-cb26aca169c2"
+    client_id: str = "91a43c21-cf21-4f34-9085-331015ea4f91"
+    audience: str = "api://AzureADTokenExchange"
+    scope: str = "https://cognitiveservices.azure.com/.default"
+    default_lifetime: int = 3599
+    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
+    outage: bool = False
+    requests: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    issue_times: list[float] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.lifetimes.clear()
+        self.default_lifetime = 3599
+        self.outage = False
+        self.requests.clear()
+        self.issued.clear()
+        self.issue_times.clear()
+
+    @staticmethod
+    def error(status: int, error: str, description: str) -> web.Response:
+        return web.json_response(
+            {
+                "error": error,
+                "error_description": description,
+                "error_codes": [int(m[1]) for m in [re.match(r"AADSTS(\d+)", description)] if m],
+                "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+                "trace_id": secrets.token_hex(16),
+                "correlation_id": secrets.token_hex(16),
+            },
+            status=status,
+        )
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append(form)
+        if self.outage:
+            return web.Response(
+                status=503, text="<html>Service Unavailable</html>", content_type="text/html"
+            )
+        if request.match_info["tenant"] != self.tenant_id:
+            return self.error(
+                400,
+                "invalid_request",
+                f"AADSTS90002: Tenant '{request.match_info['tenant']}' not found.",
+            )
+        if form.get("grant_type") != "client_credentials":
+            return self.error(
+                400,
+                "unsupported_grant_type",
+                "AADSTS70003: The app requested an unsupported grant type.",
+            )
+        if (
+            form.get("client_assertion_type")
+            != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        ):
+            return self.error(400, "invalid_request", "AADSTS50027: Invalid client assertion type.")
+        if form.get("client_id") != self.client_id:
+            return self.error(
+                400,
+                "unauthorized_client",
+                f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not "
+                "found in the directory.",
+            )
+        claims = self.issuer.claims(form.get("client_assertion", ""))
+        if claims is None or claims["aud"] != self.audience:
+            iss = claims["iss"] if claims else "unknown"
+            return self.error(
+                401,
+                "invalid_client",
+                "AADSTS700211: No matching federated identity record found for presented "
+                f"assertion issuer '{iss}'.",
+            )
+        if form.get("scope") != self.scope:
+            return self.error(
+                400,
+                "invalid_scope",
+                f"AADSTS1002012: The provided value for scope {form.get('scope')} is not valid.",
+            )
+        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        token = make_jwt(
+            {
+                "aud": "https://cognitiveservices.azure.com",
+                "iss": f"https://sts.windows.net/{self.tenant_id}/",
+                "appid": self.client_id,
+                "exp": int(time.time()) + lifetime,
+            }
+        )
+        self.issued.append(token)
+        self.issue_times.append(time.time())
+        return web.json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            }
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self.handle)
+        return app
+
+
+@dataclass
+class GceMetadataStandin:
+    """The GCE metadata server's identity endpoint (plain HTTP, as the real one)."""
+
+    issuer: OidcIssuer
+    requests: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    host: str = ""
+
+    def reset(self) -> None:
+        self.requests.clear()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            {
+                "audience": request.query.get("audience", ""),
+                "flavor": request.headers.get("Metadata-Flavor", ""),
+            }
+        )
+        headers = {"Metadata-Flavor": "Google"}
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(
+                status=403, text="Missing required header: Metadata-Flavor\n", headers=headers
+            )
+        audience = request.query.get("audience", "")
+        if not audience:
+            return web.Response(
+                status=400, text="non-empty audience parameter required\n", headers=headers
+            )
+        token = self.issuer.issue("https://accounts.google.com", audience, "110169484474386276334")
+        self.issued.append(token)
+        return web.Response(text=token, content_type="text/html", headers=headers)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(
+            "/computeMetadata/v1/instance/service-accounts/default/identity", self.handle
+        )
+        return app
+
+
+@dataclass
+class GithubOidcStandin:
+    """GitHub Actions' ID-token endpoint (``ACTIONS_ID_TOKEN_REQUEST_URL``)."""
+
+    issuer: OidcIssuer
+    request_token: str = field(default_factory=lambda: "ghs_" + secrets.token_hex(20))
+    requests: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.requests.clear()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(dict(request.query))
+        if request.headers.get("Authorization") != f"Bearer {self.request_token}":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        if request.query.get("api-version") != "2.0":
+            return web.json_response({"message": "api-version required"}, status=400)
+        audience = request.query.get("audience", "https://github.com/octo-org")
+        token = self.issuer.issue(
+            "https://token.actions.githubusercontent.com",
+            audience,
+            "repo:octo-org/app:ref:refs/heads/main",
+        )
+        self.issued.append(token)
+        return web.json_response({"count": 2240, "value": token})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/_apis/pipelines/workflows/1/idtoken", self.handle)
+        return app
+
+
+_AUTH = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
+    r"(?P<service>[^/]+)/aws4_request, ?SignedHeaders=(?P<signed>[^,]+), ?"
+    r"Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+class _SignedHeadersSigV4(SigV4Auth):  # type: ignore[misc]
+    """botocore's SigV4 over exactly the headers the signer listed, as AWS verifies it.
+
+    botocore leaves user-agent out when it signs; Envoy signs it. A verifier follows the
+    request's SignedHeaders, so this one does too.
+    """
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        header_map = HTTPHeaders()
+        for name, value in request.headers.items():
+            header_map[name.lower()] = value
+        return header_map
+
+
+def verify_sigv4(
+    method: str,
+    raw_path: str,
+    headers: dict[str, str],
+    body: bytes,
+    credentials_for: Callable[[str], Credentials | None],
+) -> dict[str, Any]:
+    """Recompute a SigV4 signature with botocore from the headers Envoy signed."""
+    match = _AUTH.match(headers.get("authorization", ""))
+    if match is None:
+        return {"valid": False, "why": "no SigV4 Authorization header"}
+    creds = credentials_for(match["key"])
+    if creds is None:
+        return {"valid": False, "why": "unknown access key", "access_key_id": match["key"]}
+    signed = match["signed"].split(";")
+    request = AWSRequest(
+        method=method,
+        url=f"https://{headers['host']}{raw_path}",
+        data=body,
+        headers={name: headers[name] for name in signed},
+    )
+    request.context["timestamp"] = headers["x-amz-date"]
+    signer = _SignedHeadersSigV4(creds, match["service"], match["region"])
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    valid = hmac.compare_digest(expected, match["signature"])
+    return {
+        "valid": valid,
+        "canonical_request": None if valid else canonical,
+        "access_key_id": match["key"],
+        "region": match["region"],
+        "service": match["service"],
+        "signed_headers": signed,
+        "session_token_matches": headers.get("x-amz-security-token") == creds.token,
+        "payload_hash_matches": headers.get("x-amz-content-sha256")
+        == hashlib.sha256(body).hexdigest(),
+    }
+
+
+@dataclass
+class UpstreamStandin:
+    """The LLM provider behind Envoy: records requests and checks their credentials."""
+
+    sts: StsStandin
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        seen: dict[str, Any] = {
+            "path": request.raw_path,
+            "host": headers.get("host"),
+            "authorization": headers.get("authorization"),
+            "x_api_key": headers.get("x-api-key"),
+            "time": time.time(),
+        }
+        if headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+            seen["sigv4"] = verify_sigv4(
+                request.method, request.raw_path, headers, body, self.sts.credentials
+            )
+        self.requests.append(seen)
+        return web.json_response(seen)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+
+@dataclass
+class Cloud:
+    """All stand-ins, started once per test session."""
+
+    issuer: OidcIssuer
+    sts: StsStandin
+    entra: EntraStandin
+    gce: GceMetadataStandin
+    github: GithubOidcStandin
+    upstream: UpstreamStandin
+    upstream_port: int = 0
+
+    def reset(self) -> None:
+        for standin in (self.sts, self.entra, self.gce, self.github):
+            standin.reset()
+        self.upstream.requests.clear()
+
+    def env(self) -> dict[str, str]:
+        """What a workload's environment would say, pointed at the stand-ins."""
+        return {
+            "GCE_METADATA_HOST": self.gce.host,
+            "ACTIONS_ID_TOKEN_REQUEST_URL": self.github.url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.github.request_token,
+            "AZURE_AUTHORITY_HOST": self.entra.url,
+            "AZURE_CLIENT_ID": self.entra.client_id,
+            "AZURE_TENANT_ID": self.entra.tenant_id,
+            "AWS_ENDPOINT_URL_STS": self.sts.url,
+        }
+
+    def secrets(self) -> list[str]:
+        """Every secret and token handed out so far (none may appear in a log)."""
+        found = [self.github.request_token, *self.issuer.tokens, *self.entra.issued]
+        for creds in self.sts.issued.values():
+            found += [creds["SecretAccessKey"], creds["SessionToken"]]
+        return found
+
+
+def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
+    issuer = OidcIssuer()
+    sts = StsStandin(issuer)
+    cloud = Cloud(
+        issuer=issuer,
+        sts=sts,
+        entra=EntraStandin(issuer),
+        gce=GceMetadataStandin(issuer),
+        github=GithubOidcStandin(issuer),
+        upstream=UpstreamStandin(sts),
+    )
+    cloud.sts.url = f"https://127.0.0.1:{thread.serve(cloud.sts.app(), server_ssl)}"
+    cloud.entra.url = f"https://localhost:{thread.serve(cloud.entra.app(), server_ssl)}"
+    cloud.gce.host = f"127.0.0.1:{thread.serve(cloud.gce.app())}"
+    port = thread.serve(cloud.github.app(), server_ssl)
+    cloud.github.url = (
+        f"https://localhost:{port}/_apis/pipelines/workflows/1/idtoken?api-version=2.0"
+    )
+    cloud.upstream_port = thread.serve(cloud.upstream.app(), server_ssl)
+    return cloud

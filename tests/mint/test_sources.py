@@ -1,0 +1,197 @@
+"""sources.py: every oidc/<provider>/ reference, against stand-ins speaking the real formats."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from extauthz.mint.errors import TokenSourceError, TransportError
+from extauthz.mint.sources import OidcRef, OidcTokens, parse_oidc_ref
+from extauthz.mint.transport import HttpClient
+
+from .standins import Cloud
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tokens(http: HttpClient, env: dict[str, str], clock: Clock | None = None) -> OidcTokens:
+    return OidcTokens(http, env, clock or Clock())
+
+
+class TestParse:
+    def test_the_audience_is_everything_after_the_provider_slashes_included(self) -> None:
+        """oidc/file/home/u/t.txt has provider file and audience home/u/t.txt, as in LiteLLM."""
+        assert parse_oidc_ref("oidc/file/home/u/t.txt") == OidcRef("file", "home/u/t.txt")
+        assert parse_oidc_ref("oidc/github/api://x/y") == OidcRef("github", "api://x/y")
+        assert parse_oidc_ref("oidc/circleci_v2/") == OidcRef("circleci_v2", "")
+
+    def test_unknown_provider_lists_the_known_ones(self) -> None:
+        """An unknown provider is refused with the list of supported ones."""
+        with pytest.raises(ValueError, match=r"unknown OIDC provider 'aws'.*google, circleci"):
+            parse_oidc_ref("oidc/aws/x")
+
+
+class TestGoogle:
+    async def test_token_comes_from_the_metadata_server_with_the_flavor_header(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """GET …/identity?audience=<aud> with Metadata-Flavor: Google; the body is the token."""
+        token = await tokens(http, cloud.env()).get(OidcRef("google", "https://example.com/a b"))
+        assert token == cloud.gce.issued[-1]
+        assert cloud.gce.requests == [{"audience": "https://example.com/a b", "flavor": "Google"}]
+
+    async def test_token_is_cached_for_3540_s(self, cloud: Cloud, http: HttpClient) -> None:
+        """A second use within 3540 s does not call the metadata server; a later one does."""
+        clock = Clock()
+        source = tokens(http, cloud.env(), clock)
+        ref = OidcRef("google", "aud-1")
+        first = await source.get(ref)
+        clock.now += 3000
+        assert await source.get(ref) == first
+        assert len(cloud.gce.requests) == 1
+        clock.now += 541
+        assert await source.get(ref) != first
+        assert len(cloud.gce.requests) == 2
+
+    async def test_metadata_host_falls_back_to_gce_metadata_root(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """google-auth's older GCE_METADATA_ROOT is honoured too."""
+        await tokens(http, {"GCE_METADATA_ROOT": cloud.gce.host}).get(OidcRef("google", "a"))
+        assert len(cloud.gce.requests) == 1
+
+    async def test_an_error_status_is_reported_with_the_server_text(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """The metadata server's own complaint is passed on."""
+        with pytest.raises(TokenSourceError, match=r"HTTP 400.*non-empty audience"):
+            await tokens(http, cloud.env()).get(OidcRef("google", ""))
+
+    async def test_an_unreachable_metadata_server_is_a_transport_error(
+        self, http: HttpClient, unused_tcp_port: int
+    ) -> None:
+        """Nothing listening: the error names the host and port."""
+        env = {"GCE_METADATA_HOST": f"127.0.0.1:{unused_tcp_port}"}
+        with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{unused_tcp_port}"):
+            await tokens(http, env).get(OidcRef("google", "a"))
+
+
+class TestGithub:
+    async def test_token_is_the_json_value_requested_with_the_bearer_and_audience(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=…, Bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN."""
+        token = await tokens(http, cloud.env()).get(OidcRef("github", "sts.amazonaws.com"))
+        assert token == cloud.github.issued[-1]
+        assert cloud.github.requests == [{"api-version": "2.0", "audience": "sts.amazonaws.com"}]
+
+    async def test_token_is_cached_for_295_s(self, cloud: Cloud, http: HttpClient) -> None:
+        """Reused for 295 s, then fetched again."""
+        clock = Clock()
+        source = tokens(http, cloud.env(), clock)
+        ref = OidcRef("github", "a")
+        await source.get(ref)
+        clock.now += 294
+        await source.get(ref)
+        clock.now += 2
+        await source.get(ref)
+        assert len(cloud.github.requests) == 2
+
+    async def test_a_cached_token_is_not_used_within_a_minute_of_its_exp(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """The cache also ends 60 s before the token's own exp."""
+        clock = Clock()
+        source = tokens(http, cloud.env(), clock)
+        ref = OidcRef("github", "a")
+        await source.get(ref)
+        clock.now += 3600 - 59  # issuer gives 3600-s tokens: past exp - 60
+        await source.get(ref)  # fetched again although 295 s have passed anyway
+        assert len(cloud.github.requests) == 2
+
+    async def test_a_refused_request_token_is_reported(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """A wrong ACTIONS_ID_TOKEN_REQUEST_TOKEN gives the endpoint's HTTP status."""
+        env = cloud.env() | {"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "wrong"}
+        with pytest.raises(TokenSourceError, match=r"GitHub Actions OIDC endpoint.*HTTP 401"):
+            await tokens(http, env).get(OidcRef("github", "a"))
+
+    async def test_an_untrusted_certificate_says_how_to_trust_it(self, cloud: Cloud) -> None:
+        """Without the test CA, TLS fails and the message points at ca_file / SSL_CERT_FILE."""
+        plain = HttpClient(ssl.create_default_context(), timeout_seconds=5)
+        try:
+            with pytest.raises(TransportError, match=r"not trusted.*ca_file or SSL_CERT_FILE"):
+                await tokens(plain, cloud.env()).get(OidcRef("github", "a"))
+        finally:
+            await plain.close()
+
+
+class TestEnvAndFiles:
+    @pytest.mark.parametrize(
+        ("provider", "variable"),
+        [("circleci", "CIRCLE_OIDC_TOKEN"), ("circleci_v2", "CIRCLE_OIDC_TOKEN_V2")],
+    )
+    async def test_circleci_reads_its_env_var_and_ignores_the_audience(
+        self, http: HttpClient, provider: str, variable: str
+    ) -> None:
+        """CircleCI tokens come from the environment."""
+        assert await tokens(http, {variable: "tok\n"}).get(OidcRef(provider, "ignored")) == "tok"
+
+    async def test_env_reads_the_named_variable(self, http: HttpClient) -> None:
+        """oidc/env/NAME reads $NAME."""
+        assert await tokens(http, {"MY_TOKEN": "t1"}).get(OidcRef("env", "MY_TOKEN")) == "t1"
+
+    async def test_a_missing_env_var_is_named(self, http: HttpClient) -> None:
+        """The error names the variable."""
+        with pytest.raises(TokenSourceError, match="environment variable MY_TOKEN is not set"):
+            await tokens(http, {}).get(OidcRef("env", "MY_TOKEN"))
+
+    async def test_files_are_reread_on_every_use(self, http: HttpClient, tmp_path: Path) -> None:
+        """azure, file and env_path re-read the file: the kubelet rotates projected tokens."""
+        path = tmp_path / "token"
+        env = {"AZURE_FEDERATED_TOKEN_FILE": str(path), "TOKEN_PATH": str(path)}
+        source = tokens(http, env)
+        for n, ref in enumerate(
+            [
+                OidcRef("azure", "api://x"),
+                OidcRef("file", str(path)),
+                OidcRef("env_path", "TOKEN_PATH"),
+            ]
+        ):
+            path.write_text(f"first-{n}\n")
+            assert await source.get(ref) == f"first-{n}"
+            path.write_text(f"second-{n}")
+            assert await source.get(ref) == f"second-{n}"
+
+    async def test_an_unreadable_file_names_the_path_and_the_relative_path_rule(
+        self, http: HttpClient
+    ) -> None:
+        """oidc/file/<path> is relative (LiteLLM's rule); the message says how to go absolute."""
+        with pytest.raises(TokenSourceError) as info:
+            await tokens(http, {}).get(OidcRef("file", "var/run/missing-token"))
+        message = str(info.value)
+        assert (
+            "cannot read the token file 'var/run/missing-token' (No such file or directory)"
+            in message
+        )
+        assert "oidc/file//" in message
+
+    async def test_a_huge_or_empty_file_is_refused(self, http: HttpClient, tmp_path: Path) -> None:
+        """More than 64 KiB is not a token, and neither is nothing."""
+        big, empty = tmp_path / "big", tmp_path / "empty"
+        big.write_bytes(b"a" * 70_000)
+        empty.write_text("\n")
+        with pytest.raises(TokenSourceError, match="larger than"):
+            await tokens(http, {}).get(OidcRef("file", str(big)))
+        with pytest.raises(TokenSourceError, match="empty token"):
+            await tokens(http, {}).get(OidcRef("file", str(empty)))
