@@ -80,7 +80,7 @@ class _Strict(BaseModel):
 
 
 class JwtAuthSettings(_Strict):
-    """``general_settings.litellm_jwtauth``: the part of LiteLLM's ``LiteLLM_JWTAuth`` we implement."""
+    """``general_settings.litellm_jwtauth``: the part of ``LiteLLM_JWTAuth`` we implement."""
 
     admin_jwt_scope: str = "litellm_proxy_admin"
     admin_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMIN_ROUTES))

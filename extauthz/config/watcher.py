@@ -64,6 +64,10 @@ class PolicyWatcher:
         self._seen = seen
         digest = _digest(self.path)
         if digest is not None and digest == self._digest:
+            if self.last_error is not None:  # a broken edit was reverted: nothing is wrong now
+                self.last_error = None
+                metrics.POLICY_OK.set(1)
+                log.info("policy file is back to the policy in force", extra={"path": self.path})
             return None
         try:
             loaded = load_policy_file(self.path, self.environ)

@@ -201,7 +201,9 @@ class JwksSource:
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
-        """Stop the background loop."""
+        """Stop the background loop and any refetch still running."""
+        if self._inflight is not None:
+            self._inflight.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -67,3 +67,14 @@ def test_touch_without_change_does_not_reload(tmp_path: Path) -> None:
     watcher = PolicyWatcher(str(path), ENV, applied.append)
     os.utime(path, (1, 1))
     assert watcher.check_once() is None and applied == []
+
+
+def test_reverting_a_broken_edit_clears_the_error(tmp_path: Path) -> None:
+    """Writing the policy in force back after a broken edit clears the reload error."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(V1)
+    watcher = PolicyWatcher(str(path), ENV, lambda _loaded: None)
+    path.write_text("general_settings: [broken")
+    assert watcher.check_once() is False and watcher.last_error is not None
+    path.write_text(V1)
+    assert watcher.check_once() is None and watcher.last_error is None

@@ -1,0 +1,113 @@
+"""The sidecar's gRPC side as a user meets it with grpcurl: reflection, health, Check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from extauthz.dev.envoyconf import find_binary
+from tests.integration.harness import LoopThread, Stack, chat_body, start_stack
+
+AUTHZ = "envoy.service.auth.v3.Authorization"
+HEALTH = "grpc.health.v1.Health"
+
+
+@pytest.fixture(scope="module")
+def stack(
+    loop_thread: LoopThread, key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    s = start_stack(loop_thread, tmp_path_factory.mktemp("grpcurl"), key, envoy=False)
+    yield s
+    s.close()
+
+
+def grpcurl(stack: Stack, *args: str, data: dict[str, Any] | None = None) -> str:
+    cmd = [find_binary("grpcurl"), "-plaintext", "-max-time", "10"]
+    if data is not None:
+        cmd += ["-d", "@"]
+    cmd += [f"127.0.0.1:{stack.grpc_port}", *args]
+    done = subprocess.run(
+        cmd,
+        input=json.dumps(data) if data is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_list_shows_services(stack: Stack) -> None:
+    """`grpcurl list` (server reflection) shows ext_authz, health and reflection."""
+    services = set(grpcurl(stack, "list").split())
+    assert {AUTHZ, HEALTH} <= services
+    assert any(s.startswith("grpc.reflection.") for s in services)
+
+
+def test_describe_authorization(stack: Stack) -> None:
+    """`grpcurl describe` resolves the Authorization service and its Check method."""
+    out = grpcurl(stack, "describe", AUTHZ)
+    assert "rpc Check ( .envoy.service.auth.v3.CheckRequest )" in out
+
+
+@pytest.mark.parametrize("service", ["", "readiness"])
+def test_health_check_serving(stack: Stack, service: str) -> None:
+    """Health Check for liveness ("") and readiness says SERVING."""
+    out = grpcurl(stack, f"{HEALTH}/Check", data={"service": service})
+    assert json.loads(out) == {"status": "SERVING"}
+
+
+def check_request(token: str | None, model: str) -> dict[str, Any]:
+    headers = {"content-type": "application/json", ":path": "/v1/chat/completions"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return {
+        "attributes": {
+            "request": {
+                "http": {
+                    "method": "POST",
+                    "path": "/v1/chat/completions",
+                    "headers": headers,
+                    "body": chat_body(model).decode(),
+                }
+            }
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("claims", "model", "code", "http_status"),
+    [
+        ({"sub": "alice", "roles": ["basic_user"]}, "gpt-4o-mini", 0, None),
+        ({"sub": "alice", "roles": ["basic_user"]}, "gpt-4o", 7, "Forbidden"),
+        (None, "gpt-4o-mini", 16, "Unauthorized"),
+    ],
+    ids=["allow", "deny-model", "deny-no-token"],
+)
+def test_check_with_grpcurl(
+    stack: Stack,
+    claims: dict[str, Any] | None,
+    model: str,
+    code: int,
+    http_status: str | None,
+) -> None:
+    """A hand-written JSON CheckRequest gets an ok_response or a denied_response."""
+    token = stack.token(claims) if claims is not None else None
+    out = json.loads(grpcurl(stack, f"{AUTHZ}/Check", data=check_request(token, model)))
+    assert out["status"].get("code", 0) == code
+    if code == 0:
+        headers = {h["header"]["key"]: h["header"]["value"] for h in out["ok_response"]["headers"]}
+        assert headers["x-auth-user-id"] == "alice"
+        assert headers["x-auth-user-role"] == "internal_user"
+        assert "authorization" in out["ok_response"]["headers_to_remove"]
+        assert out["dynamic_metadata"]["model"] == "gpt-4o-mini"
+    else:
+        denied = out["denied_response"]
+        assert denied["status"]["code"] == http_status
+        assert json.loads(denied["body"])["error"]["type"] == "auth_error"
