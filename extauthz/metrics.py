@@ -27,3 +27,28 @@ POLICY_RELOADS = Counter("extauthz_policy_reloads_total", "Policy reloads by res
 POLICY_OK = Gauge(
     "extauthz_policy_last_reload_ok", "1 when the last policy (re)load succeeded, else 0."
 )
+
+# State store (team / end-user blocks, user registry) and the admin API.
+STATE_STORE_UP = Gauge(
+    "extauthz_state_store_up",
+    "1 while the state store answers; 0 while it is unreachable (decisions use the last snapshot).",
+)
+STATE_VERSION = Gauge("extauthz_state_version", "Version of the state snapshot decisions read.")
+STATE_LAST_SYNC = Gauge(
+    "extauthz_state_last_sync_timestamp_seconds", "When the state store was last read."
+)
+STATE_BLOCKED = Gauge(
+    "extauthz_state_blocked", "Blocked teams and end users in the snapshot.", ["kind"]
+)
+STATE_RECONNECTS = Counter(
+    "extauthz_state_store_failures_total", "Failed state store reads by the watcher (each retried)."
+)
+ADMIN_REQUESTS = Counter(
+    "extauthz_admin_requests_total",
+    "Admin API calls by operation, transport and HTTP status.",
+    ["operation", "transport", "status"],
+)
+USERS_RECORDED = Counter("extauthz_users_recorded_total", "User sightings written to the store.")
+USERS_DROPPED = Counter(
+    "extauthz_users_dropped_total", "User sightings dropped because the write buffer was full."
+)

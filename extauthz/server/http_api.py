@@ -1,22 +1,224 @@
-"""The sidecar's HTTP side (``--http-address``): /healthz, /readyz, /metrics.
+"""The sidecar's HTTP side (``--http-address``): /healthz, /readyz, /metrics and the admin API.
 
-The admin API (team blocking) joins here with the state issue; it authenticates every call
-itself and never trusts that Envoy checked.
+Admin routes, in LiteLLM's shapes where LiteLLM has them (Envoy routes /team/, /user/ and
+/customer/ here; every call is authenticated again here, never trusting that Envoy checked):
+
+    POST /team/block {"team_id"}        POST /team/unblock {"team_id"}    → the team's state
+    GET  /team/info?team_id=            GET  /team/list
+    GET  /user/info?user_id=            GET  /user/list?page=&page_size=
+    POST /customer/block {"user_ids"}   POST /customer/unblock {"user_ids"}
+    GET  /customer/list
+
+Errors carry the sidecar's deny body (``{"error": {"message", "type", "code"}}``) and an
+``x-extauthz-reason`` header. Bodies are capped at 16 KiB; unknown fields are refused (400).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from extauthz import metrics as prom
+from extauthz.policy.verdict import REASON_HEADER, deny_body
+from extauthz.server.admin_service import (
+    DEFAULT_PAGE_SIZE,
+    AdminError,
+    AdminService,
+    UserPage,
+    bad_request,
+)
+from extauthz.state.protocol import EndUserState, TeamState, UserRecord
+
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
+MAX_ADMIN_BODY = 16 * 1024
+TRANSPORT = "http"
+log = logging.getLogger("extauthz.admin")
 
 
-def build_app(readiness: ReadinessProbe) -> web.Application:
-    """The aiohttp application; ``readiness`` says whether we are ready and why not."""
+def iso_time(at: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC (``2026-11-23T10:00:00.123Z``), or None."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def team_json(t: TeamState) -> dict[str, Any]:
+    return {
+        "team_id": t.team_id,
+        "blocked": t.blocked,
+        "changed_by": t.changed_by,
+        "changed_at": iso_time(t.changed_at),
+    }
+
+
+def end_user_json(u: EndUserState) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id,
+        "blocked": u.blocked,
+        "changed_by": u.changed_by,
+        "changed_at": iso_time(u.changed_at),
+    }
+
+
+def user_json(u: UserRecord) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id,
+        "user_email": u.email,
+        "first_seen": iso_time(u.first_seen),
+        "last_seen": iso_time(u.last_seen),
+    }
+
+
+def user_page_json(p: UserPage) -> dict[str, Any]:
+    return {
+        "users": [user_json(u) for u in p.users],
+        "total": p.total,
+        "page": p.page,
+        "page_size": p.page_size,
+        "total_pages": p.total_pages,
+    }
+
+
+def error_response(err: AdminError) -> web.Response:
+    headers = {"content-type": "application/json", REASON_HEADER: err.reason}
+    headers.update(dict(err.headers))
+    return web.Response(status=err.status, body=deny_body(err.status, err.message), headers=headers)
+
+
+async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The body as a JSON object with only ``fields``; ``AdminError`` 400/413 otherwise."""
+    example = json.dumps({f: "..." for f in fields})
+    if request.content_length is not None and request.content_length > MAX_ADMIN_BODY:
+        raise AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
+    raw = await request.content.read(MAX_ADMIN_BODY + 1)
+    if len(raw) > MAX_ADMIN_BODY:
+        raise AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
+    if not raw.strip():
+        raise bad_request(f"the body must be a JSON object like {example}")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the body is not JSON ({exc}); send {example}") from None
+    if not isinstance(data, dict):
+        raise bad_request(f"the body must be a JSON object like {example}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise bad_request(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(fields)}"
+        )
+    for f in fields:
+        if f not in data:
+            raise bad_request(f"missing field {f!r}; send {example}")
+    return data
+
+
+def _query_int(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer") from None
+
+
+def _query_id(query: Mapping[str, str], name: str, path: str) -> str:
+    value = query.get(name)
+    if value is None:
+        raise bad_request(f"missing query parameter {name}: {path}?{name}=...")
+    return value
+
+
+AdminHandler = Callable[[web.Request, str], Awaitable[Any]]
+
+
+def _admin_routes(app: web.Application, admin: AdminService) -> None:
+    def route(operation: str, handler: AdminHandler) -> Callable[[web.Request], Awaitable[Any]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                caller = await admin.authenticate(request.headers)
+                payload = await handler(request, caller)
+                response: web.StreamResponse = web.json_response(payload)
+            except AdminError as err:
+                response = error_response(err)
+            except Exception as exc:  # a bug answers 500 with the usual body, never a trace
+                log.error(
+                    "admin call failed",
+                    extra={"operation": operation, "error_type": type(exc).__name__},
+                )
+                response = error_response(
+                    AdminError(500, "internal", "internal error in the admin API")
+                )
+            prom.ADMIN_REQUESTS.labels(operation, TRANSPORT, str(response.status)).inc()
+            return response
+
+        return wrapped
+
+    async def team_block(request: web.Request, caller: str) -> Any:
+        body = await read_json_object(request, ("team_id",))
+        return team_json(await admin.set_team_blocked(caller, body["team_id"], True))
+
+    async def team_unblock(request: web.Request, caller: str) -> Any:
+        body = await read_json_object(request, ("team_id",))
+        return team_json(await admin.set_team_blocked(caller, body["team_id"], False))
+
+    async def team_info(request: web.Request, _caller: str) -> Any:
+        team = await admin.get_team(_query_id(request.query, "team_id", "/team/info"))
+        return {"team_id": team.team_id, "team_info": team_json(team)}
+
+    async def team_list(_request: web.Request, _caller: str) -> Any:
+        return [team_json(t) for t in await admin.list_teams()]
+
+    async def user_info(request: web.Request, _caller: str) -> Any:
+        user = await admin.get_user(_query_id(request.query, "user_id", "/user/info"))
+        return {"user_id": user.user_id, "user_info": user_json(user)}
+
+    async def user_list(request: web.Request, _caller: str) -> Any:
+        page = _query_int(request.query, "page", 1)
+        size = _query_int(request.query, "page_size", DEFAULT_PAGE_SIZE)
+        return user_page_json(await admin.list_users(page, size))
+
+    async def customer_block(request: web.Request, caller: str) -> Any:
+        body = await read_json_object(request, ("user_ids",))
+        states = await admin.set_end_users_blocked(caller, body["user_ids"], True)
+        return {
+            "blocked_users": [s.user_id for s in states],
+            "end_users": [end_user_json(s) for s in states],
+        }
+
+    async def customer_unblock(request: web.Request, caller: str) -> Any:
+        body = await read_json_object(request, ("user_ids",))
+        states = await admin.set_end_users_blocked(caller, body["user_ids"], False)
+        return {
+            "unblocked_users": [s.user_id for s in states],
+            "end_users": [end_user_json(s) for s in states],
+        }
+
+    async def customer_list(_request: web.Request, _caller: str) -> Any:
+        return [end_user_json(s) for s in await admin.list_end_users()]
+
+    app.router.add_post("/team/block", route("team_block", team_block))
+    app.router.add_post("/team/unblock", route("team_unblock", team_unblock))
+    app.router.add_get("/team/info", route("team_info", team_info))
+    app.router.add_get("/team/list", route("team_list", team_list))
+    app.router.add_get("/user/info", route("user_info", user_info))
+    app.router.add_get("/user/list", route("user_list", user_list))
+    app.router.add_post("/customer/block", route("customer_block", customer_block))
+    app.router.add_post("/customer/unblock", route("customer_unblock", customer_unblock))
+    app.router.add_get("/customer/list", route("customer_list", customer_list))
+
+
+def build_app(readiness: ReadinessProbe, admin: AdminService | None = None) -> web.Application:
+    """The aiohttp application; ``readiness`` says whether we are ready and why not.
+
+    ``admin`` adds the admin API (absent: those paths answer 404).
+    """
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -34,4 +236,6 @@ def build_app(readiness: ReadinessProbe) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if admin is not None:
+        _admin_routes(app, admin)
     return app

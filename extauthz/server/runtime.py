@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -29,6 +29,8 @@ from extauthz.config.watcher import PolicyWatcher
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.policy.compiled import Policy
+from extauthz.server.admin_grpc import add_admin_service
+from extauthz.server.admin_state import RecordingAuthorizer, StateOptions, StateRuntime
 from extauthz.server.envoy_grpc import AuthorizationService
 from extauthz.server.http_api import build_app
 
@@ -48,6 +50,7 @@ class ServeOptions:
     grpc_address: str = "0.0.0.0:9191"
     http_address: str | None = "0.0.0.0:9192"
     state_url: str = "memory://"
+    state: StateOptions = field(default_factory=StateOptions)
 
 
 class Sidecar:
@@ -69,7 +72,11 @@ class Sidecar:
             cache_size=policy.keys.token_cache_size,
             max_age=policy.keys.token_cache_max_age,
         )
-        self.authorizer = Authorizer(policy, verifier if policy.enable_jwt_auth else None)
+        self.authorizer: Authorizer = RecordingAuthorizer(
+            policy, verifier if policy.enable_jwt_auth else None
+        )
+        # Blocks and the user registry (--state); a URL that cannot work fails here.
+        self.state = StateRuntime(options.state_url, self.authorizer, options.state)
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=policy.reload_interval
         )
@@ -106,12 +113,15 @@ class Sidecar:
         return self.authorizer.policy
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the policy is loaded and, with JWT auth on, keys were fetched once."""
+        """Ready when the policy is loaded, with JWT auth on keys were fetched once, and the
+        state store answers (or has failed for less than the debounce)."""
         policy = self.policy
         needs_keys = policy.enable_jwt_auth
-        ready = not needs_keys or self.keys.ready
+        state_ready, state_detail = self.state.readiness()
+        ready = (not needs_keys or self.keys.ready) and state_ready
         detail: dict[str, Any] = {
             "policy": {"path": self.options.config, "reload_error": self.watcher.last_error},
+            "state": state_detail,
         }
         if needs_keys:
             detail["keys"] = {
@@ -123,6 +133,7 @@ class Sidecar:
 
     async def start(self) -> None:
         """Bind every port and start the background loops."""
+        await self.state.open()  # before any port: never answer from an empty snapshot
         if self.policy.enable_jwt_auth:
             self.keys.start()
         server = grpc.aio.server(
@@ -135,8 +146,9 @@ class Sidecar:
             AuthorizationService(self.authorizer), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        admin_service = add_admin_service(server, self.state.admin)
         reflection.enable_server_reflection(
-            (AUTHZ_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
         )
         self.grpc_port = server.add_insecure_port(self.options.grpc_address)
         if self.grpc_port == 0:
@@ -147,7 +159,9 @@ class Sidecar:
         await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:
             host, _, port = self.options.http_address.rpartition(":")
-            self.http_runner = web.AppRunner(build_app(self.readiness), access_log=None)
+            self.http_runner = web.AppRunner(
+                build_app(self.readiness, self.state.admin), access_log=None
+            )
             await self.http_runner.setup()
             site = web.TCPSite(self.http_runner, host or "0.0.0.0", int(port))
             await site.start()
@@ -191,6 +205,7 @@ class Sidecar:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.watcher.stop()
+        await self.state.close()
         await self.keys.stop()
         await self.fetcher.close()
 

@@ -1,31 +1,109 @@
-"""An in-memory store: the reference implementation of the protocol, for tests and dev."""
+"""An in-memory store: the reference implementation of the protocol, for tests and dev.
+
+State is lost when the process ends and is not shared between processes (``memory://``).
+"""
 
 from __future__ import annotations
 
-from extauthz.state.protocol import StateSnapshot, TeamState
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from extauthz.state.protocol import (
+    EndUserState,
+    StateSnapshot,
+    TeamState,
+    UserRecord,
+    UserSighting,
+)
 
 
 class MemoryStore:
-    """Keeps teams in a dict; state is lost when the process ends."""
+    """Keeps teams, end users and users in dicts."""
+
+    url = "memory://"
 
     def __init__(self) -> None:
         self._teams: dict[str, TeamState] = {}
+        self._end_users: dict[str, EndUserState] = {}
+        self._users: dict[str, UserRecord] = {}
         self._version = 0
+        self._changed = asyncio.Event()
+
+    async def open(self) -> None:
+        return None
 
     async def snapshot(self) -> StateSnapshot:
         return StateSnapshot(
             blocked_teams=frozenset(t.team_id for t in self._teams.values() if t.blocked),
+            blocked_end_users=frozenset(u.user_id for u in self._end_users.values() if u.blocked),
             version=self._version,
         )
 
+    async def wait_for_change(self, since: int, max_wait: float) -> None:
+        if self._version != since:
+            return
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max_wait)
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.set()
+
     async def set_team_blocked(self, team_id: str, blocked: bool, by: str, at: float) -> TeamState:
+        current = self._teams.get(team_id)
+        if current is not None and current.blocked == blocked:
+            return current
         state = TeamState(team_id, blocked, by, at)
         self._teams[team_id] = state
-        self._version += 1
+        self._bump()
         return state
 
     async def get_team(self, team_id: str) -> TeamState | None:
         return self._teams.get(team_id)
+
+    async def list_teams(self) -> list[TeamState]:
+        return [self._teams[k] for k in sorted(self._teams)]
+
+    async def set_end_users_blocked(
+        self, user_ids: Sequence[str], blocked: bool, by: str, at: float
+    ) -> list[EndUserState]:
+        out: list[EndUserState] = []
+        changed = False
+        for user_id in dict.fromkeys(user_ids):
+            current = self._end_users.get(user_id)
+            if current is None or current.blocked != blocked:
+                current = EndUserState(user_id, blocked, by, at)
+                self._end_users[user_id] = current
+                changed = True
+            out.append(current)
+        if changed:
+            self._bump()
+        return out
+
+    async def list_end_users(self) -> list[EndUserState]:
+        return [self._end_users[k] for k in sorted(self._end_users)]
+
+    async def record_users(self, sightings: Sequence[UserSighting]) -> None:
+        for s in sightings:
+            old = self._users.get(s.user_id)
+            if old is None:
+                self._users[s.user_id] = UserRecord(s.user_id, s.email, s.first_seen, s.last_seen)
+            else:
+                self._users[s.user_id] = UserRecord(
+                    s.user_id,
+                    s.email if s.email is not None else old.email,
+                    min(old.first_seen, s.first_seen),
+                    max(old.last_seen, s.last_seen),
+                )
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        return self._users.get(user_id)
+
+    async def list_users(self, offset: int, limit: int) -> tuple[list[UserRecord], int]:
+        keys = sorted(self._users)
+        return [self._users[k] for k in keys[offset : offset + limit]], len(keys)
 
     async def close(self) -> None:
         return None
