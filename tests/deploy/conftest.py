@@ -1,0 +1,13 @@
+"""tests/deploy: the Kubernetes manifests, the image recipe and the Kubernetes Envoy config."""
+
+from __future__ import annotations
+
+import pytest
+
+from .kube import kubectl
+
+
+@pytest.fixture(scope="session")
+def need_kubectl() -> None:
+    if kubectl() is None:
+        pytest.skip("kubectl not on PATH: `kubectl kustomize` renders the manifests offline")
