@@ -94,11 +94,15 @@ def error_response(err: AdminError) -> web.Response:
 async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
     """The body as a JSON object with only ``fields``; ``AdminError`` 400/413 otherwise."""
     example = json.dumps({f: "..." for f in fields})
+    too_large = AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
     if request.content_length is not None and request.content_length > MAX_ADMIN_BODY:
-        raise AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
-    raw = await request.content.read(MAX_ADMIN_BODY + 1)
+        raise too_large
+    try:
+        raw = await request.read()  # the whole body (chunked too), capped by client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
     if len(raw) > MAX_ADMIN_BODY:
-        raise AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
+        raise too_large
     if not raw.strip():
         raise bad_request(f"the body must be a JSON object like {example}")
     try:

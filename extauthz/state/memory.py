@@ -45,7 +45,8 @@ class MemoryStore:
             return
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), max_wait)
+            async with asyncio.timeout(max_wait):
+                await self._changed.wait()
 
     def _bump(self) -> None:
         self._version += 1

@@ -1,0 +1,311 @@
+"""The admin API's core, shared by the HTTP (``http_api``) and gRPC (``admin_grpc``) adapters.
+
+Protocol-free: callers pass request headers and plain values, and get plain values back or an
+``AdminError`` carrying the HTTP status, a stable reason and a message that says what to fix.
+
+Security rules:
+- every call authenticates itself with the same pipeline as ext_authz (master key, or a verified
+  JWT whose role resolves to proxy_admin); it never trusts that Envoy checked first;
+- 401 for no or bad credential, 403 for a verified caller who is not an admin;
+- messages never echo a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from extauthz.authorizer import Authorizer
+from extauthz.errors import StoreError
+from extauthz.policy.credentials import extract_credential
+from extauthz.policy.decide import MASTER_KEY, PASSTHROUGH, resolve_role
+from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy.verdict import Verdict, render
+from extauthz.state.protocol import EndUserState, StateStore, TeamState, UserRecord
+from extauthz.state.users import pause_recording
+from extauthz.state.watcher import StateWatcher
+
+log = logging.getLogger("extauthz.admin")
+
+MAX_ID_CHARS = 256
+MAX_IDS_PER_CALL = 1000
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 1000
+MAX_EXPLAIN_BODY = 1024 * 1024
+
+# Stable reasons of admin errors (the x-extauthz-reason header and metric labels).
+BAD_REQUEST = "bad_request"
+NOT_FOUND = "not_found"
+NOT_ADMIN = "not_admin"
+STORE_UNAVAILABLE = "store_unavailable"
+
+
+class AdminError(Exception):
+    """An admin call that cannot be served: status, stable reason, message, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = headers
+
+
+def bad_request(message: str) -> AdminError:
+    return AdminError(400, BAD_REQUEST, message)
+
+
+def check_id(value: object, field: str) -> str:
+    """A team or user id: a non-empty string of at most 256 characters, no control characters."""
+    if not isinstance(value, str):
+        raise bad_request(f"{field} must be a string")
+    if not value:
+        raise bad_request(f"{field} must not be empty")
+    if len(value) > MAX_ID_CHARS:
+        raise bad_request(f"{field} is longer than {MAX_ID_CHARS} characters")
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise bad_request(
+                f"{field} contains a control character (U+{ord(ch):04X}); ids are printable text"
+            )
+    return value
+
+
+def check_ids(value: object, field: str) -> list[str]:
+    """A non-empty list of ids (at most 1000), each checked like ``check_id``."""
+    if not isinstance(value, list):
+        raise bad_request(f'{field} must be a list of strings, e.g. {{"{field}": ["u1"]}}')
+    if not value:
+        raise bad_request(f"{field} must not be empty")
+    if len(value) > MAX_IDS_PER_CALL:
+        raise bad_request(f"{field} has more than {MAX_IDS_PER_CALL} entries; send several calls")
+    return [check_id(v, f"{field}[{i}]") for i, v in enumerate(value)]
+
+
+def caller_name(identity: Identity) -> str:
+    """Who made a change, as recorded with it (never the credential itself)."""
+    if identity.kind == MASTER_KEY:
+        return "master_key"
+    return identity.user_id or identity.subject or identity.email or identity.team_id or "jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    users: list[UserRecord]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(1, math.ceil(self.total / self.page_size))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A decision for a hypothetical request, as the sidecar would take it now."""
+
+    decision: Decision
+    verdict: Verdict
+    state_version: int
+
+
+class AdminService:
+    """Authenticates admin calls and carries them out against the store."""
+
+    def __init__(
+        self,
+        authorizer: Authorizer,
+        store: StateStore,
+        watcher: StateWatcher,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.authorizer = authorizer
+        self.store = store
+        self.watcher = watcher
+        self._clock = clock
+
+    # -- authentication ----------------------------------------------------------------------
+
+    async def authenticate(self, headers: Mapping[str, str]) -> str:
+        """The admin's name for the audit trail; ``AdminError`` 401/403/503 otherwise."""
+        policy = self.authorizer.policy
+        credential = extract_credential(headers)
+        if credential is None:
+            raise self._deny(
+                Deny(
+                    401,
+                    Reason.MISSING_CREDENTIAL,
+                    "no credential: the admin API needs 'Authorization: Bearer TOKEN' with the "
+                    f"master key or a JWT carrying scope {policy.admin_scope}",
+                )
+            )
+        identity = await self.authorizer.authenticate(credential, policy)
+        if isinstance(identity, Deny):
+            raise self._deny(identity)
+        if identity.kind == PASSTHROUGH:
+            raise self._deny(
+                Deny(
+                    401,
+                    Reason.INVALID_API_KEY,
+                    "the admin API needs the master key or an admin JWT; this key is unknown",
+                )
+            )
+        if resolve_role(identity, policy) is not Role.PROXY_ADMIN:
+            raise AdminError(
+                403,
+                NOT_ADMIN,
+                f"the admin API needs the master key or a token with scope "
+                f"{policy.admin_scope!r} (role proxy_admin); this caller is not an admin",
+                (("content-type", "application/json"), ("x-extauthz-reason", NOT_ADMIN)),
+            )
+        return caller_name(identity)
+
+    def _deny(self, deny: Deny) -> AdminError:
+        verdict = render(deny, self.authorizer.policy)
+        return AdminError(deny.status, deny.reason.value, deny.message, verdict.headers)
+
+    # -- store calls -------------------------------------------------------------------------
+
+    def _store_down(self, exc: StoreError, writing: bool) -> AdminError:
+        log.warning("admin call failed: state store unavailable", extra={"error": str(exc)})
+        what = "the change was NOT made" if writing else "the store cannot be read"
+        return AdminError(
+            503,
+            STORE_UNAVAILABLE,
+            f"the state store is unavailable, so {what}; blocks already in force are still "
+            f"enforced; retry later ({exc})",
+        )
+
+    async def _published(self) -> None:
+        """Make a write this replica made visible to its own decisions at once."""
+        # The write is committed; if this read fails the watcher publishes it when it can.
+        with contextlib.suppress(StoreError):
+            await self.watcher.sync()
+
+    async def set_team_blocked(self, by: str, team_id: object, blocked: bool) -> TeamState:
+        team = check_id(team_id, "team_id")
+        try:
+            state = await self.store.set_team_blocked(team, blocked, by, self._clock())
+        except StoreError as exc:
+            raise self._store_down(exc, writing=True) from exc
+        log.info(
+            "team blocked" if blocked else "team unblocked",
+            extra={"team_id": team, "by": by},
+        )
+        await self._published()
+        return state
+
+    async def get_team(self, team_id: object) -> TeamState:
+        team = check_id(team_id, "team_id")
+        try:
+            state = await self.store.get_team(team)
+        except StoreError as exc:
+            raise self._store_down(exc, writing=False) from exc
+        if state is None:
+            raise AdminError(
+                404,
+                NOT_FOUND,
+                f"team not found, passed team_id={team}: it was never blocked or unblocked "
+                "here, so it is not blocked",
+            )
+        return state
+
+    async def list_teams(self) -> list[TeamState]:
+        try:
+            return await self.store.list_teams()
+        except StoreError as exc:
+            raise self._store_down(exc, writing=False) from exc
+
+    async def get_user(self, user_id: object) -> UserRecord:
+        user = check_id(user_id, "user_id")
+        try:
+            record = await self.store.get_user(user)
+        except StoreError as exc:
+            raise self._store_down(exc, writing=False) from exc
+        if record is None:
+            hint = (
+                ""
+                if self.authorizer.policy.user_id_upsert
+                else " (users are recorded only with general_settings.litellm_jwtauth."
+                "user_id_upsert: true)"
+            )
+            raise AdminError(404, NOT_FOUND, f"user not found, passed user_id={user}{hint}")
+        return record
+
+    async def list_users(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> UserPage:
+        if page < 1:
+            raise bad_request("page must be 1 or more")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise bad_request(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        try:
+            users, total = await self.store.list_users((page - 1) * page_size, page_size)
+        except StoreError as exc:
+            raise self._store_down(exc, writing=False) from exc
+        return UserPage(users, total, page, page_size)
+
+    async def set_end_users_blocked(
+        self, by: str, user_ids: object, blocked: bool
+    ) -> list[EndUserState]:
+        ids = check_ids(user_ids, "user_ids")
+        try:
+            states = await self.store.set_end_users_blocked(ids, blocked, by, self._clock())
+        except StoreError as exc:
+            raise self._store_down(exc, writing=True) from exc
+        log.info(
+            "end users blocked" if blocked else "end users unblocked",
+            extra={"user_ids": ids[:20], "count": len(ids), "by": by},
+        )
+        await self._published()
+        return states
+
+    async def list_end_users(self) -> list[EndUserState]:
+        try:
+            return await self.store.list_end_users()
+        except StoreError as exc:
+            raise self._store_down(exc, writing=False) from exc
+
+    # -- explain -----------------------------------------------------------------------------
+
+    async def explain(
+        self,
+        token: str,
+        method: str,
+        path: str,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> Explanation:
+        """Decide a request carrying ``token`` as the sidecar would now (never raises on it)."""
+        if not path:
+            raise bad_request("path is required, e.g. /v1/chat/completions")
+        raw = body.encode("utf-8", "surrogateescape")
+        if len(raw) > MAX_EXPLAIN_BODY:
+            raise bad_request(f"body is larger than {MAX_EXPLAIN_BODY} bytes")
+        request_headers = {k.lower(): v for k, v in (headers or {}).items()}
+        if token:
+            request_headers["authorization"] = f"Bearer {token}"
+        if raw and "content-type" not in request_headers:
+            request_headers["content-type"] = "application/json"
+        view = RequestView(
+            method=(method or "POST").upper(),
+            path=path,
+            headers=request_headers,
+            body=raw,
+            request_id="admin-explain",
+        )
+        state_version = self.authorizer.state.current.version
+        with pause_recording():  # explaining a token is not seeing its user
+            decision = await self.authorizer.authorize(view)
+        return Explanation(decision, render(decision, self.authorizer.policy), state_version)

@@ -1,0 +1,153 @@
+"""The sidecar's state wiring: store, watcher, user recorder and admin service, started as one.
+
+``Sidecar`` (runtime.py) builds a ``StateRuntime`` from ``--state``, opens it before binding any
+port (so a sidecar never answers from an empty snapshot), and reports its readiness.
+``RecordingAuthorizer`` is the ``Authorizer`` that also notes users seen in valid tokens
+(``user_id_upsert``); noting is a dict write, the store write happens in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from extauthz.authorizer import Authorizer
+from extauthz.errors import ConfigError, StoreError
+from extauthz.policy.compiled import Policy
+from extauthz.policy.credentials import Credential
+from extauthz.policy.decide import JWT, resolve_role
+from extauthz.policy.types import Deny, Identity, Role
+from extauthz.server.admin_service import AdminService
+from extauthz.state.protocol import StateSnapshot
+from extauthz.state.urls import StoreSettings, store_from_url
+from extauthz.state.users import RecorderSettings, UserRecorder, recording_paused
+from extauthz.state.watcher import StateWatcher, WatchSettings
+
+log = logging.getLogger("extauthz.state")
+
+
+@dataclass(frozen=True, slots=True)
+class StateOptions:
+    """Timing of the state machinery (production defaults; tests shorten them)."""
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    users: RecorderSettings = field(default_factory=RecorderSettings)
+    open_timeout: float = 30.0  # at start: how long to keep trying to reach the store
+
+
+def _email_allowed(email: str | None, domains: frozenset[str]) -> bool:
+    # The same test as the decision core's (extauthz.policy.decide), so a user the email-domain
+    # gate refuses is never recorded.
+    if email is None or "@" not in email:
+        return False
+    return email.rpartition("@")[2].lower() in domains
+
+
+class RecordingAuthorizer(Authorizer):
+    """An ``Authorizer`` that notes every user authenticated by a valid JWT (when enabled)."""
+
+    recorder: UserRecorder | None = None
+
+    async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
+        result = await super().authenticate(credential, policy)
+        recorder = self.recorder
+        if (
+            recorder is not None
+            and policy.user_id_upsert
+            and not recording_paused()
+            and isinstance(result, Identity)
+            and result.kind == JWT
+            and result.user_id is not None
+            and (
+                policy.email_domains is None
+                or _email_allowed(result.email, policy.email_domains)
+                or resolve_role(result, policy) is Role.PROXY_ADMIN
+            )
+        ):
+            recorder.note(result.user_id, result.email, time.time())
+        return result
+
+
+class StateRuntime:
+    """Store + watcher + user recorder + admin service for one sidecar."""
+
+    def __init__(
+        self, url: str, authorizer: Authorizer, options: StateOptions | None = None
+    ) -> None:
+        self.options = options or StateOptions()
+        self.store = store_from_url(url, self.options.store)  # ConfigError for a bad URL
+        self.authorizer = authorizer
+        self.watcher = StateWatcher(self.store, self._publish, self.options.watch)
+        self.recorder = UserRecorder(self.store, self.options.users)
+        if isinstance(authorizer, RecordingAuthorizer):
+            authorizer.recorder = self.recorder
+        self.admin = AdminService(authorizer, self.store, self.watcher)
+        self._opened = False
+
+    def _publish(self, snapshot: StateSnapshot) -> None:
+        self.authorizer.state.current = snapshot
+
+    async def open(self) -> None:
+        """Open the store (create/migrate), load the first snapshot, start following it.
+
+        Retries an unreachable store for ``open_timeout`` seconds, then raises ``ConfigError``;
+        a URL or store that can never work raises ``ConfigError`` at once.
+        """
+        deadline = time.monotonic() + self.options.open_timeout
+        delay = 0.25
+        while True:
+            try:
+                await self.store.open()
+                await self.watcher.sync()
+                break
+            except StoreError as exc:
+                if time.monotonic() + delay > deadline:
+                    await self.store.close()
+                    raise ConfigError(
+                        f"cannot reach the state store {self.store.url} "
+                        f"(tried for {self.options.open_timeout:g}s): {exc}",
+                        source="--state",
+                    ) from exc
+                log.warning(
+                    "state store not reachable yet; retrying",
+                    extra={"store": self.store.url, "error": str(exc)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._opened = True
+        self.watcher.start()
+        self.recorder.start()
+        snapshot = self.watcher.current
+        log.info(
+            "state store open",
+            extra={
+                "store": self.store.url,
+                "version": snapshot.version if snapshot else None,
+                "blocked_teams": len(snapshot.blocked_teams) if snapshot else 0,
+            },
+        )
+
+    async def close(self) -> None:
+        """Stop following, flush recorded users (best effort), release connections."""
+        await self.watcher.stop()
+        if self._opened:
+            await self.recorder.stop()
+        await self.store.close()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        w = self.watcher
+        snapshot = w.current
+        detail: dict[str, Any] = {
+            "store": self.store.url,
+            "reachable": w.healthy,
+            "version": snapshot.version if snapshot else None,
+            "last_sync": w.last_sync,
+            "pending_users": self.recorder.pending,
+        }
+        if w.last_error:
+            detail["last_error"] = w.last_error
+        return w.ready, detail
