@@ -388,6 +388,12 @@ def main() -> int:
                 results.append(run_wrk(label, port, tokens, sec, conns, note))
             if label == "sidecar-cold":
                 memory = f"{rss_mb(sidecar.pid):.0f} MB"
+    from bench.http_mode import http_rows  # HTTP-service mode: its floor and the sidecar
+
+    results.extend(
+        http_rows(sec, conns, args.cold_tokens,
+                  only=("http-floor", "http-sidecar-warm", "http-sidecar-cold"))
+    )  # fmt: skip
     floor_run("floor-again")
 
     floors = [r for r in results if r.name.startswith("floor")]
@@ -398,13 +404,16 @@ def main() -> int:
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"Envoy --concurrency 1, wrk -t1 -c{conns} -d{sec}s, 1 KB chat body.",
         "",
-        "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x floor p99 | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x jwt_authn rps "
+        "| x floor p99 | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    jwt_rps = next(r.rps for r in results if r.name == "jwt_authn")
     for r in results:
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-            f"| {r.rps / floor_rps:.2f} | {r.p99_ms / floor_p99:.2f} | {r.note} |"
+            f"| {r.rps / floor_rps:.2f} | {r.rps / jwt_rps:.2f} | {r.p99_ms / floor_p99:.2f} "
+            f"| {r.note} |"
         )
     lines += ["", f"Sidecar resident memory after the cold run: {memory}."]
     table = "\n".join(lines)

@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
+from extauthz.state.urls import DEFAULT_STATE_URL
 
 
 def _config_default() -> str | None:
@@ -38,6 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grpc_address=args.grpc_address,
         http_address=args.http_address or None,
         state_url=args.state,
+        authz_http_address=args.authz_http_address or None,
+        authz_http_path_prefix=args.authz_http_path_prefix,
     )
     try:
         return asyncio.run(run(options))
@@ -211,8 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--state",
-        default=os.environ.get("EXTAUTHZ_STATE_URL", "memory://"),
-        help="state store URL; env EXTAUTHZ_STATE_URL",
+        default=os.environ.get("EXTAUTHZ_STATE_URL", DEFAULT_STATE_URL),
+        help="state store: sqlite:///PATH (default sqlite:///extauthz-state.db), "
+        "postgresql://USER@HOST:5432/DB, or memory://; env EXTAUTHZ_STATE_URL",
+    )
+    serve.add_argument(
+        "--authz-http-address",
+        default=None,
+        help="also serve Envoy's HTTP-service ext_authz mode here (e.g. 127.0.0.1:9194); "
+        "off unless given",
+    )
+    serve.add_argument(
+        "--authz-http-path-prefix",
+        default="/extauthz",
+        help="the http_service.path_prefix configured in Envoy (default /extauthz)",
     )
     serve.add_argument(
         "--log-level",

@@ -185,7 +185,8 @@ class Stack:
             "extauthz",
             [*extauthz, "serve", "--config", str(self.policy),
              "--grpc-address", f"127.0.0.1:{wanted.extauthz_grpc}",
-             "--http-address", f"127.0.0.1:{wanted.extauthz_http}"],
+             "--http-address", f"127.0.0.1:{wanted.extauthz_http}",
+             "--state", f"sqlite:///{self.run_dir / 'state.db'}"],
             env,
         )  # fmt: skip
 

@@ -16,6 +16,24 @@ CREDENTIAL_HEADERS = (
 )
 
 
+# The sidecar's own admin API (served on --http-address, routed there by Envoy). The sidecar
+# authenticates these calls again itself, so the caller's credential must reach it: it is not
+# stripped on these paths.
+ADMIN_API_PATHS = frozenset(
+    {
+        "/team/block",
+        "/team/unblock",
+        "/team/info",
+        "/team/list",
+        "/user/info",
+        "/user/list",
+        "/customer/block",
+        "/customer/unblock",
+        "/customer/list",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     """The token or key a caller presented, and the header it came in (for messages only)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
 from extauthz.policy.compiled import ClaimField, Policy
+from extauthz.policy.credentials import ADMIN_API_PATHS
 from extauthz.policy.models import read_models
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot
@@ -185,7 +186,12 @@ def decide(
                     identity,
                     role,
                 )
-    return Allow(identity, role, read.models[0] if read.models else None)
+    return Allow(
+        identity,
+        role,
+        read.models[0] if read.models else None,
+        keep_credentials=path in ADMIN_API_PATHS,
+    )
 
 
 def _route_setting(role: Role) -> str:

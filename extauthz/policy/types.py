@@ -91,6 +91,7 @@ class Allow:
     role: Role | None
     model: str | None = None
     reason: Reason = Reason.ALLOWED
+    keep_credentials: bool = False  # the sidecar's admin API needs the credential itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,11 @@ def _render_allow(allow: Allow, policy: Policy) -> Verdict:
                 metadata[meta_key] = value
     if allow.model is not None:
         metadata["model"] = allow.model
-    if policy.remove_credential_headers and ident.kind != PASSTHROUGH:
+    if (
+        policy.remove_credential_headers
+        and ident.kind != PASSTHROUGH
+        and not allow.keep_credentials
+    ):
         remove.extend(CREDENTIAL_HEADERS)
     return Verdict(
         allowed=True,

@@ -32,6 +32,7 @@ from extauthz.policy.compiled import Policy
 from extauthz.server.admin_grpc import add_admin_service
 from extauthz.server.admin_state import RecordingAuthorizer, StateOptions, StateRuntime
 from extauthz.server.envoy_grpc import AuthorizationService
+from extauthz.server.envoy_http import AuthzHttpServer, start_authz_http
 from extauthz.server.http_api import build_app
 
 log = logging.getLogger("extauthz.serve")
@@ -51,6 +52,8 @@ class ServeOptions:
     http_address: str | None = "0.0.0.0:9192"
     state_url: str = "memory://"
     state: StateOptions = field(default_factory=StateOptions)
+    authz_http_address: str | None = None  # Envoy's HTTP-service ext_authz mode (off if None)
+    authz_http_path_prefix: str = "/extauthz"
 
 
 class Sidecar:
@@ -85,6 +88,8 @@ class Sidecar:
         self.grpc_port: int | None = None
         self.http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self.authz_http: AuthzHttpServer | None = None
+        self.authz_http_port: int | None = None
         self._ready_task: asyncio.Task[None] | None = None
         self._ready = False
         self._refresh_task: asyncio.Future[bool] | None = None
@@ -98,6 +103,7 @@ class Sidecar:
             self.keys.ttl = keys.ttl
             self._refresh_task = asyncio.ensure_future(self.keys.refresh("reload"))
         self.keys.refetch_interval = keys.refetch_interval
+        self.watcher.interval = policy.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(
                 self.keys,
@@ -167,6 +173,19 @@ class Sidecar:
             await site.start()
             sockets = getattr(site._server, "sockets", None) or []
             self.http_port = sockets[0].getsockname()[1] if sockets else int(port)
+        if self.options.authz_http_address:
+            if self.options.authz_http_address == self.options.http_address:
+                raise OSError(
+                    "--authz-http-address must differ from --http-address (the admin API)"
+                )
+            host, _, port = self.options.authz_http_address.rpartition(":")
+            self.authz_http = await start_authz_http(
+                self.authorizer,
+                host or "127.0.0.1",
+                int(port),
+                path_prefix=self.options.authz_http_path_prefix,
+            )
+            self.authz_http_port = self.authz_http.port
         self.watcher.start()
         self._ready_task = asyncio.ensure_future(self._track_readiness())
         metrics.POLICY_OK.set(1)
@@ -175,6 +194,7 @@ class Sidecar:
             extra={
                 "grpc_port": self.grpc_port,
                 "http_port": self.http_port,
+                "authz_http_port": self.authz_http_port,
                 "config": self.options.config,
                 "jwt_auth": self.policy.enable_jwt_auth,
             },
@@ -200,6 +220,8 @@ class Sidecar:
             self._ready_task.cancel()
         await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.health.enter_graceful_shutdown()
+        if self.authz_http is not None:
+            await self.authz_http.close(grace)
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace)
         if self.http_runner is not None:

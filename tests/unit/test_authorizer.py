@@ -181,3 +181,28 @@ def test_extract_credential_prefers_litellm_order() -> None:
     """x-litellm-api-key wins over Authorization, as in LiteLLM."""
     cred = extract_credential({"authorization": "Bearer b", "x-litellm-api-key": "a"})
     assert cred is not None and (cred.value, cred.header) == ("a", "x-litellm-api-key")
+
+
+async def test_admin_api_paths_keep_the_credential_for_the_sidecar() -> None:
+    """The sidecar re-authenticates its own admin API, so the credential is not stripped there."""
+    authorizer = await make()
+    master = {"authorization": "Bearer sk-master-key-1234"}
+    kept = await authorizer.authorize(req(master, path="/team/block", body={"team_id": "t"}))
+    stripped = await authorizer.authorize(req(master, path="/key/generate", body={}))
+    assert isinstance(kept, Allow) and isinstance(stripped, Allow)
+    assert "authorization" not in render(kept, authorizer.policy).remove
+    assert "authorization" in render(stripped, authorizer.policy).remove
+
+
+def test_admin_api_paths_match_the_routes_the_sidecar_serves() -> None:
+    """ADMIN_API_PATHS is exactly the admin API's route table (no drift)."""
+    import re
+    from pathlib import Path
+
+    from extauthz.policy.credentials import ADMIN_API_PATHS
+    from extauthz.server import http_api
+
+    source = Path(http_api.__file__).read_text()
+
+    served = set(re.findall(r'add_(?:get|post)\("(/(?:team|user|customer)/[a-z_]+)"', source))
+    assert served == set(ADMIN_API_PATHS)

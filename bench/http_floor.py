@@ -5,7 +5,7 @@ HTTP-mode counterpart of ``bench/floor.py`` (gRPC). ``--parser hand`` frames req
 (find the blank line, skip Content-Length bytes: enough for Envoy, which always sends a
 Content-Length); ``--parser httptools`` uses llhttp like the sidecar, to measure its cost.
 
-    python -m tests.httpmode.floor 127.0.0.1:9294 [--parser hand|httptools]
+    python -m bench.http_floor 127.0.0.1:9294 [--parser hand|httptools]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark rows for Envoy's HTTP-service ext_authz mode, beside the gRPC ones (wrk, real Envoy).
 
-    python -m tests.httpmode.bench_http [--seconds 10] [--cold-tokens 50000] [--only a,b]
+    python -m bench.http_mode [--seconds 10] [--cold-tokens 50000] [--only a,b]
 
 Reuses ``bench`` (same Envoy listener, buffer filter, wrk script, tokens, 1 KB body and table
 columns); only the ext_authz filter and its cluster differ, taken from the shipped
@@ -33,7 +33,7 @@ import yaml
 import bench.__main__ as bench
 from extauthz.devtokens import write_dev_key
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ENVOY_HTTP_YAML = REPO / "envoy-http.yaml"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 SCENARIOS = (
@@ -95,10 +95,13 @@ def http_envoy(authz_port: int) -> Iterator[int]:
 
 
 def default_sidecar_http(config: Path) -> Callable[[int], list[str]]:
-    """The HTTP-mode sidecar command (this package's runner until the CLI has the option)."""
+    """``extauthz serve`` with HTTP mode on ``port`` (gRPC and admin on free ports)."""
 
     def cmd(port: int) -> list[str]:
-        return [sys.executable, "-m", "tests.httpmode.serve_http", "--config", str(config),
+        return [str(bench.BIN / "extauthz"), "serve", "--config", str(config),
+                "--grpc-address", f"127.0.0.1:{bench.free_port()}",
+                "--http-address", f"127.0.0.1:{bench.free_port()}",
+                "--state", "memory://",
                 "--authz-http-address", f"127.0.0.1:{port}"]  # fmt: skip
 
     return cmd
@@ -158,7 +161,7 @@ def http_rows(
                     wrk(name, envoy_port, warm)
         elif name.startswith("http-floor"):
             parser = "httptools" if name.endswith("llhttp") else "hand"
-            cmd = [sys.executable, "-m", "tests.httpmode.floor", f"127.0.0.1:{port}",
+            cmd = [sys.executable, "-m", "bench.http_floor", f"127.0.0.1:{port}",
                    "--parser", parser]  # fmt: skip
             with bench.process(cmd, log=bench.WORK / "http-floor.log"):
                 bench.wait_port(port)
