@@ -22,12 +22,12 @@ run: $(STAMP)
 
 ## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl).
 test: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench
+	$(BIN)/ruff check extauthz tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench
+	$(BIN)/ruff check extauthz tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
