@@ -7,7 +7,6 @@ CheckRequest, however odd, becomes a RequestView (missing parts become empty val
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 
 import grpc
@@ -18,12 +17,9 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from extauthz import metrics
-from extauthz.authorizer import Authorizer
-from extauthz.logs import log_decision
-from extauthz.policy.compiled import Policy
-from extauthz.policy.types import Allow, Reason, RequestView
-from extauthz.policy.verdict import Verdict, deny_body, render
+from extauthz.policy.types import Reason, RequestView
+from extauthz.policy.verdict import Verdict, deny_body
+from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -96,55 +92,16 @@ _INTERNAL_DENY = to_check_response(
 
 
 class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
-    """``Authorization/Check``: convert, decide, convert back. Never raises.
+    """``Authorization/Check``: convert, decide, convert back. Never raises."""
 
-    Allow responses depend only on (decision, policy), so they are built once and reused: for a
-    warm caller, building the protobuf answer is most of the per-request cost otherwise.
-    """
-
-    def __init__(self, authorizer: Authorizer, cache_size: int = 8192) -> None:
-        self._authorizer = authorizer
-        self._allow_cache: dict[Allow, ext_authz.CheckResponse] = {}
-        self._cache_policy: Policy | None = None
-        self._cache_size = cache_size
-        self._allow_counter = metrics.DECISIONS.labels("allow", Reason.ALLOWED.value, "200")
-
-    def _allow_response(self, decision: Allow, policy: Policy) -> ext_authz.CheckResponse:
-        if policy is not self._cache_policy:  # a reload may rename headers: start over
-            self._allow_cache.clear()
-            self._cache_policy = policy
-        response = self._allow_cache.get(decision)
-        if response is None:
-            if len(self._allow_cache) >= self._cache_size:
-                self._allow_cache.clear()
-            response = to_check_response(render(decision, policy))
-            self._allow_cache[decision] = response
-        return response
+    def __init__(self, authorizer: AuthorizerLike, cache_size: int = 8192) -> None:
+        self._responder = Responder(authorizer, to_check_response, _INTERNAL_DENY, cache_size)
 
     async def Check(  # the gRPC method name
         self, request: ext_authz.CheckRequest, context: grpc.aio.ServicerContext
     ) -> ext_authz.CheckResponse:
-        start = time.perf_counter()
         try:
             view = to_request_view(request)
         except Exception:  # a CheckRequest we cannot read is refused, never an RPC error
             view = RequestView(method="", path="", headers={})
-        try:
-            policy = self._authorizer.policy
-            decision = await self._authorizer.authorize(view)
-            if isinstance(decision, Allow):
-                response = self._allow_response(decision, policy)
-                status = 200
-                self._allow_counter.inc()
-            else:
-                verdict = render(decision, policy)
-                response = to_check_response(verdict)
-                status = verdict.status
-                metrics.DECISIONS.labels("deny", decision.reason.value, str(status)).inc()
-        except Exception as exc:  # last guard: fail closed with a fixed answer
-            log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
-            return _INTERNAL_DENY
-        elapsed = time.perf_counter() - start
-        metrics.CHECK_SECONDS.observe(elapsed)
-        log_decision(view, decision, status, elapsed)
-        return response
+        return await self._responder.respond(view)

@@ -34,17 +34,15 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httptools
 
-from extauthz import metrics
-from extauthz.logs import log_decision
-from extauthz.policy.compiled import Policy
-from extauthz.policy.types import Allow, Decision, Reason, RequestView
-from extauthz.policy.verdict import REASON_HEADER, Verdict, deny_body, render
+from extauthz.policy.types import Reason, RequestView
+from extauthz.policy.verdict import REASON_HEADER, Verdict, deny_body
+from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
@@ -53,15 +51,6 @@ log = logging.getLogger("extauthz.http")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR, LF, NUL, ...: never into a response header
-
-
-class AuthorizerLike(Protocol):
-    """What the adapter needs of ``extauthz.authorizer.Authorizer``."""
-
-    @property
-    def policy(self) -> Policy: ...
-
-    def authorize(self, request: RequestView) -> Awaitable[Decision]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,10 +317,7 @@ class AuthzHttpServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         self._inflight: set[asyncio.Task[Response]] = set()  # decisions that had to wait
-        self._allow_cache: dict[Allow, Response] = {}
-        self._cache_policy: Policy | None = None
-        self._cache_size = allow_cache_size
-        self._allow_counter = metrics.DECISIONS.labels("allow", Reason.ALLOWED.value, "200")
+        self._responder = Responder(authorizer, encode_verdict, INTERNAL_DENY, allow_cache_size)
         self._no_prefix = _fixed_deny(
             500,
             Reason.INTERNAL,
@@ -379,18 +365,6 @@ class AuthzHttpServer:
             for conn in list(self._connections):
                 conn.check_timeouts(now, limits)
 
-    def _allow_response(self, decision: Allow, policy: Policy) -> Response:
-        if policy is not self._cache_policy:  # a reload may rename headers: start over
-            self._allow_cache.clear()
-            self._cache_policy = policy
-        response = self._allow_cache.get(decision)
-        if response is None:
-            if len(self._allow_cache) >= self._cache_size:
-                self._allow_cache.clear()
-            response = encode_verdict(render(decision, policy))
-            self._allow_cache[decision] = response
-        return response
-
     def refuse_no_prefix(self, target: str) -> Response:
         """A check without the configured prefix: Envoy and sidecar disagree (fail closed)."""
         if not self._warned_prefix:
@@ -403,26 +377,7 @@ class AuthzHttpServer:
 
     async def respond(self, view: RequestView) -> Response:
         """Decide and encode one check. Never raises."""
-        start = time.perf_counter()
-        try:
-            policy = self.authorizer.policy
-            decision = await self.authorizer.authorize(view)
-            if isinstance(decision, Allow):
-                response = self._allow_response(decision, policy)
-                status = 200
-                self._allow_counter.inc()
-            else:
-                verdict = render(decision, policy)
-                response = encode_verdict(verdict)
-                status = verdict.status
-                metrics.DECISIONS.labels("deny", decision.reason.value, str(status)).inc()
-        except Exception as exc:  # last guard: fail closed with a fixed answer
-            log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
-            return INTERNAL_DENY
-        elapsed = time.perf_counter() - start
-        metrics.CHECK_SECONDS.observe(elapsed)
-        log_decision(view, decision, status, elapsed)
-        return response
+        return await self._responder.respond(view)
 
 
 class _Connection(asyncio.Protocol):

@@ -1,0 +1,84 @@
+"""Decide, encode, count and log one check: the step both Envoy adapters share.
+
+The adapters differ only in how a ``Verdict`` becomes bytes on their wire (a CheckResponse, or an
+HTTP response). Allow answers depend only on (decision, policy), so they are encoded once and
+reused: for a warm caller, encoding is otherwise most of the per-request cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from extauthz import metrics
+from extauthz.logs import log_decision
+from extauthz.policy.compiled import Policy
+from extauthz.policy.types import Allow, Decision, Reason, RequestView
+from extauthz.policy.verdict import Verdict, render
+
+log = logging.getLogger("extauthz.responder")
+R = TypeVar("R")
+
+
+class AuthorizerLike(Protocol):
+    """What a responder needs of the authorizer (tests pass fakes)."""
+
+    policy: Policy
+
+    async def authorize(self, request: RequestView) -> Decision: ...
+
+
+class Responder(Generic[R]):
+    """Turns a request view into an encoded answer. Never raises: failures give ``internal``."""
+
+    def __init__(
+        self,
+        authorizer: AuthorizerLike,
+        encode: Callable[[Verdict], R],
+        internal: R,
+        cache_size: int = 8192,
+    ) -> None:
+        self.authorizer = authorizer
+        self._encode = encode
+        self._internal = internal
+        self._allow_cache: dict[Allow, R] = {}
+        self._cache_policy: Policy | None = None
+        self._cache_size = cache_size
+        self._allow_counter = metrics.DECISIONS.labels("allow", Reason.ALLOWED.value, "200")
+
+    def _allow(self, decision: Allow, policy: Policy) -> R:
+        if policy is not self._cache_policy:  # a reload may rename headers: start over
+            self._allow_cache.clear()
+            self._cache_policy = policy
+        response = self._allow_cache.get(decision)
+        if response is None:
+            if len(self._allow_cache) >= self._cache_size:
+                self._allow_cache.clear()
+            response = self._encode(render(decision, policy))
+            self._allow_cache[decision] = response
+        return response
+
+    async def respond(self, view: RequestView) -> R:
+        """Decide ``view`` and encode the answer, with metrics and a decision log line."""
+        start = time.perf_counter()
+        try:
+            policy = self.authorizer.policy
+            decision = await self.authorizer.authorize(view)
+            if isinstance(decision, Allow):
+                response = self._allow(decision, policy)
+                status = 200
+                self._allow_counter.inc()
+            else:
+                verdict = render(decision, policy)
+                response = self._encode(verdict)
+                status = verdict.status
+                metrics.DECISIONS.labels("deny", decision.reason.value, str(status)).inc()
+        except Exception as exc:  # last guard: fail closed with a fixed answer
+            log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
+            return self._internal
+        elapsed = time.perf_counter() - start
+        metrics.CHECK_SECONDS.observe(elapsed)
+        log_decision(view, decision, status, elapsed)
+        return response
