@@ -52,7 +52,12 @@ def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}not valid YAML ({problem})", source) from None
     if data is None:
-        data = {}
+        # An empty file is always a mistake (a truncated write, a ConfigMap key that lost its
+        # content); loading it as "all defaults" would silently turn JWT auth off.
+        raise ConfigError(
+            "the file is empty (or only comments); a policy needs at least general_settings:",
+            source,
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"the top level must be a mapping (general_settings:, model_list:, ...), "

@@ -238,3 +238,10 @@ def test_load_policy_file_reads_from_disk(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_policy_file(str(path), ENV)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_an_empty_file_is_refused(text: str) -> None:
+    """An empty policy is a mistake, never 'all defaults' (that would turn JWT auth off)."""
+    with pytest.raises(ConfigError, match="empty"):
+        parse_yaml(text)
