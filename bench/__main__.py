@@ -378,6 +378,8 @@ def main() -> int:
                 f"127.0.0.1:{grpc_port}",
                 "--http-address",
                 f"127.0.0.1:{http_port}",
+                "--state",  # the default store, kept out of the working directory
+                f"sqlite:///{WORK / 'bench-state.db'}",
             ],
             env=env,
             log=WORK / f"{label}.log",
