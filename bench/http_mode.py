@@ -101,7 +101,7 @@ def default_sidecar_http(config: Path) -> Callable[[int], list[str]]:
         return [str(bench.BIN / "extauthz"), "serve", "--config", str(config),
                 "--grpc-address", f"127.0.0.1:{bench.free_port()}",
                 "--http-address", f"127.0.0.1:{bench.free_port()}",
-                "--state", "memory://",
+                "--state", f"sqlite:///{bench.WORK / 'bench-state.db'}",  # as the gRPC rows
                 "--authz-http-address", f"127.0.0.1:{port}"]  # fmt: skip
 
     return cmd
@@ -182,7 +182,8 @@ def http_rows(
             admin = bench.free_port()
             cmd = [str(bench.BIN / "extauthz"), "serve", "--config", str(policy),
                    "--grpc-address", f"127.0.0.1:{port}",
-                   "--http-address", f"127.0.0.1:{admin}"]  # fmt: skip
+                   "--http-address", f"127.0.0.1:{admin}",
+                   "--state", f"sqlite:///{bench.WORK / 'bench-state.db'}"]  # fmt: skip
             with bench.process(cmd, env=env, log=bench.WORK / f"{name}.log"):
                 bench.wait_port(admin)
                 time.sleep(0.5)
