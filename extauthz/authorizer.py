@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier
@@ -19,6 +20,25 @@ from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView
 from extauthz.state.protocol import StateSnapshot
 
 log = logging.getLogger("extauthz.authorizer")
+
+
+def explain_request(
+    token: str, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+) -> RequestView:
+    """The request ``explain`` imagines (CLI and admin API): the token as a Bearer credential
+    (it wins over any ``authorization`` in ``headers``), a body as JSON unless typed otherwise."""
+    request_headers = {k.strip().lower(): v.strip() for k, v in (headers or {}).items()}
+    if token:
+        request_headers["authorization"] = f"Bearer {token}"
+    if body and "content-type" not in request_headers:
+        request_headers["content-type"] = "application/json"
+    return RequestView(
+        method=(method or "POST").upper(),
+        path=path,
+        headers=request_headers,
+        body=body,
+        request_id="explain",
+    )
 
 
 class StateView:

@@ -30,6 +30,7 @@ def _print_problems(exc: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from extauthz.listen import parse_address
     from extauthz.logs import setup_logging
     from extauthz.server.runtime import ServeOptions, run
 
@@ -42,10 +43,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         authz_http_address=args.authz_http_address or None,
         authz_http_path_prefix=args.authz_http_path_prefix,
     )
+    problems = []
+    for flag, address in (
+        ("--grpc-address", options.grpc_address),
+        ("--http-address", options.http_address),
+        ("--authz-http-address", options.authz_http_address),
+    ):
+        try:
+            if address:
+                parse_address(address)
+        except ValueError:
+            problems.append(f"{flag} {address!r} is not HOST:PORT (e.g. 0.0.0.0:9191)")
+    if problems:
+        _print_problems(ConfigError(problems, "command line"))
+        return 2
     try:
         return asyncio.run(run(options))
     except ConfigError as exc:
         _print_problems(exc)
+        return 1
+    except OSError as exc:  # e.g. a port already in use
+        print(f"extauthz serve: cannot start: {exc}", file=sys.stderr)
         return 1
 
 
@@ -93,11 +111,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _explain(args: argparse.Namespace) -> int:
-    from extauthz.authorizer import Authorizer
+    from extauthz.authorizer import Authorizer, explain_request
     from extauthz.config.loader import load_policy_file
     from extauthz.identity.jwks import HttpFetcher, JwksSource
     from extauthz.identity.verifier import TokenVerifier
-    from extauthz.policy.types import Allow, RequestView
+    from extauthz.policy.types import Allow
     from extauthz.policy.verdict import render
 
     loaded = load_policy_file(args.config, os.environ)
@@ -109,14 +127,10 @@ async def _explain(args: argparse.Namespace) -> int:
             await keys.refresh("startup")
         verifier = TokenVerifier(keys, policy.token_rules, cache_size=0)
         authorizer = Authorizer(policy, verifier if policy.enable_jwt_auth else None)
-        headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
-        for h in args.header or []:
-            name, _, value = h.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = (args.body or "").encode()
-        if body and "content-type" not in headers:
-            headers["content-type"] = "application/json"
-        view = RequestView(method=args.method, path=args.path, headers=headers, body=body)
+        extra = dict(h.partition(":")[::2] for h in args.header or [])
+        view = explain_request(
+            args.token or "", args.method, args.path, (args.body or "").encode(), extra
+        )
         decision = await authorizer.authorize(view)
         timing = None
         if args.repeat > 0:

@@ -9,21 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from extauthz.policy.types import Allow, Decision, RequestView
 
-_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 decision_log = logging.getLogger("extauthz.decision")
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg", ...extra}`` per line."""
+    """``{"ts", "level", "logger", "msg", ...extra}`` per line; ``ts`` is RFC 3339 UTC.
+
+    An exception is reduced to its type name: tracebacks end with the exception's message, and
+    a message from a third-party library is not known to be free of secrets.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -33,17 +37,18 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             out["error_type"] = record.exc_info[0].__name__
-        return json.dumps(out, default=str)
+        return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info") -> None:
-    """Route all logging to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Route all logging to ``stream`` (stderr) as JSON lines; both commands (serve, mint)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.Formatter.converter = time.gmtime
+    # aiohttp's access log would add a line per health probe; the app logs what matters.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def log_decision(view: RequestView, decision: Decision, status: int, elapsed: float) -> None:

@@ -10,6 +10,7 @@ Key handling, so that a LiteLLM config.yaml works as it is and never silently le
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,6 +74,7 @@ REFUSED_GENERAL = frozenset(
     }
 )
 KNOWN_TOP_LEVEL = frozenset({"general_settings", "model_list", "extauthz"})
+_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 
 
 class _Strict(BaseModel):
@@ -141,9 +143,7 @@ class HeaderSettings(_Strict):
     @field_validator("*")
     @classmethod
     def _header_name(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", value):
+        if not _HEADER_NAME.fullmatch(value):
             raise ValueError("a header name must be lower-case letters, digits and '-'")
         return value
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from extauthz.errors import ConfigError
+from extauthz.logs import setup_logging
 from extauthz.mint.errors import SinkError
 from extauthz.mint.http import build_app, parse_address, start_http
-from extauthz.mint.logs import configure_logging
 from extauthz.mint.plan import MintPlan, load_plan
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.sinks import prepare_directory
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the minter as ``args`` say; returns the process exit code."""
-    configure_logging(args.log_level)
+    setup_logging(args.log_level)
     config = args.config or os.environ.get("EXTAUTHZ_CONFIG")
     if not config:
         log.error("no configuration: pass --config FILE or set EXTAUTHZ_CONFIG")

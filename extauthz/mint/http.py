@@ -12,19 +12,11 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from extauthz.listen import parse_address, start_http
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.status import status_document
 
 REFRESHER_KEY = web.AppKey("refresher", Refresher)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` (port 0 picks a free one); ValueError if malformed."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
 
 
 def build_app(refresher: Refresher, clock: Callable[[], float]) -> web.Application:
@@ -56,12 +48,5 @@ def build_app(refresher: Refresher, clock: Callable[[], float]) -> web.Applicati
     return app
 
 
-async def start_http(app: web.Application, address: str) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on ``address``; return the runner and the address actually bound."""
-    host, port = parse_address(address)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
-    return runner, f"{bound[0]}:{bound[1]}"
+
+__all__ = ["REFRESHER_KEY", "build_app", "parse_address", "start_http"]

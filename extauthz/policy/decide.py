@@ -87,7 +87,8 @@ def _no_role_message(policy: Policy) -> str:
     return "the token maps to no role (" + "; ".join(parts) + ")"
 
 
-def _email_allowed(email: str | None, domains: frozenset[str]) -> bool:
+def email_allowed(email: str | None, domains: frozenset[str]) -> bool:
+    """The email-domain gate: the text after the last ``@``, case-insensitive, exact domain."""
     if email is None or "@" not in email:
         return False
     return email.rpartition("@")[2].lower() in domains
@@ -127,7 +128,7 @@ def decide(
     if (
         role is not Role.PROXY_ADMIN
         and policy.email_domains is not None
-        and not _email_allowed(identity.email, policy.email_domains)
+        and not email_allowed(identity.email, policy.email_domains)
     ):
         shown = identity.email or "none"
         return Deny(

@@ -20,11 +20,11 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from extauthz.authorizer import Authorizer
+from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
 from extauthz.policy.credentials import extract_credential
 from extauthz.policy.decide import MASTER_KEY, PASSTHROUGH, resolve_role
-from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy.types import Decision, Deny, Identity, Reason, Role
 from extauthz.policy.verdict import Verdict, render
 from extauthz.state.protocol import EndUserState, StateStore, TeamState, UserRecord
 from extauthz.state.users import pause_recording
@@ -293,18 +293,7 @@ class AdminService:
         raw = body.encode("utf-8", "surrogateescape")
         if len(raw) > MAX_EXPLAIN_BODY:
             raise bad_request(f"body is larger than {MAX_EXPLAIN_BODY} bytes")
-        request_headers = {k.lower(): v for k, v in (headers or {}).items()}
-        if token:
-            request_headers["authorization"] = f"Bearer {token}"
-        if raw and "content-type" not in request_headers:
-            request_headers["content-type"] = "application/json"
-        view = RequestView(
-            method=(method or "POST").upper(),
-            path=path,
-            headers=request_headers,
-            body=raw,
-            request_id="admin-explain",
-        )
+        view = explain_request(token, method, path, raw, headers)
         state_version = self.authorizer.state.current.version
         with pause_recording():  # explaining a token is not seeing its user
             decision = await self.authorizer.authorize(view)

@@ -18,7 +18,7 @@ from extauthz.authorizer import Authorizer
 from extauthz.errors import ConfigError, StoreError
 from extauthz.policy.compiled import Policy
 from extauthz.policy.credentials import Credential
-from extauthz.policy.decide import JWT, resolve_role
+from extauthz.policy.decide import JWT, email_allowed, resolve_role
 from extauthz.policy.types import Deny, Identity, Role
 from extauthz.server.admin_service import AdminService
 from extauthz.state.protocol import StateSnapshot
@@ -39,14 +39,6 @@ class StateOptions:
     open_timeout: float = 30.0  # at start: how long to keep trying to reach the store
 
 
-def _email_allowed(email: str | None, domains: frozenset[str]) -> bool:
-    # The same test as the decision core's (extauthz.policy.decide), so a user the email-domain
-    # gate refuses is never recorded.
-    if email is None or "@" not in email:
-        return False
-    return email.rpartition("@")[2].lower() in domains
-
-
 class RecordingAuthorizer(Authorizer):
     """An ``Authorizer`` that notes every user authenticated by a valid JWT (when enabled)."""
 
@@ -64,7 +56,7 @@ class RecordingAuthorizer(Authorizer):
             and result.user_id is not None
             and (
                 policy.email_domains is None
-                or _email_allowed(result.email, policy.email_domains)
+                or email_allowed(result.email, policy.email_domains)  # the core's gate
                 or resolve_role(result, policy) is Role.PROXY_ADMIN
             )
         ):

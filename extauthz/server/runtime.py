@@ -28,6 +28,7 @@ from extauthz.config.loader import LoadedPolicy, load_policy_file
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.verifier import TokenVerifier
+from extauthz.listen import parse_address, start_http
 from extauthz.policy.compiled import Policy
 from extauthz.server.admin_grpc import add_admin_service
 from extauthz.server.admin_state import RecordingAuthorizer, StateOptions, StateRuntime
@@ -164,25 +165,20 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:
-            host, _, port = self.options.http_address.rpartition(":")
-            self.http_runner = web.AppRunner(
-                build_app(self.readiness, self.state.admin), access_log=None
-            )
-            await self.http_runner.setup()
-            site = web.TCPSite(self.http_runner, host or "0.0.0.0", int(port))
-            await site.start()
-            sockets = getattr(site._server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else int(port)
+            app = build_app(self.readiness, self.state.admin)
+            self.http_runner, bound = await start_http(app, self.options.http_address)
+            self.http_port = parse_address(bound)[1]
         if self.options.authz_http_address:
             if self.options.authz_http_address == self.options.http_address:
                 raise OSError(
                     "--authz-http-address must differ from --http-address (the admin API)"
                 )
-            host, _, port = self.options.authz_http_address.rpartition(":")
+            # Only Envoy should reach the check port: ":PORT" means loopback here.
+            host, port = parse_address(self.options.authz_http_address, "127.0.0.1")
             self.authz_http = await start_authz_http(
                 self.authorizer,
-                host or "127.0.0.1",
-                int(port),
+                host,
+                port,
                 path_prefix=self.options.authz_http_path_prefix,
             )
             self.authz_http_port = self.authz_http.port
@@ -238,7 +234,11 @@ async def run(options: ServeOptions) -> int:
     for warning in loaded.warnings:
         log.warning(warning, extra={"path": options.config})
     sidecar = Sidecar(options, loaded)
-    await sidecar.start()
+    try:
+        await sidecar.start()
+    except BaseException:  # e.g. a port in use: release what did start, then report
+        await sidecar.stop(grace=0)
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

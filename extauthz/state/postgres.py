@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -83,13 +84,20 @@ _CONNECT_DEFAULTS = {
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and /readyz)."""
+    """The URL with any password replaced by ``***`` (for logs and /readyz).
+
+    libpq takes a password in the user-info part and as a ``password=`` query parameter.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if parts.query:
+        parts = parts._replace(query=_PASSWORD_PARAM.sub(r"\1***", parts.query))
+    return urlunsplit(parts)
+
+
+_PASSWORD_PARAM = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 def parse_postgres_url(url: str) -> dict[str, str]:

@@ -17,7 +17,6 @@ environment and files as the rendered Deployment, with only addresses and paths 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -38,7 +37,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz.dev.envoyconf import EnvoyProcess, find_binary
 from extauthz.devtokens import new_private_key, sign_token
-from tests.integration.harness import Idp
+from tests.integration.harness import Idp, Reply
+from tests.integration.harness import request as http_request
 from tests.mint.standins import EntraStandin, OidcIssuer, ServerThread, StsStandin, verify_sigv4
 from tests.mint.testca import make_test_ca
 
@@ -198,44 +198,6 @@ def render_envoy_for_loopback(
                     "port_value": targets[c["name"]],
                 }
     return config
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http_request(
-    port: int,
-    method: str,
-    path: str,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
-    body: bytes | None = None,
-    conn: http.client.HTTPConnection | None = None,
-) -> Reply:
-    own = conn is None
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in pairs:
-            conn.putheader(name, value)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders()
-        if body:
-            conn.send(body)
-        resp = conn.getresponse()
-        out = {k.lower(): v for k, v in resp.getheaders()}
-        return Reply(resp.status, out, resp.read())
-    finally:
-        if own:
-            conn.close()
 
 
 def grpc_health(port: int, service: str) -> int:

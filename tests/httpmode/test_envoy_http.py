@@ -35,6 +35,8 @@ from tests.integration.harness import IDENTITY_HEADERS, LoopThread, Stack, start
 from tests.integration.test_envoy_flow import (
     ADMIN,
     ALICE,
+    ALLOWED_IDENTITIES,
+    ALLOWED_IDS,
     BOB,
     NO_ROLE,
     SPOOFED,
@@ -167,25 +169,7 @@ def test_rendered_config_validates(tmp_path: Path) -> None:
 # -- allow --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("claims", "model", "expected"),
-    [
-        (
-            TEAM,
-            "gpt-4o",
-            {
-                "x-auth-user-id": "svc-bot",
-                "x-auth-team-id": "team-research",
-                "x-auth-org-id": "org-acme",
-                "x-auth-end-user-id": "cust-7",
-                "x-auth-user-role": "team",
-                "x-auth-user-email": "bot@example.com",
-            },
-        ),
-        (ADMIN, "claude-sonnet", {"x-auth-user-id": "root", "x-auth-user-role": "proxy_admin"}),
-    ],
-    ids=["team", "proxy_admin"],
-)
+@pytest.mark.parametrize(("claims", "model", "expected"), ALLOWED_IDENTITIES, ids=ALLOWED_IDS)
 def test_allowed_request_reaches_upstream_with_identity(
     hs: HttpStack, claims: dict[str, Any], model: str, expected: dict[str, str]
 ) -> None:

@@ -219,10 +219,15 @@ def request(
     headers: Iterable[tuple[str, str]] | Mapping[str, str] = (),
     body: bytes | None = None,
     timeout: float = 15.0,
+    conn: http.client.HTTPConnection | None = None,
 ) -> Reply:
-    """One HTTP/1.1 request on a fresh connection; headers may repeat (a list of pairs)."""
+    """One HTTP/1.1 request; headers may repeat (a list of pairs).
+
+    On a fresh connection, or on ``conn`` (kept open: the caller closes it) to reuse one.
+    """
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         for name, value in pairs:
@@ -239,7 +244,8 @@ def request(
             out[key] = f"{out[key]}, {value}" if key in out else value
         return Reply(resp.status, out, resp.read())
     finally:
-        conn.close()
+        if own:
+            conn.close()
 
 
 def chat_body(model: str, content: str = "hi") -> bytes:

@@ -68,36 +68,37 @@ def assert_deny(reply: Reply, status: int, reason: str) -> None:
     assert error["message"]
 
 
-@pytest.mark.parametrize(
-    ("claims", "model", "expected"),
-    [
-        (
-            TEAM,
-            "gpt-4o",
-            {
-                "x-auth-user-id": "svc-bot",
-                "x-auth-team-id": "team-research",
-                "x-auth-org-id": "org-acme",
-                "x-auth-end-user-id": "cust-7",
-                "x-auth-user-role": "team",
-                "x-auth-user-email": "bot@example.com",
-            },
-        ),
-        (
-            ALICE,
-            "gpt-4o-mini",
-            {
-                "x-auth-user-id": "alice",
-                "x-auth-org-id": "org-acme",
-                "x-auth-end-user-id": "cust-42",
-                "x-auth-user-role": "internal_user",
-                "x-auth-user-email": "alice@example.com",
-            },
-        ),
-        (ADMIN, "claude-sonnet", {"x-auth-user-id": "root", "x-auth-user-role": "proxy_admin"}),
-    ],
-    ids=["team", "internal_user", "proxy_admin"],
-)
+# (claims, model, the x-auth-* headers the upstream must see); shared with tests/httpmode.
+ALLOWED_IDENTITIES = [
+    (
+        TEAM,
+        "gpt-4o",
+        {
+            "x-auth-user-id": "svc-bot",
+            "x-auth-team-id": "team-research",
+            "x-auth-org-id": "org-acme",
+            "x-auth-end-user-id": "cust-7",
+            "x-auth-user-role": "team",
+            "x-auth-user-email": "bot@example.com",
+        },
+    ),
+    (
+        ALICE,
+        "gpt-4o-mini",
+        {
+            "x-auth-user-id": "alice",
+            "x-auth-org-id": "org-acme",
+            "x-auth-end-user-id": "cust-42",
+            "x-auth-user-role": "internal_user",
+            "x-auth-user-email": "alice@example.com",
+        },
+    ),
+    (ADMIN, "claude-sonnet", {"x-auth-user-id": "root", "x-auth-user-role": "proxy_admin"}),
+]
+ALLOWED_IDS = ["team", "internal_user", "proxy_admin"]
+
+
+@pytest.mark.parametrize(("claims", "model", "expected"), ALLOWED_IDENTITIES, ids=ALLOWED_IDS)
 def test_allowed_request_reaches_upstream_with_identity(
     stack: Stack, claims: dict[str, Any], model: str, expected: dict[str, str]
 ) -> None:

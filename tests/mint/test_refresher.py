@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extauthz.mint.logs import JsonFormatter
+from extauthz.logs import JsonFormatter
 from extauthz.mint.plan import plan_from_config
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.sources import OidcTokens

@@ -245,3 +245,14 @@ def test_an_empty_file_is_refused(text: str) -> None:
     """An empty policy is a mistake, never 'all defaults' (that would turn JWT auth off)."""
     with pytest.raises(ConfigError, match="empty"):
         parse_yaml(text)
+
+
+def test_serve_refuses_a_malformed_address_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --grpc-address is a one-line usage error (exit 2), not a traceback after binding."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text("general_settings: {master_key: sk-12345678}\n")
+    code = main(["serve", "--config", str(policy), "--grpc-address", "nope", "--state", "memory://"])
+    assert code == 2
+    assert "--grpc-address 'nope' is not HOST:PORT" in capsys.readouterr().err
