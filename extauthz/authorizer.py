@@ -14,12 +14,22 @@ from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.policy.compiled import Policy
 from extauthz.policy.credentials import Credential, extract_credential
-from extauthz.policy.decide import MASTER_KEY, PASSTHROUGH, decide, identity_from_claims
+from extauthz.policy.decide import (
+    MASTER_KEY,
+    PASSTHROUGH,
+    Admission,
+    admit,
+    identity_from_claims,
+    judge_body,
+)
 from extauthz.policy.paths import PathError, check_path
 from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView
 from extauthz.state.protocol import StateSnapshot
 
 log = logging.getLogger("extauthz.authorizer")
+
+MEMO_SIZE = 8192
+"""Most entries each memo holds before it starts over."""
 
 
 def explain_request(
@@ -57,6 +67,12 @@ class Authorizer:
         self.policy = policy
         self.verifier = verifier
         self.state = state or StateView()
+        # Memos of pure steps (bounded: cleared when full). A request for a path or a
+        # (caller, path) seen before skips the path check and everything but its body.
+        self._paths: dict[str, tuple[str, str] | PathError] = {}
+        self._admissions: dict[tuple[Identity, str], Admission | Deny] = {}
+        self._memo_policy: Policy | None = None
+        self._memo_state: StateSnapshot | None = None
 
     def set_policy(self, policy: Policy) -> None:
         """Swap in a reloaded policy (one attribute write: requests see old or new, never a mix)."""
@@ -82,7 +98,12 @@ class Authorizer:
 
     async def _authorize(self, request: RequestView) -> Decision:
         policy = self.policy
-        checked = check_path(request.path)
+        checked = self._paths.get(request.path)
+        if checked is None:
+            checked = check_path(request.path)
+            if len(self._paths) >= MEMO_SIZE:
+                self._paths.clear()
+            self._paths[request.path] = checked
         if isinstance(checked, PathError):
             return Deny(400, Reason.BAD_PATH, checked.message)
         path, query = checked
@@ -96,7 +117,25 @@ class Authorizer:
         identity = await self.authenticate(credential, policy)
         if isinstance(identity, Deny):
             return identity
-        return decide(request, path, query, identity, policy, self.state.current)
+        admitted = self._admit(path, identity, policy)
+        if isinstance(admitted, Deny):
+            return admitted
+        return judge_body(admitted, request, path, query)
+
+    def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
+        """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""
+        state = self.state.current
+        memo = self._admissions
+        if policy is not self._memo_policy or state is not self._memo_state:
+            memo.clear()
+            self._memo_policy, self._memo_state = policy, state
+        key = (identity, path)
+        admitted = memo.get(key)
+        if admitted is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            admitted = memo[key] = admit(path, identity, policy, state)
+        return admitted
 
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""

@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachetools import TLRUCache
-
 from extauthz import metrics
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
+from extauthz.identity.tokencache import ExpiringCache
 from extauthz.identity.tokens import (
     TokenFailure,
     TokenRules,
@@ -59,12 +58,7 @@ class TokenVerifier:
         self._clock = clock
         self._max_age = max_age
 
-        def expires(_key: str, value: Verified, now: float) -> float:
-            return min(value.until, now + self._max_age)
-
-        self._cache: TLRUCache[str, Verified] = TLRUCache(
-            maxsize=max(cache_size, 1), ttu=expires, timer=clock
-        )
+        self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
         keys.on_change = self._keys_changed
 
@@ -86,11 +80,11 @@ class TokenVerifier:
 
         ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
         """
+        now = self._clock()
         if self._enabled:
-            hit = self._cache.get(token)
+            hit = self._cache.get(token, now)
             if hit is not None:
                 return hit
-        now = self._clock()
         header = read_header(token, self.rules)
         if isinstance(header, TokenFailure):
             return header
@@ -120,6 +114,6 @@ class TokenVerifier:
         until = (float(exp) + self.rules.leeway) if isinstance(exp, int | float) else now
         verified = Verified(result, until)
         if self._enabled and until > now:
-            self._cache[token] = verified
+            self._cache.put(token, verified, min(until, now + self._max_age))
             metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
         return verified

@@ -48,5 +48,4 @@ def build_app(refresher: Refresher, clock: Callable[[], float]) -> web.Applicati
     return app
 
 
-
 __all__ = ["REFRESHER_KEY", "build_app", "parse_address", "start_http"]

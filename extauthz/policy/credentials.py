@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Every header LiteLLM reads a key from; all are removed before the upstream on allow.
 CREDENTIAL_HEADERS = (
@@ -34,8 +34,7 @@ ADMIN_API_PATHS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
     """The token or key a caller presented, and the header it came in (for messages only)."""
 
     value: str

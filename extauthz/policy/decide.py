@@ -1,6 +1,7 @@
 """The decision function: who the caller is and what they ask for, against the policy.
 
-Pure and synchronous. Order of checks (each a deny with its own reason and status):
+Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
+and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
 role (403) → blocked team / end user (403) → email domain (403) → route (403) →
 readable model (400) → cut body when the model matters (413) → model allowed (403).
 """
@@ -8,10 +9,11 @@ readable model (400) → cut body when the model matters (413) → model allowed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
-from extauthz.policy.compiled import ClaimField, Policy
+from extauthz.policy.compiled import ClaimField, ModelRule, Policy
 from extauthz.policy.credentials import ADMIN_API_PATHS
 from extauthz.policy.models import read_models
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
@@ -94,17 +96,25 @@ def email_allowed(email: str | None, domains: frozenset[str]) -> bool:
     return email.rpartition("@")[2].lower() in domains
 
 
-def decide(
-    request: RequestView,
-    path: str,
-    query: str,
-    identity: Identity,
-    policy: Policy,
-    state: StateSnapshot,
-) -> Decision:
-    """Decide one request whose path was validated and whose caller was authenticated."""
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A caller let onto a route, before the body is read.
+
+    A function of (identity, path, policy, state) only, so the authorizer can reuse it for the
+    same caller and path until the policy or the state snapshot changes.
+    """
+
+    identity: Identity
+    role: Role | None
+    rule: ModelRule | None  # the role's model allow-list; None: any model
+    read_body: bool = True  # False for passthrough keys: the body is not ours to judge
+    keep_credentials: bool = False
+
+
+def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
+    """Everything decided without the body: role, blocks, email domain, route."""
     if identity.kind == PASSTHROUGH:
-        return Allow(identity, None)
+        return Admission(identity, None, None, read_body=False)
     role = resolve_role(identity, policy)
     if role is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
@@ -155,6 +165,15 @@ def decide(
                 identity,
                 role,
             )
+    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
+    return Admission(identity, role, rule, keep_credentials=path in ADMIN_API_PATHS)
+
+
+def judge_body(admission: Admission, request: RequestView, path: str, query: str) -> Decision:
+    """The body's part: a readable model (400), not cut when it matters (413), allowed (403)."""
+    identity, role, rule = admission.identity, admission.role, admission.rule
+    if not admission.read_body:
+        return Allow(identity, role)
     read = read_models(
         path,
         query,
@@ -165,7 +184,6 @@ def decide(
     )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
-    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
     if rule is not None:
         if read.cut:
             return Deny(
@@ -182,8 +200,8 @@ def decide(
                 return Deny(
                     403,
                     Reason.MODEL_NOT_ALLOWED,
-                    f"role {role.value} may not use model {model!r}; allowed: "
-                    + (", ".join(rule.entries) or "(none)"),
+                    f"role {role.value if role else None} may not use model {model!r}; "
+                    "allowed: " + (", ".join(rule.entries) or "(none)"),
                     identity,
                     role,
                 )
@@ -191,8 +209,23 @@ def decide(
         identity,
         role,
         read.models[0] if read.models else None,
-        keep_credentials=path in ADMIN_API_PATHS,
+        keep_credentials=admission.keep_credentials,
     )
+
+
+def decide(
+    request: RequestView,
+    path: str,
+    query: str,
+    identity: Identity,
+    policy: Policy,
+    state: StateSnapshot,
+) -> Decision:
+    """Decide one request whose path was validated and whose caller was authenticated."""
+    admitted = admit(path, identity, policy, state)
+    if isinstance(admitted, Deny):
+        return admitted
+    return judge_body(admitted, request, path, query)
 
 
 def _route_setting(role: Role) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import orjson
@@ -27,6 +26,7 @@ MAX_FORM_FIELDS = 1000
 
 _REALTIME_PATHS = frozenset({"/realtime", "/v1/realtime"})
 _FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
 _MULTIPART = "multipart/form-data"
 
 # Azure-style deployments and legacy engines name the model in the path.
@@ -51,8 +51,7 @@ _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]
 _IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
 
-@dataclass(frozen=True, slots=True)
-class ModelRead:
+class ModelRead(NamedTuple):
     """What :func:`read_models` found.
 
     ``models``: every model the request names (path, realtime query, body), de-duplicated, in
@@ -78,7 +77,7 @@ def media_type(content_type: str | None) -> str:
 
 def _is_json_type(media: str) -> bool:
     """JSON by declaration: no Content-Type, application/json, or any ``*/*+json``."""
-    return media in ("", "application/json") or ("/" in media and media.endswith("+json"))
+    return media in ("", _JSON) or ("/" in media and media.endswith("+json"))
 
 
 def read_models(
@@ -95,28 +94,28 @@ def read_models(
     """
     found: list[str] = []
     try:
-        _add(found, _path_models(path, method))
-        if path in _REALTIME_PATHS and query:
+        if "/deployments/" in path or "/engines/" in path or "/models/" in path:
+            _add(found, _path_models(path, method))
+        if query and path in _REALTIME_PATHS:
             _add(found, _query_models(query))
-        media = media_type(content_type)
+        media = _JSON if content_type == _JSON else media_type(content_type)
+        json_type = _is_json_type(media)
         # LiteLLM reads any body whose raw Content-Type lacks "form" as JSON, whatever it says.
         sniffed_json = (
-            "form" not in (content_type or "")
-            and not _is_json_type(media)
+            not json_type
+            and "form" not in (content_type or "")
             and _JSON_OBJECT_START.match(body) is not None
         )
-        parsed_type = _is_json_type(media) or media in (_FORM, _MULTIPART)
         if body_cut:
+            parsed_type = json_type or media in (_FORM, _MULTIPART)
             return ModelRead(tuple(found), cut=parsed_type or sniffed_json)
         if body:
-            if _is_json_type(media):
+            if json_type or sniffed_json:
                 _add(found, _json_models(body))
             elif media == _FORM:
                 _add(found, _form_models(body))
             elif media == _MULTIPART:
                 _add(found, _multipart_models(content_type or "", body))
-            if sniffed_json:
-                _add(found, _json_models(body))
     except _Refused as refused:
         return ModelRead((), error=str(refused.args[0]))
     return ModelRead(tuple(found))
@@ -220,7 +219,7 @@ def _json_models(body: bytes) -> list[str]:
     """The top-level ``model`` of a JSON object body (strict UTF-8, no duplicates, no NaN)."""
     # The pairs hook runs Python code per object (slow); it is only needed when a second
     # "model" key is possible: the literal appears twice, or a \u escape could spell it.
-    strict = body.count(b'"model"') > 1 or b"\\u" in body
+    strict = body.count(b'"model"') > 1 or (b"\\" in body and b"\\u" in body)  # memchr first
     value: Any = _FAST_FAIL
     if not strict:
         # orjson (~3x faster on a chat body) for the common case; anything it refuses (NaN,

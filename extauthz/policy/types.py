@@ -1,10 +1,16 @@
-"""Values the decision core reads and returns. Frozen, slotted, protocol-free."""
+"""Values the decision core reads and returns. Immutable, protocol-free.
+
+Made once per request (``RequestView``) are NamedTuples: a frozen dataclass's checked
+``__init__`` costs ~2 µs each on the request path, a NamedTuple ~0.5 µs. The rest are frozen,
+slotted dataclasses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Role(StrEnum):
@@ -52,8 +58,7 @@ class Reason(StrEnum):
     INTERNAL = "internal"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestView:
+class RequestView(NamedTuple):
     """What the core needs of an HTTP request, taken from Envoy's CheckRequest (or HTTP mode).
 
     ``path`` is the raw request target as Envoy sent it (query string included, not decoded).

@@ -165,6 +165,8 @@ def test_serve_with_a_bad_state_url_exits_1_with_the_reason(policy_files: Policy
 
 def test_password_query_parameter_is_redacted_too() -> None:
     """libpq also reads ?password=...; the display URL must not show it either."""
-    store = store_from_url("postgresql://u@h:5432/db?sslmode=require&password=hunter2&connect_timeout=3")
+    store = store_from_url(
+        "postgresql://u@h:5432/db?sslmode=require&password=hunter2&connect_timeout=3"
+    )
     assert "hunter2" not in store.url
     assert "sslmode=require" in store.url and "password=***" in store.url

@@ -145,7 +145,7 @@ async def test_internal_errors_fail_closed(monkeypatch: pytest.MonkeyPatch) -> N
     def boom(*_a: Any, **_k: Any) -> None:
         raise RuntimeError("secret-token-text")
 
-    monkeypatch.setattr("extauthz.authorizer.decide", boom)
+    monkeypatch.setattr("extauthz.authorizer.judge_body", boom)
     decision = await authorizer.authorize(
         req({"authorization": f"Bearer {rs_token({'sub': 'a'})}"})
     )
@@ -206,3 +206,71 @@ def test_admin_api_paths_match_the_routes_the_sidecar_serves() -> None:
 
     served = set(re.findall(r'add_(?:get|post)\("(/(?:team|user|customer)/[a-z_]+)"', source))
     assert served == set(ADMIN_API_PATHS)
+
+
+TEAM_POLICY_YAML = """
+general_settings:
+  enable_jwt_auth: true
+  litellm_jwtauth: {user_id_jwt_field: sub, team_id_jwt_field: team}
+  role_permissions:
+    - {role: team, models: [m], routes: [%s]}
+"""
+
+
+async def make_team(routes: str = "/v1/chat/completions") -> Authorizer:
+    authorizer = await make()
+    authorizer.set_policy(team_policy(routes))
+    return authorizer
+
+
+def team_policy(routes: str) -> Any:
+    text = TEAM_POLICY_YAML % routes
+    return compile_policy(parse_yaml(text), {"JWT_PUBLIC_KEY_URL": "u"}).policy
+
+
+async def test_a_remembered_admission_yields_to_a_new_state_snapshot() -> None:
+    """Blocking a team takes effect on the team's very next request, even on a path the
+    authorizer has just admitted it to (and unblocking does too)."""
+    from extauthz.state.protocol import StateSnapshot
+
+    authorizer = await make_team()
+    request = req({"authorization": f"Bearer {rs_token({'sub': 'a', 'team': 't1'})}"})
+    assert isinstance(await authorizer.authorize(request), Allow)
+    assert isinstance(await authorizer.authorize(request), Allow)  # now from the memo
+    authorizer.state.current = StateSnapshot(blocked_teams=frozenset({"t1"}), version=1)
+    blocked = await authorizer.authorize(request)
+    assert isinstance(blocked, Deny) and blocked.reason is Reason.TEAM_BLOCKED
+    authorizer.state.current = StateSnapshot(version=2)
+    assert isinstance(await authorizer.authorize(request), Allow)
+
+
+async def test_a_remembered_admission_yields_to_a_reloaded_policy() -> None:
+    authorizer = await make_team()
+    request = req({"authorization": f"Bearer {rs_token({'sub': 'a', 'team': 't1'})}"})
+    assert isinstance(await authorizer.authorize(request), Allow)
+    authorizer.set_policy(team_policy("/v1/embeddings"))
+    denied = await authorizer.authorize(request)
+    assert isinstance(denied, Deny) and denied.reason is Reason.ROUTE_NOT_ALLOWED
+
+
+async def test_the_body_is_judged_on_every_request_of_a_remembered_caller() -> None:
+    """Only the body-free part is remembered: each request's model is read and checked."""
+    authorizer = await make_team()
+    token = rs_token({"sub": "a", "team": "t1"})
+    auth = {"authorization": f"Bearer {token}"}
+    assert isinstance(await authorizer.authorize(req(auth, body={"model": "m"})), Allow)
+    other = await authorizer.authorize(req(auth, body={"model": "other"}))
+    assert isinstance(other, Deny) and other.reason is Reason.MODEL_NOT_ALLOWED
+    broken = await authorizer.authorize(req(auth, body={"model": 1}))
+    assert isinstance(broken, Deny) and broken.reason is Reason.BAD_BODY
+
+
+async def test_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client inventing paths cannot grow the memos past their size."""
+    monkeypatch.setattr("extauthz.authorizer.MEMO_SIZE", 8)
+    authorizer = await make()
+    token = rs_token({"sub": "a"})
+    for i in range(50):
+        await authorizer.authorize(req({"authorization": f"Bearer {token}"}, path=f"/p{i}"))
+    assert 0 < len(authorizer._paths) <= 8
+    assert 0 < len(authorizer._admissions) <= 8

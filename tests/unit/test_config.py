@@ -253,6 +253,8 @@ def test_serve_refuses_a_malformed_address_before_starting(
     """A bad --grpc-address is a one-line usage error (exit 2), not a traceback after binding."""
     policy = tmp_path / "p.yaml"
     policy.write_text("general_settings: {master_key: sk-12345678}\n")
-    code = main(["serve", "--config", str(policy), "--grpc-address", "nope", "--state", "memory://"])
+    code = main(
+        ["serve", "--config", str(policy), "--grpc-address", "nope", "--state", "memory://"]
+    )
     assert code == 2
     assert "--grpc-address 'nope' is not HOST:PORT" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 
 from extauthz.errors import KeySourceError
 from extauthz.identity.jwks import HttpFetcher, JwksSource, fetch_jwks, split_urls
+from extauthz.identity.keyring import KeyRing
 from extauthz.identity.tokens import TokenFailure, TokenRules
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.policy.types import Reason
@@ -151,6 +152,23 @@ async def test_cached_token_expires_with_the_token() -> None:
     clock.t = NOW + 61
     result = await verifier.verify(token)
     assert isinstance(result, TokenFailure) and result.reason is Reason.TOKEN_EXPIRED
+
+
+async def test_a_cached_token_is_verified_again_after_max_age() -> None:
+    """``max_age`` bounds how long a cached verdict stands, whatever the token's ``exp``."""
+    idp = FakeIdP({"u1": jwks(rsa_jwk("a"))})
+    source = JwksSource(("u1",), fetch=idp)
+    await source.refresh()
+    clock = Clock(NOW)
+    verifier = TokenVerifier(source, TokenRules(), clock=clock, max_age=30)
+    token = rs_token({"sub": "a"}, ttl=3600)
+    assert isinstance(await verifier.verify(token), Verified)
+    idp.docs["u1"] = jwks(rsa_jwk("b"))
+    source.ring = KeyRing.from_jwks([idp.docs["u1"]])  # behind the cache's back
+    clock.t = NOW + 29
+    assert isinstance(await verifier.verify(token), Verified)  # still the cached verdict
+    clock.t = NOW + 30
+    assert isinstance(await verifier.verify(token), TokenFailure)  # verified again: kid gone
 
 
 async def test_file_url_is_read(tmp_path: Path) -> None:
