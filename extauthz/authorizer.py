@@ -140,9 +140,13 @@ class Authorizer:
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
         token = credential.value
-        if policy.master_key is not None and hmac.compare_digest(
-            token.encode("utf-8", "surrogateescape"),
-            policy.master_key.encode("utf-8", "surrogateescape"),
+        master = policy.master_key
+        if (
+            master is not None
+            and len(token) == len(master)  # compare_digest reveals the length anyway
+            and hmac.compare_digest(
+                token.encode("utf-8", "surrogateescape"), master.encode("utf-8", "surrogateescape")
+            )
         ):
             return Identity(kind=MASTER_KEY)
         if policy.enable_jwt_auth and looks_like_jwt(token):

@@ -5,18 +5,64 @@ Label values are the stable ``Reason`` strings, so dashboards survive message re
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator
 
-DECISIONS = Counter(
-    "extauthz_decisions_total",
-    "Authorization decisions by outcome and reason.",
-    ["outcome", "reason", "status"],
-)
-CHECK_SECONDS = Histogram(
-    "extauthz_check_duration_seconds",
-    "Time spent deciding one request inside the sidecar.",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class CheckStats(Collector):
+    """``extauthz_decisions_total`` and ``extauthz_check_duration_seconds``, counted as plain
+    numbers and turned into Prometheus metrics only when scraped.
+
+    Every check updates both; prometheus_client's Counter and Histogram take a lock and run
+    Python per update (~3 µs of a ~30 µs check). Updates come from the event loop thread only.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = CHECK_BUCKETS) -> None:
+        self.bounds = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.seconds = 0.0
+        self.decisions: dict[tuple[str, str, str], int] = {}
+
+    def record(self, labels: tuple[str, str, str], seconds: float) -> None:
+        """One decision: ``labels`` are (outcome, reason, status)."""
+        decisions = self.decisions
+        decisions[labels] = decisions.get(labels, 0) + 1
+        self.counts[bisect_left(self.bounds, seconds)] += 1  # le: bound >= value
+        self.seconds += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "extauthz_decisions",
+            "Authorization decisions by outcome and reason.",
+            labels=["outcome", "reason", "status"],
+        )
+        for labels, count in dict(self.decisions).items():  # a copy: scrapes may be elsewhere
+            decisions.add_metric(list(labels), count)
+        yield decisions
+        counts, cumulative, running = list(self.counts), [], 0
+        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += count
+            cumulative.append((_le(bound), running))
+        yield HistogramMetricFamily(
+            "extauthz_check_duration_seconds",
+            "Time spent deciding one request inside the sidecar.",
+            buckets=cumulative,
+            sum_value=self.seconds,
+        )
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+CHECKS = CheckStats()
+REGISTRY.register(CHECKS)
 KEY_FETCHES = Counter(
     "extauthz_jwks_fetches_total", "Signing-key fetches by result.", ["result", "trigger"]
 )

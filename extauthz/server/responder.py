@@ -20,6 +20,7 @@ from extauthz.policy.verdict import Verdict, render
 
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
+_ALLOW_LABELS = ("allow", Reason.ALLOWED.value, "200")
 
 
 class AuthorizerLike(Protocol):
@@ -46,7 +47,6 @@ class Responder(Generic[R]):
         self._allow_cache: dict[Allow, R] = {}
         self._cache_policy: Policy | None = None
         self._cache_size = cache_size
-        self._allow_counter = metrics.DECISIONS.labels("allow", Reason.ALLOWED.value, "200")
 
     def _allow(self, decision: Allow, policy: Policy) -> R:
         if policy is not self._cache_policy:  # a reload may rename headers: start over
@@ -69,16 +69,16 @@ class Responder(Generic[R]):
             if isinstance(decision, Allow):
                 response = self._allow(decision, policy)
                 status = 200
-                self._allow_counter.inc()
+                labels = _ALLOW_LABELS
             else:
                 verdict = render(decision, policy)
                 response = self._encode(verdict)
                 status = verdict.status
-                metrics.DECISIONS.labels("deny", decision.reason.value, str(status)).inc()
+                labels = ("deny", decision.reason.value, str(status))
         except Exception as exc:  # last guard: fail closed with a fixed answer
             log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
             return self._internal
         elapsed = time.perf_counter() - start
-        metrics.CHECK_SECONDS.observe(elapsed)
+        metrics.CHECKS.record(labels, elapsed)
         log_decision(view, decision, status, elapsed)
         return response

@@ -132,3 +132,19 @@ async def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
     authorizer.policy = Policy()
     third = await service.Check(check_request({}), None)  # type: ignore[arg-type]
     assert third is not first and third == first
+
+
+async def test_each_check_is_counted_with_its_outcome() -> None:
+    """The served counters move with every answer, allow and deny alike."""
+    from extauthz.metrics import CHECKS
+
+    deny = ("deny", Reason.TOKEN_EXPIRED.value, "401")
+    allow = ("allow", Reason.ALLOWED.value, "200")
+    before = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
+    denier = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))  # type: ignore[arg-type]
+    allower = AuthorizationService(FixedAuthorizer(Allow(Identity("jwt", user_id="u"), Role.TEAM)))  # type: ignore[arg-type]
+    await denier.Check(check_request({}), None)  # type: ignore[arg-type]
+    await allower.Check(check_request({}), None)  # type: ignore[arg-type]
+    await allower.Check(check_request({}), None)  # type: ignore[arg-type]
+    after = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 2, 3]
