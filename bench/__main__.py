@@ -2,12 +2,17 @@
 
 Scenarios (one Envoy worker, wrk -t1 -c32, POST /v1/chat/completions with a ~1 KB body, Envoy
 answers itself behind a buffer filter so no upstream is measured):
-  envoy-alone     no auth (the limit)
-  jwt_authn       Envoy's C++ jwt_authn with 1,000 rotating RS256 tokens (the C++ anchor)
-  floor           ext_authz to a trivial Python grpc.aio server that allows everything unread
-  sidecar-warm    ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
-  sidecar-cold    the same with 50,000 distinct tokens (a signature verified on each request)
-The floor runs twice (first and last) and ratios use their mean: run-to-run noise is ~±10 %.
+  envoy-alone        no auth (the limit)
+  jwt_authn          Envoy's C++ jwt_authn with 1,000 rotating RS256 tokens (the C++ anchor)
+  floor              ext_authz to a trivial Python grpc.aio server that allows everything unread
+  sidecar-warm       ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
+  sidecar-cold       the same with 50,000 distinct tokens (a signature verified on each request)
+  http-*             the same three in Envoy's HTTP-service ext_authz mode (bench/http_mode.py)
+
+Envoy, wrk and the authorizer share the machine's cores, so run-to-run noise is large (±10-20 %
+here). Every scenario but envoy-alone therefore runs once per round, in a rotating order, and
+the table gives medians: each ratio is the median over rounds of that round's pair (a sidecar
+row against the floor run in the same round), with its lowest and highest value.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +39,7 @@ import yaml
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from extauthz.devtokens import load_private_key, public_jwk, write_dev_key
+from extauthz.devtokens import load_private_key, public_jwk
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "results"
@@ -268,6 +274,7 @@ class Result:
     p99_ms: float
     errors: int
     note: str = ""
+    cpu_us: float = float("nan")  # the authorizer process's CPU time per request
 
 
 def _ms(text: str) -> float:
@@ -278,8 +285,20 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
-    name: str, port: int, tokens: Path, seconds: int, connections: int, note: str = ""
+    name: str,
+    port: int,
+    tokens: Path,
+    seconds: int,
+    connections: int,
+    note: str = "",
+    authz_pid: int | None = None,
 ) -> Result:
     args = [
         "wrk",
@@ -295,7 +314,9 @@ def run_wrk(
         str(WORK / "body.json"),
     ]
     subprocess.run([*args[:3], "-d2s", *args[4:]], capture_output=True, check=True)  # warm-up
+    cpu_before = cpu_seconds(authz_pid) if authz_pid else 0.0
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(authz_pid) - cpu_before if authz_pid else float("nan")
     (WORK / f"wrk-{name}.txt").write_text(out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -303,7 +324,9 @@ def run_wrk(
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, errs.groups())) if errs else 0)
-    return Result(name, rps, p50, p99, errors, note)
+    done = re.search(r"(\d+) requests in", out)
+    cpu_us = cpu / int(done.group(1)) * 1e6 if done and int(done.group(1)) else float("nan")
+    return Result(name, rps, p50, p99, errors, note, cpu_us)
 
 
 def rss_mb(pid: int) -> float:
@@ -313,60 +336,82 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(rounds: list[dict[str, Result]], order: list[str]) -> list[tuple[Result, str, str]]:
+    """Median rows, each with its x-floor and x-jwt_authn ratio as "median (low-high)"."""
+
+    def ratio(name: str, base: str) -> str:
+        values = [r[name].rps / r[base].rps for r in rounds if name in r and base in r]
+        if not values:
+            return ""
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
+        return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    rows = []
+    for name in order:
+        runs = [r[name] for r in rounds if name in r]
+        merged = Result(
+            name,
+            median([x.rps for x in runs]),
+            median([x.p50_ms for x in runs]),
+            median([x.p99_ms for x in runs]),
+            sum(x.errors for x in runs),
+            runs[0].note,
+            median([x.cpu_us for x in runs if x.cpu_us == x.cpu_us]),
+        )
+        rows.append((merged, ratio(name, "floor"), ratio(name, "jwt_authn")))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--cold-tokens", type=int, default=50_000)
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP-mode rows")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
-    WORK.mkdir(exist_ok=True)
-    write_dev_key(WORK / "bench-key.pem", WORK / "bench-jwks.json")
-    body = {
-        "model": "claude-haiku",
-        "max_tokens": 256,
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Summarise: " + "lorem ipsum " * 75},
-        ],
-    }
-    (WORK / "body.json").write_text(json.dumps(body))
-    warm, cold = WORK / "tokens-warm.txt", WORK / "tokens-cold.txt"
-    make_tokens(warm, 1000, "warm")
-    make_tokens(cold, args.cold_tokens, "cold")
+    from bench.http_mode import http_rows, prepare  # HTTP-service mode: its floor and sidecar
+
+    warm, cold = prepare(args.cold_tokens)
     none = WORK / "tokens-none.txt"
     none.write_text("-\n")
     sec, conns = args.seconds, args.connections
-    results: list[Result] = []
-    memory = ""
-
-    def floor_run(label: str) -> None:
-        authz = free_port()
-        with process(
-            [sys.executable, "-m", "bench.floor", f"127.0.0.1:{authz}"], log=WORK / "floor.log"
-        ):
-            wait_port(authz)
-            with envoy("ext_authz", authz) as port:
-                results.append(run_wrk(label, port, warm, sec, conns))
-
-    with envoy("none") as port:
-        results.append(run_wrk("envoy-alone", port, none, sec, conns))
-    with envoy("jwt_authn") as port:
-        results.append(run_wrk("jwt_authn", port, warm, sec, conns, "1,000 tokens"))
-    floor_run("floor")
+    memory: list[float] = []
     env = {
         **os.environ,
         "JWT_PUBLIC_KEY_URL": f"file://{WORK / 'bench-jwks.json'}",
         "EXTAUTHZ_LOG_LEVEL": "warning",
     }
-    for label, tokens, note in (
-        ("sidecar-warm", warm, "1,000 tokens"),
-        ("sidecar-cold", cold, f"{args.cold_tokens:,} tokens"),
-    ):
+
+    def floor() -> Result:
+        authz = free_port()
+        with process(
+            [sys.executable, "-m", "bench.floor", f"127.0.0.1:{authz}"], log=WORK / "floor.log"
+        ) as proc:
+            wait_port(authz)
+            with envoy("ext_authz", authz) as port:
+                return run_wrk("floor", port, warm, sec, conns, authz_pid=proc.pid)
+
+    def jwt_authn() -> Result:
+        with envoy("jwt_authn") as port:
+            return run_wrk("jwt_authn", port, warm, sec, conns, "1,000 tokens")
+
+    def sidecar(label: str) -> Result:
+        tokens, note = (
+            (warm, "1,000 tokens")
+            if label == "sidecar-warm"
+            else (cold, f"{args.cold_tokens:,} tokens")
+        )
         grpc_port, http_port = free_port(), free_port()
         with process(
             [
@@ -383,41 +428,67 @@ def main() -> int:
             ],
             env=env,
             log=WORK / f"{label}.log",
-        ) as sidecar:
+        ) as proc:
             wait_port(http_port)
             time.sleep(0.5)
             with envoy("ext_authz", grpc_port) as port:
-                results.append(run_wrk(label, port, tokens, sec, conns, note))
+                result = run_wrk(label, port, tokens, sec, conns, note, authz_pid=proc.pid)
             if label == "sidecar-cold":
-                memory = f"{rss_mb(sidecar.pid):.0f} MB"
-    from bench.http_mode import http_rows  # HTTP-service mode: its floor and the sidecar
+                memory.append(rss_mb(proc.pid))
+            return result
 
-    results.extend(
-        http_rows(sec, conns, args.cold_tokens,
-                  only=("http-floor", "http-sidecar-warm", "http-sidecar-cold"))
-    )  # fmt: skip
-    floor_run("floor-again")
+    def http(label: str) -> Result:
+        return http_rows(sec, conns, args.cold_tokens, only=(label,))[0]
 
-    floors = [r for r in results if r.name.startswith("floor")]
-    floor_rps = sum(r.rps for r in floors) / len(floors)
-    floor_p99 = sum(r.p99_ms for r in floors) / len(floors)
+    runners = {
+        "floor": floor,
+        "sidecar-warm": lambda: sidecar("sidecar-warm"),
+        "sidecar-cold": lambda: sidecar("sidecar-cold"),
+        "jwt_authn": jwt_authn,
+    }
+    if not args.no_http:
+        for label in ("http-floor", "http-sidecar-warm", "http-sidecar-cold"):
+            runners[label] = lambda label=label: http(label)
+    order = list(runners)
+    with envoy("none") as port:
+        alone = run_wrk("envoy-alone", port, none, sec, conns)
+    rounds: list[dict[str, Result]] = []
+    for n in range(args.rounds):
+        turn = order[n % len(order) :] + order[: n % len(order)]  # each scenario leads once
+        results: dict[str, Result] = {}
+        for name in turn:
+            results[name] = runners[name]()
+            r = results[name]
+            print(
+                f"round {n + 1}/{args.rounds} {name}: {r.rps:,.0f} rps", file=sys.stderr, flush=True
+            )
+        rounds.append(results)
+        (WORK / f"round-{n + 1}.json").write_text(
+            json.dumps({k: v.__dict__ for k, v in results.items()}, indent=1)
+        )
+    rows = [(alone, "", ""), *summarize(rounds, order)]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: "
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
-        f"Envoy --concurrency 1, wrk -t1 -c{conns} -d{sec}s, 1 KB chat body.",
+        f"Envoy --concurrency 1, wrk -t1 -c{conns} -d{sec}s, 1 KB chat body, "
+        f"{args.rounds} rounds (medians; ratios: median of same-round pairs, low-high).",
         "",
         "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x jwt_authn rps "
-        "| x floor p99 | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| x floor p99 | authz CPU µs/req | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    jwt_rps = next(r.rps for r in results if r.name == "jwt_authn")
-    for r in results:
+    floor_p99 = next(r.p99_ms for r, _, _ in rows if r.name == "floor")
+    for r, x_floor, x_jwt in rows:
+        cpu = f"{r.cpu_us:,.0f}" if r.cpu_us == r.cpu_us else ""
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-            f"| {r.rps / floor_rps:.2f} | {r.rps / jwt_rps:.2f} | {r.p99_ms / floor_p99:.2f} "
-            f"| {r.note} |"
+            f"| {x_floor} | {x_jwt} | {r.p99_ms / floor_p99:.2f} | {cpu} | {r.note} |"
         )
-    lines += ["", f"Sidecar resident memory after the cold run: {memory}."]
+    lines += [
+        "",
+        f"Sidecar resident memory after a cold run ({args.cold_tokens:,} tokens): "
+        f"{max(memory):.0f} MB (highest of {len(memory)} runs).",
+    ]
     table = "\n".join(lines)
     (WORK / "latest.md").write_text(table + "\n")
     print(table)
