@@ -9,9 +9,10 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
-from extauthz.identity.verifier import TokenVerifier
+from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.policy.compiled import Policy
 from extauthz.policy.credentials import Credential, extract_credential
 from extauthz.policy.decide import (
@@ -51,6 +52,15 @@ def explain_request(
     )
 
 
+class _Unverified(NamedTuple):
+    """A request whose token must be verified (maybe after a key fetch) before deciding."""
+
+    credential: Credential
+    path: str
+    query: str
+    policy: Policy
+
+
 class StateView:
     """The snapshot decisions read; replaced whole by whoever watches the store."""
 
@@ -83,7 +93,13 @@ class Authorizer:
     async def authorize(self, request: RequestView) -> Decision:
         """Decide one request. Never raises."""
         try:
-            return await self._authorize(request)
+            step = self._decide_now(request)
+            if not isinstance(step, _Unverified):
+                return step
+            identity = await self.authenticate(step.credential, step.policy)
+            if isinstance(identity, Deny):
+                return identity
+            return self._decide(request, step.path, step.query, identity, step.policy)
         except Exception as exc:
             log.error(
                 "internal error while deciding; request refused",
@@ -96,7 +112,9 @@ class Authorizer:
                 f"(request id {request.request_id[:64] or 'unknown'})",
             )
 
-    async def _authorize(self, request: RequestView) -> Decision:
+    def _decide_now(self, request: RequestView) -> Decision | _Unverified:
+        """The whole decision when nothing needs waiting for (a cached token, a key, a refusal);
+        otherwise what is known so far. Warm requests never leave this function."""
         policy = self.policy
         checked = self._paths.get(request.path)
         if checked is None:
@@ -114,9 +132,16 @@ class Authorizer:
                 Reason.MISSING_CREDENTIAL,
                 "no credential: send 'Authorization: Bearer <token>'",
             )
-        identity = await self.authenticate(credential, policy)
+        identity = self.identify_now(credential, policy)
+        if identity is None:
+            return _Unverified(credential, path, query, policy)
         if isinstance(identity, Deny):
             return identity
+        return self._decide(request, path, query, identity, policy)
+
+    def _decide(
+        self, request: RequestView, path: str, query: str, identity: Identity, policy: Policy
+    ) -> Decision:
         admitted = self._admit(path, identity, policy)
         if isinstance(admitted, Deny):
             return admitted
@@ -139,6 +164,30 @@ class Authorizer:
 
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
+        known = self.identify_now(credential, policy)
+        if known is not None:
+            return known
+        assert self.verifier is not None  # identify_now answers itself without one
+        result = await self.verifier.verify(credential.value, wait=policy.check_timeout)
+        if isinstance(result, TokenFailure):
+            status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
+            return Deny(status, result.reason, result.message)
+        return self._identity_of(result, policy)
+
+    def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
+        if verified.memo_key is not policy:  # identity is derived once per token and policy
+            verified.memo = identity_from_claims(verified.claims, policy)
+            verified.memo_key = policy
+        identity: Identity | Deny = verified.memo
+        if isinstance(identity, Identity):
+            self.seen(identity, policy)
+        return identity
+
+    def seen(self, identity: Identity, policy: Policy) -> None:
+        """Called with every caller authenticated by a verified JWT (subclasses record users)."""
+
+    def identify_now(self, credential: Credential, policy: Policy) -> Identity | Deny | None:
+        """``authenticate``'s answer when it needs no waiting; None: a JWT to verify first."""
         token = credential.value
         master = policy.master_key
         if (
@@ -152,15 +201,8 @@ class Authorizer:
         if policy.enable_jwt_auth and looks_like_jwt(token):
             if self.verifier is None:
                 return Deny(503, Reason.KEYS_UNAVAILABLE, "JWT verification is not configured")
-            result = await self.verifier.verify(token, wait=policy.check_timeout)
-            if isinstance(result, TokenFailure):
-                status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
-                return Deny(status, result.reason, result.message)
-            if result.memo_key is not policy:  # identity is derived once per token and policy
-                result.memo = identity_from_claims(result.claims, policy)
-                result.memo_key = policy
-            identity: Identity | Deny = result.memo
-            return identity
+            verified = self.verifier.cached(token)
+            return None if verified is None else self._identity_of(verified, policy)
         if policy.non_jwt_passthrough and not looks_like_jwt(token):
             return Identity(kind=PASSTHROUGH)
         return Deny(

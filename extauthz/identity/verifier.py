@@ -75,6 +75,10 @@ class TokenVerifier:
     def cache_size(self) -> int:
         return len(self._cache)
 
+    def cached(self, token: str) -> Verified | None:
+        """The cached verdict for a token verified before and still live (no waiting)."""
+        return self._cache.get(token, self._clock()) if self._enabled else None
+
     async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
         """Verified claims, or why the token is refused. Never raises for any token.
 

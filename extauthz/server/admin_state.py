@@ -17,9 +17,8 @@ from typing import Any
 from extauthz.authorizer import Authorizer
 from extauthz.errors import ConfigError, StoreError
 from extauthz.policy.compiled import Policy
-from extauthz.policy.credentials import Credential
-from extauthz.policy.decide import JWT, email_allowed, resolve_role
-from extauthz.policy.types import Deny, Identity, Role
+from extauthz.policy.decide import email_allowed, resolve_role
+from extauthz.policy.types import Identity, Role
 from extauthz.server.admin_service import AdminService
 from extauthz.state.protocol import StateSnapshot
 from extauthz.state.urls import StoreSettings, store_from_url
@@ -44,24 +43,20 @@ class RecordingAuthorizer(Authorizer):
 
     recorder: UserRecorder | None = None
 
-    async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
-        result = await super().authenticate(credential, policy)
+    def seen(self, identity: Identity, policy: Policy) -> None:
         recorder = self.recorder
         if (
             recorder is not None
             and policy.user_id_upsert
+            and identity.user_id is not None
             and not recording_paused()
-            and isinstance(result, Identity)
-            and result.kind == JWT
-            and result.user_id is not None
             and (
                 policy.email_domains is None
-                or email_allowed(result.email, policy.email_domains)  # the core's gate
-                or resolve_role(result, policy) is Role.PROXY_ADMIN
+                or email_allowed(identity.email, policy.email_domains)  # the core's gate
+                or resolve_role(identity, policy) is Role.PROXY_ADMIN
             )
         ):
-            recorder.note(result.user_id, result.email, time.time())
-        return result
+            recorder.note(identity.user_id, identity.email, time.time())
 
 
 class StateRuntime:
