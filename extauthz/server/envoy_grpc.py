@@ -7,15 +7,14 @@ CheckRequest, however odd, becomes a RequestView (missing parts become empty val
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
-from envoy.type.v3 import http_status_pb2
-from google.protobuf import struct_pb2
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2
 
 from extauthz.policy.types import Reason, RequestView
 from extauthz.policy.verdict import Verdict, deny_body
@@ -23,7 +22,6 @@ from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_OK = status_pb2.Status(code=code_pb2.OK)
 log = logging.getLogger("extauthz.grpc")
 
 
@@ -48,36 +46,34 @@ def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
     )
 
 
-def _option(key: str, value: str) -> base_pb2.HeaderValueOption:
-    return base_pb2.HeaderValueOption(
-        header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
-    )
+def _set_headers(target: Any, headers: Sequence[tuple[str, str]]) -> None:
+    for key, value in headers:
+        option = target.add()  # built in place: nested constructors would copy each level
+        option.header.key = key
+        option.header.value = value
+        option.append_action = _OVERWRITE
 
 
 def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
     """Allow → OK status with header mutations; deny → the HTTP status, headers and JSON body."""
-    metadata = struct_pb2.Struct()
-    metadata.update(verdict.metadata)
+    response = ext_authz.CheckResponse()
+    if verdict.metadata:
+        response.dynamic_metadata.update(verdict.metadata)
     if verdict.allowed:
-        return ext_authz.CheckResponse(
-            status=_OK,
-            ok_response=ext_authz.OkHttpResponse(
-                headers=[_option(k, v) for k, v in verdict.headers],
-                headers_to_remove=list(verdict.remove),
-            ),
-            dynamic_metadata=metadata,
-        )
-    return ext_authz.CheckResponse(
-        status=status_pb2.Status(
-            code=code_pb2.UNAUTHENTICATED if verdict.status == 401 else code_pb2.PERMISSION_DENIED
-        ),
-        denied_response=ext_authz.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=verdict.status),
-            headers=[_option(k, v) for k, v in verdict.headers],
-            body=verdict.body,
-        ),
-        dynamic_metadata=metadata,
+        response.status.code = code_pb2.OK
+        ok = response.ok_response
+        ok.SetInParent()  # present even with nothing to set, as Envoy's own servers send it
+        _set_headers(ok.headers, verdict.headers)
+        ok.headers_to_remove.extend(verdict.remove)
+        return response
+    response.status.code = (
+        code_pb2.UNAUTHENTICATED if verdict.status == 401 else code_pb2.PERMISSION_DENIED
     )
+    denied = response.denied_response
+    denied.status.code = verdict.status
+    _set_headers(denied.headers, verdict.headers)
+    denied.body = verdict.body
+    return response
 
 
 _INTERNAL_DENY = to_check_response(
