@@ -96,7 +96,7 @@ class Authorizer:
             step = self._decide_now(request)
             if not isinstance(step, _Unverified):
                 return step
-            identity = await self.authenticate(step.credential, step.policy)
+            identity = await self._verify(step.credential.value, step.policy)
             if isinstance(identity, Deny):
                 return identity
             return self._decide(request, step.path, step.query, identity, step.policy)
@@ -165,10 +165,12 @@ class Authorizer:
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
         known = self.identify_now(credential, policy)
-        if known is not None:
-            return known
+        return known if known is not None else await self._verify(credential.value, policy)
+
+    async def _verify(self, token: str, policy: Policy) -> Identity | Deny:
+        """A JWT ``identify_now`` found no cached verdict for (so a verifier exists)."""
         assert self.verifier is not None  # identify_now answers itself without one
-        result = await self.verifier.verify(credential.value, wait=policy.check_timeout)
+        result = await self.verifier.verify(token, wait=policy.check_timeout)
         if isinstance(result, TokenFailure):
             status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
             return Deny(status, result.reason, result.message)

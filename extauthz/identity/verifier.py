@@ -84,11 +84,10 @@ class TokenVerifier:
 
         ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
         """
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         now = self._clock()
-        if self._enabled:
-            hit = self._cache.get(token, now)
-            if hit is not None:
-                return hit
         header = read_header(token, self.rules)
         if isinstance(header, TokenFailure):
             return header

@@ -72,6 +72,8 @@ def media_type(content_type: str | None) -> str:
     """The lower-cased media type without parameters ("" when the header is absent)."""
     if not content_type:
         return ""
+    if content_type == _JSON:  # what nearly every request sends: no parsing needed
+        return _JSON
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -94,11 +96,10 @@ def read_models(
     """
     found: list[str] = []
     try:
-        if "/deployments/" in path or "/engines/" in path or "/models/" in path:
-            _add(found, _path_models(path, method))
+        _add(found, _path_models(path, method))
         if query and path in _REALTIME_PATHS:
             _add(found, _query_models(query))
-        media = _JSON if content_type == _JSON else media_type(content_type)
+        media = media_type(content_type)
         json_type = _is_json_type(media)
         # LiteLLM reads any body whose raw Content-Type lacks "form" as JSON, whatever it says.
         sniffed_json = (
@@ -145,6 +146,8 @@ def _check_model(model: str) -> None:
 
 def _path_models(path: str, method: str) -> list[str]:
     """Models named in the path: Azure deployments, legacy engines and Google ``:action`` URLs."""
+    if "/deployments/" not in path and "/engines/" not in path and "/models/" not in path:
+        return []  # neither pattern can match: skip both regexes (most requests)
     match = _DEPLOYMENT_PATH.match(path)
     if match is not None:
         return [match.group(1)]
