@@ -200,11 +200,16 @@ class Authorizer:
             )
         ):
             return Identity(kind=MASTER_KEY)
-        if policy.enable_jwt_auth and looks_like_jwt(token):
-            if self.verifier is None:
-                return Deny(503, Reason.KEYS_UNAVAILABLE, "JWT verification is not configured")
-            verified = self.verifier.cached(token)
-            return None if verified is None else self._identity_of(verified, policy)
+        if policy.enable_jwt_auth:
+            verifier = self.verifier
+            # Only verified JWTs are cached: a hit needs no shape test (the warm path).
+            verified = None if verifier is None else verifier.cached(token)
+            if verified is not None:
+                return self._identity_of(verified, policy)
+            if looks_like_jwt(token):
+                if verifier is None:
+                    return Deny(503, Reason.KEYS_UNAVAILABLE, "JWT verification is not configured")
+                return None
         if policy.non_jwt_passthrough and not looks_like_jwt(token):
             return Identity(kind=PASSTHROUGH)
         return Deny(

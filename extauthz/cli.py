@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
@@ -146,7 +145,7 @@ async def _explain(args: argparse.Namespace) -> int:
         "status": verdict.status,
         "reason": verdict.reason.value,
         "role": decision.role.value if decision.role else None,
-        "identity": asdict(decision.identity) if decision.identity else None,
+        "identity": decision.identity._asdict() if decision.identity else None,
     }
     if isinstance(decision, Allow):
         out["set_headers"] = dict(verdict.headers)
@@ -154,7 +153,7 @@ async def _explain(args: argparse.Namespace) -> int:
     else:
         out["message"] = json.loads(verdict.body)["error"]["message"]
         out["response_headers"] = dict(verdict.headers)
-    out["metadata"] = verdict.metadata
+    out["metadata"] = dict(verdict.metadata)
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
     if timing is not None:

@@ -7,18 +7,17 @@ message ever contains the token.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from extauthz.identity.keyring import ALLOWED_ALGS, KeyRing
 from extauthz.policy.types import Reason
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +46,8 @@ class UnknownKid:
     kid: str
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The parts of a JOSE header we act on."""
+class Header(NamedTuple):
+    """The parts of a JOSE header we act on (made once per new token: a cheap NamedTuple)."""
 
     alg: str
     kid: str | None
@@ -61,22 +59,29 @@ def looks_like_jwt(token: str) -> bool:
 
 
 def b64url_decode(part: str) -> bytes | None:
-    """Strict base64url (no padding required, no stray characters); None when invalid."""
-    if not _B64URL.fullmatch(part):
+    """Strict base64url (no padding required, no stray characters); None when invalid.
+
+    One strict C decode after ruling out the standard alphabet's ``+ / =``: three of these run
+    per new token, where a regex over the signature alone cost more than the decode.
+    """
+    if "+" in part or "/" in part or "=" in part or not part.isascii():
         return None
+    data = part.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(part) % 4)
     try:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
 
 
 def _json_object(part: str) -> dict[str, Any] | None:
+    """A base64url JSON object, parsed by orjson: UTF-8 only (RFC 7515), and NaN, Infinity,
+    lone surrogates and numbers beyond a double are refused rather than read (fail closed)."""
     raw = b64url_decode(part)
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
 

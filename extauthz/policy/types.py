@@ -1,8 +1,8 @@
 """Values the decision core reads and returns. Immutable, protocol-free.
 
-Made once per request (``RequestView``, ``Allow``) are NamedTuples: a frozen dataclass's checked
-``__init__`` costs ~2 µs each on the request path, a NamedTuple ~0.5 µs. The rest are frozen,
-slotted dataclasses.
+Made or hashed per request (``RequestView``, ``Identity``, ``Allow``) are NamedTuples: a frozen
+dataclass's ``__init__`` costs ~2 µs each on the request path, a NamedTuple ~0.5 µs. The rest are
+frozen, slotted dataclasses.
 """
 
 from __future__ import annotations
@@ -73,9 +73,12 @@ class RequestView(NamedTuple):
     request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who the caller is, as read from a verified token (or the master key)."""
+class Identity(NamedTuple):
+    """Who the caller is, as read from a verified token (or the master key).
+
+    A NamedTuple: made once per new token and hashed on every request (memo keys), where a
+    frozen dataclass costs ~10x more to build and runs a Python ``__hash__``.
+    """
 
     kind: str  # "jwt" | "master_key" | "passthrough"
     user_id: str | None = None

@@ -97,7 +97,7 @@ def explain_message(e: Explanation) -> pb.ExplainResponse:
         identity=identity,
         set_headers=dict(verdict.headers) if allowed else {},
         remove_headers=list(verdict.remove),
-        metadata=verdict.metadata,
+        metadata=dict(verdict.metadata),
         state_version=e.state_version,
     )
 

@@ -58,7 +58,9 @@ def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
     """Allow → OK status with header mutations; deny → the HTTP status, headers and JSON body."""
     response = ext_authz.CheckResponse()
     if verdict.metadata:
-        response.dynamic_metadata.update(verdict.metadata)
+        fields = response.dynamic_metadata.fields  # Struct.update's Python type dispatch costs more
+        for key, value in verdict.metadata.items():
+            fields[key].string_value = value
     if verdict.allowed:
         response.status.code = code_pb2.OK
         ok = response.ok_response

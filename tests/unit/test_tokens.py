@@ -319,6 +319,24 @@ class TestMalformed:
         token = f"{signing_input}.{_b64(sign(signing_input.encode()))}"
         assert _reason(_verify(token, RING)) == Reason.MALFORMED_TOKEN
 
+    @pytest.mark.parametrize(
+        "payload",
+        [b'{"exp": NaN}', b'{"exp": Infinity}', b'{"exp": 1' + b"0" * 400 + b"}",
+         b'{"sub": "\\ud800", "exp": 1}', '{"sub": "a"}'.encode("utf-16")],
+        ids=["nan-exp", "infinite-exp", "number-beyond-double", "lone-surrogate", "utf-16"],
+    )  # fmt: skip
+    def test_signed_payload_json_is_read_strictly(self, payload: bytes) -> None:
+        """What Python's json would accept but RFC 8259/7515 do not (NaN never expires, a lone
+        surrogate cannot be forwarded) is a malformed token even when the signature is good."""
+
+        def sign(msg: bytes) -> bytes:
+            return rsa_key("a").sign(msg, padding.PKCS1v15(), hashes.SHA256())
+
+        header = _b64(json.dumps({"alg": "RS256", "kid": rsa_jwk()["kid"]}).encode())
+        signing_input = f"{header}.{_b64(payload)}"
+        token = f"{signing_input}.{_b64(sign(signing_input.encode()))}"
+        assert _reason(_verify(token, RING)) == Reason.MALFORMED_TOKEN
+
     def test_header_helper_reports_kid(self) -> None:
         """read_header returns alg and kid for a good token."""
         assert read_header(rs_token({}), RULES) == Header("RS256", rsa_jwk()["kid"])

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extauthz.identity.keyring import KeyRing
-from extauthz.identity.tokens import TokenFailure, TokenRules, UnknownKid, read_header, verify_token
+from extauthz.identity.tokens import (
+    TokenFailure,
+    TokenRules,
+    UnknownKid,
+    b64url_decode,
+    read_header,
+    verify_token,
+)
 from extauthz.policy.credentials import extract_credential
 from tests.unit.keys import NOW, rs_token, rsa_jwk
 
@@ -89,3 +96,17 @@ def test_credential_extraction_never_raises(headers: dict[str, str]) -> None:
 def test_property_suite_sees_a_valid_token() -> None:
     """Sanity: the unmutated token verifies, so the properties above can fail."""
     assert isinstance(asyncio.run(asyncio.sleep(0, _run(GOOD))), dict)
+
+
+@given(st.binary(max_size=64))
+def test_b64url_round_trips_any_bytes(data: bytes) -> None:
+    """Unpadded base64url of any bytes decodes back to exactly those bytes."""
+    assert b64url_decode(base64.urlsafe_b64encode(data).rstrip(b"=").decode()) == data
+
+
+@given(st.text(alphabet="AZaz09-_+/= \n.é\x00", max_size=12))
+def test_b64url_accepts_only_what_the_strict_alphabet_allows(part: str) -> None:
+    """Agrees with the reference rule: only [A-Za-z0-9_-], never padding, a valid length."""
+    valid = all(c.isascii() and (c.isalnum() or c in "-_") for c in part) and len(part) % 4 != 1
+    expected = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) if valid else None
+    assert b64url_decode(part) == expected
