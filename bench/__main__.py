@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import platform
 import re
@@ -361,7 +362,7 @@ def summarize(rounds: list[dict[str, Result]], order: list[str]) -> list[tuple[R
             median([x.p99_ms for x in runs]),
             sum(x.errors for x in runs),
             runs[0].note,
-            median([x.cpu_us for x in runs if x.cpu_us == x.cpu_us]),
+            median([x.cpu_us for x in runs if not math.isnan(x.cpu_us)]),
         )
         rows.append((merged, ratio(name, "floor"), ratio(name, "jwt_authn")))
     return rows
@@ -438,7 +439,7 @@ def main() -> int:
             return result
 
     def http(label: str) -> Result:
-        return http_rows(sec, conns, args.cold_tokens, only=(label,))[0]
+        return http_rows(sec, conns, args.cold_tokens, only=(label,), tokens=(warm, cold))[0]
 
     runners = {
         "floor": floor,
@@ -479,7 +480,7 @@ def main() -> int:
     ]
     floor_p99 = next(r.p99_ms for r, _, _ in rows if r.name == "floor")
     for r, x_floor, x_jwt in rows:
-        cpu = f"{r.cpu_us:,.0f}" if r.cpu_us == r.cpu_us else ""
+        cpu = "" if math.isnan(r.cpu_us) else f"{r.cpu_us:,.0f}"
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
             f"| {x_floor} | {x_jwt} | {r.p99_ms / floor_p99:.2f} | {cpu} | {r.note} |"

@@ -48,10 +48,10 @@ def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
 
 def _set_headers(target: Any, headers: Sequence[tuple[str, str]]) -> None:
     for key, value in headers:
-        option = target.add()  # built in place: nested constructors would copy each level
-        option.header.key = key
-        option.header.value = value
-        option.append_action = _OVERWRITE
+        option = target.add(append_action=_OVERWRITE)  # in place: no copy of nested messages
+        header = option.header
+        header.key = key
+        header.value = value
 
 
 def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
