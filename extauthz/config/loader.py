@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
@@ -256,6 +257,9 @@ def compile_policy(
             "enable_jwt_auth is false and there is no master_key: every request will be refused"
         )
 
+    catalog = build_catalog({**data, "general_settings": general_raw}, problems, warnings)
+    warnings.extend(reach_warnings(catalog, role_models))
+
     if problems:
         raise ConfigError(problems, source)
 
@@ -300,6 +304,7 @@ def compile_policy(
             token_cache_max_age=ours.token_cache_max_age_seconds,
         ),
         model_names=tuple(model_names),
+        catalog=catalog,
         check_timeout=ours.check_timeout_seconds,
         reload_interval=ours.reload_interval_seconds,
         source=source,

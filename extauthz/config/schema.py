@@ -73,7 +73,11 @@ REFUSED_GENERAL = frozenset(
         "enforce_user_param",
     }
 )
-KNOWN_TOP_LEVEL = frozenset({"general_settings", "model_list", "extauthz"})
+KNOWN_TOP_LEVEL = frozenset(
+    # litellm_settings and router_settings: only their model aliases and fallbacks are read
+    # (config/catalog.py); the rest of them is LiteLLM's business.
+    {"general_settings", "model_list", "extauthz", "litellm_settings", "router_settings"}
+)
 _HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 
 
@@ -119,6 +123,7 @@ class GeneralSettings(BaseModel):
     litellm_jwtauth: JwtAuthSettings = Field(default_factory=JwtAuthSettings)
     role_permissions: list[RolePermission] = Field(default_factory=list)
     enforce_rbac: bool = False
+    completion_model: str | None = None  # LiteLLM runs it for every completion (catalog.forced)
 
 
 class ModelEntry(BaseModel):

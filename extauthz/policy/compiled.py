@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from extauthz.identity.tokens import TokenRules
+from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.routes import RouteSet
 from extauthz.policy.types import Role
 
@@ -109,6 +110,7 @@ class Policy:
     token_rules: TokenRules = field(default_factory=TokenRules)
     keys: KeySettings = field(default_factory=KeySettings)
     model_names: tuple[str, ...] = ()
+    catalog: ModelCatalog = field(default_factory=ModelCatalog)
     check_timeout: float = 0.8
     reload_interval: float = 1.0
     source: str = "<defaults>"

@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
+from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
 from extauthz.policy.credentials import ADMIN_API_PATHS
-from extauthz.policy.models import read_models
+from extauthz.policy.models import MAX_JSON_CONTAINERS, read_models
+from extauthz.policy.routes import compile_routes
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot
+
+# LLM API routes (where general_settings.completion_model replaces the caller's model) and
+# provider pass-through routes (provider-native requests whose model we do not read).
+_LLM_ROUTES = compile_routes(["openai_routes", "anthropic_routes", "google_routes"])
+_PASS_THROUGH = compile_routes(["passthrough_routes_wildcard"])
+_UNREAD_PROVIDER_ROUTE = (
+    "provider pass-through routes carry the model in provider-specific places the "
+    "authorization service does not read; a role with a model list may not use them"
+)
 
 MASTER_KEY = "master_key"
 PASSTHROUGH = "passthrough"
@@ -109,6 +120,9 @@ class Admission:
     rule: ModelRule | None  # the role's model allow-list; None: any model
     read_body: bool = True  # False for passthrough keys: the body is not ours to judge
     keep_credentials: bool = False
+    catalog: ModelCatalog | None = None  # how names resolve (with a rule)
+    forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
+    steering: str | None = None  # why this route cannot be checked (with a rule)
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
@@ -166,51 +180,110 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 role,
             )
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
-    return Admission(identity, role, rule, keep_credentials=path in ADMIN_API_PATHS)
+    keep = path in ADMIN_API_PATHS
+    if rule is None:
+        return Admission(identity, role, None, keep_credentials=keep)
+    llm_route = _LLM_ROUTES.matches(path)
+    return Admission(
+        identity,
+        role,
+        rule,
+        keep_credentials=keep,
+        catalog=policy.catalog,
+        forced=policy.catalog.forced if llm_route else (),
+        steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
+    )
 
 
 def judge_body(admission: Admission, request: RequestView, path: str, query: str) -> Decision:
-    """The body's part: a readable model (400), not cut when it matters (413), allowed (403)."""
+    """The body's part: readable models (400), all of them known (413, 403), all allowed (403).
+
+    "All of them" is every model the upstream may run for this request: those the request
+    names anywhere LiteLLM reads one (see ``read_models``), each followed through the gateway's
+    aliases and fallbacks (``ModelCatalog.runs``), plus a model the config forces.
+    """
     identity, role, rule = admission.identity, admission.role, admission.rule
     if not admission.read_body:
         return Allow(identity, role)
+    headers = request.headers
     read = read_models(
         path,
         query,
         request.method,
-        request.headers.get("content-type"),
+        headers.get("content-type"),
         request.body,
         request.body_cut,
+        headers.get("x-litellm-model"),
     )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
     if rule is not None:
-        if read.cut:
-            return Deny(
-                413,
-                Reason.BODY_CUT,
-                "the request body is larger than the authorization buffer, so its model cannot "
-                "be checked; send a smaller body or raise with_request_body.max_request_bytes "
-                "in Envoy's ext_authz filter",
-                identity,
-                role,
-            )
-        for model in read.models:
-            if not rule.allows(model):
-                return Deny(
-                    403,
-                    Reason.MODEL_NOT_ALLOWED,
-                    f"role {role.value if role else None} may not use model {model!r}; "
-                    "allowed: " + (", ".join(rule.entries) or "(none)"),
-                    identity,
-                    role,
-                )
+        refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
+        if refused is not None:
+            return refused
+        catalog = admission.catalog or _NO_CATALOG
+        for model in read.models + admission.forced:
+            for runs in catalog.runs(model):
+                if not rule.allows(runs):
+                    return _model_denied(admission, rule, model, runs)
     return Allow(
         identity,
         role,
         read.models[0] if read.models else None,
         keep_credentials=admission.keep_credentials,
     )
+
+
+_NO_CATALOG = ModelCatalog()
+
+
+def _refuse_unknown(
+    admission: Admission, cut: bool, complex_body: bool, steering: str | None
+) -> Deny | None:
+    """A restricted caller's request whose models cannot all be known: 413 or 403."""
+    identity, role = admission.identity, admission.role
+    if cut:
+        return Deny(
+            413,
+            Reason.BODY_CUT,
+            "the request body is larger than the authorization buffer, so its model cannot "
+            "be checked; send a smaller body or raise with_request_body.max_request_bytes "
+            "in Envoy's ext_authz filter",
+            identity,
+            role,
+        )
+    if complex_body:
+        return Deny(
+            413,
+            Reason.BODY_TOO_COMPLEX,
+            f"the request body holds more than {MAX_JSON_CONTAINERS:,} JSON objects and arrays, "
+            "more than the authorization service reads to find its model; send a simpler body",
+            identity,
+            role,
+        )
+    message = admission.steering or steering
+    if message is not None:
+        return Deny(403, Reason.MODEL_UNCHECKABLE, message, identity, role)
+    return None
+
+
+def _model_denied(admission: Admission, rule: ModelRule, asked: str, runs: str) -> Deny:
+    role = admission.role
+    who = f"role {role.value if role else None}"
+    allowed = "allowed: " + (", ".join(rule.entries) or "(none)")
+    if runs in admission.forced:
+        message = (
+            f"the gateway runs {runs!r} for every completion (general_settings.completion_model) "
+            f"and {who} may not use it; {allowed}"
+        )
+    elif runs == asked:
+        message = f"{who} may not use model {asked!r}; {allowed}"
+    else:
+        message = (
+            f"model {asked!r} may run {runs!r} through the gateway's aliases or fallbacks, and "
+            f"{who} may not use {runs!r}; {allowed}"
+        )
+    return Deny(403, Reason.MODEL_NOT_ALLOWED, message, admission.identity, role)
 
 
 def decide(

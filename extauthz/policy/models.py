@@ -24,12 +24,40 @@ MAX_JSON_DEPTH = 64
 MAX_FORM_FIELDS = 1000
 """Most urlencoded fields or multipart parts we read (Starlette's own default cap)."""
 
+MAX_JSON_CONTAINERS = 20_000
+"""Most JSON objects and arrays (``{`` and ``[`` bytes) in a body we parse. A chat body has a
+few per message; 8 MiB of ``{},{},...`` has millions and would hold the event loop (and every
+other caller's check) for seconds. Over it, the body's models are unknown (413 when they matter)."""
+
 _REALTIME_PATHS = frozenset({"/realtime", "/v1/realtime"})
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
 _MULTIPART = "multipart/form-data"
+# Starlette parses only these two as forms (LiteLLM compares the exact media type).
+_FORMS = frozenset({_FORM, _MULTIPART})
+# Query, form and body fields that name a model LiteLLM acts on (target_model_names: managed
+# files and batches are created on those deployments).
+_MODEL_FIELDS = ("model", "target_model_names")
+# Request fields that add models LiteLLM's router may call (client-side fallbacks).
+_FALLBACK_FIELDS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+# POST .../batches creates a batch (not .../batches/{id}/cancel).
+_BATCH_CREATE = re.compile(r"/batches/?$")
+# POST .../threads/{id}/runs and .../threads/runs start an assistant run.
+_RUN_PATH = re.compile(r"/threads/(?:[^/]+/)?runs/?$")
 
-# Azure-style deployments and legacy engines name the model in the path.
+# Azure-style deployments and legacy engines name the model in the path, as a Starlette
+# ``{model:path}`` (slashes allowed): tried in LiteLLM's route order, greedy, as Starlette does.
+_DEPLOYMENT_ROUTES = tuple(
+    re.compile(rf"(?:/v1)?/(?:openai/deployments|engines)/(.*)/{suffix}", re.DOTALL)
+    for suffix in (
+        "chat/completions",
+        "completions",
+        "embeddings",
+        "images/generations",
+        "images/edits",
+    )
+)
+# Any other path below a deployment: its first segment (no LiteLLM route; checked anyway).
 _DEPLOYMENT_PATH = re.compile(r"(?:/v1)?/(?:openai/deployments|engines)/([^/]+)/")
 # Google: /models/{model}:action; greedy '.+' makes the model end at the LAST ':'.
 _GOOGLE_PATH = re.compile(r"(?:/v1beta|/v1)?/models/(.+):[A-Za-z][A-Za-z0-9]*", re.DOTALL)
@@ -56,12 +84,19 @@ class ModelRead(NamedTuple):
 
     ``models``: every model the request names (path, realtime query, body), de-duplicated, in
     order found. ``error``: a client-facing 400 message when the model cannot be read safely.
-    ``cut``: Envoy cut a body we would have parsed, so the body's model is unknown (no error).
+    ``cut``: Envoy cut the body, so its models are unknown (LiteLLM parses every body type).
+    ``complex``: the body holds more JSON objects and arrays than we parse, so its models are
+    unknown (reading it would stall every other check).
+    ``steering``: a client-facing message when the request can make the upstream run a model it
+    does not name where we can read it (batches, client model lists); refused for a caller whose
+    role has a model list.
     """
 
     models: tuple[str, ...]
     error: str | None = None
     cut: bool = False
+    complex: bool = False
+    steering: str | None = None
 
 
 class _Refused(Exception):
@@ -89,45 +124,81 @@ def read_models(
     content_type: str | None,
     body: bytes,
     body_cut: bool,
+    model_header: str | None = None,
 ) -> ModelRead:
-    """Every model named by the path, the realtime query and the body; never raises.
+    """Every model the request names where LiteLLM reads one; never raises.
 
-    ``path`` is the decoded path from ``check_path`` and ``query`` the raw query string.
+    ``path`` is the decoded path from ``check_path``, ``query`` the raw query string and
+    ``model_header`` the ``x-litellm-model`` header. Sources, as LiteLLM 1.108 reads them: the
+    path (Azure deployments, engines, Google ``:action``), the query's ``model`` (chat,
+    completions, embeddings, realtime, files, batches, evals take it and it wins over the body),
+    the ``x-litellm-model`` header (files, batches, evals, skills), and the body: ``model``,
+    ``target_model_names`` and the request's own ``fallbacks``, ``context_window_fallbacks`` and
+    ``content_policy_fallbacks``. A comma-separated model is also read as its parts (LiteLLM fans
+    a chat request out to each).
     """
     found: list[str] = []
     try:
         _add(found, _path_models(path, method))
-        if query and path in _REALTIME_PATHS:
-            _add(found, _query_models(query))
-        media = media_type(content_type)
-        json_type = _is_json_type(media)
-        # LiteLLM reads any body whose raw Content-Type lacks "form" as JSON, whatever it says.
-        sniffed_json = (
-            not json_type
-            and "form" not in (content_type or "")
-            and _JSON_OBJECT_START.match(body) is not None
-        )
+        if query:
+            _add(found, _query_models(query, strict=path in _REALTIME_PATHS))
+        if model_header is not None:
+            _add(found, [model_header])
+        steering = _steering_route(path, method)
         if body_cut:
-            parsed_type = json_type or media in (_FORM, _MULTIPART)
-            return ModelRead(tuple(found), cut=parsed_type or sniffed_json)
+            # LiteLLM parses every body that is not a form as JSON (whatever its label), and a
+            # form for its fields: a cut body can always hide a model.
+            return ModelRead(tuple(found), cut=True, steering=steering)
         if body:
-            if json_type or sniffed_json:
-                _add(found, _json_models(body))
-            elif media == _FORM:
-                _add(found, _form_models(body))
-            elif media == _MULTIPART:
-                _add(found, _multipart_models(content_type or "", body))
+            media = media_type(content_type)
+            if media in _FORMS:
+                _add(found, _form_models(body) if media == _FORM else _multipart_models(
+                    content_type or "", body
+                ))
+            elif _is_json_type(media) or _JSON_OBJECT_START.match(body) is not None:
+                # LiteLLM reads any body whose media type is not a form as JSON: a `text/plain`
+                # or `application/octet-stream` label does not stop it (only an object names
+                # a model; other JSON, or no JSON, makes LiteLLM answer 400 itself).
+                parsed = _json_models(body)
+                if parsed is None:
+                    return ModelRead(tuple(found), complex=True, steering=steering)
+                models, body_steering = parsed
+                _add(found, models)
+                steering = steering or body_steering
+        if steering is None and not found and _RUN_PATH.search(path) and method.upper() == "POST":
+            steering = (
+                "a run without `model` uses the assistant's model, which the authorization "
+                "service cannot see; send `model` in the body"
+            )
     except _Refused as refused:
         return ModelRead((), error=str(refused.args[0]))
-    return ModelRead(tuple(found))
+    return ModelRead(tuple(found), steering=steering)
+
+
+def _steering_route(path: str, method: str) -> str | None:
+    """Refusal message for routes whose models are not in the request (for restricted roles)."""
+    if method.upper() == "POST" and _BATCH_CREATE.search(path) is not None:
+        return (
+            "a batch runs the models named in its input file, which the authorization service "
+            "cannot see; this role has a model list, so batches are refused"
+        )
+    return None
 
 
 def _add(found: list[str], models: Iterable[str]) -> None:
-    """Append models not seen yet, after checking each is a sane model name."""
+    """Append models not seen yet, after checking each is a sane model name.
+
+    A name with a comma adds its parts too: LiteLLM fans ``"a,b"`` out to ``a`` and ``b``.
+    """
     for model in models:
         _check_model(model)
-        if model not in found:
-            found.append(model)
+        names = [model]
+        if "," in model:
+            names += [part.strip() for part in model.split(",")]
+        for name in names:
+            _check_model(name)
+            if name not in found:
+                found.append(name)
 
 
 def _check_model(model: str) -> None:
@@ -148,6 +219,10 @@ def _path_models(path: str, method: str) -> list[str]:
     """Models named in the path: Azure deployments, legacy engines and Google ``:action`` URLs."""
     if "/deployments/" not in path and "/engines/" not in path and "/models/" not in path:
         return []  # neither pattern can match: skip both regexes (most requests)
+    for route in _DEPLOYMENT_ROUTES:
+        match = route.fullmatch(path)
+        if match is not None:
+            return [match.group(1)]
     match = _DEPLOYMENT_PATH.match(path)
     if match is not None:
         return [match.group(1)]
@@ -158,24 +233,35 @@ def _path_models(path: str, method: str) -> list[str]:
     return []
 
 
-def _query_models(query: str) -> list[str]:
-    """The realtime ``model`` query parameter: once, non-empty, strictly parsed."""
+def _query_models(query: str, strict: bool) -> list[str]:
+    """``model`` and ``target_model_names`` from the query string, each at most once.
+
+    Starlette decodes the query for every route, so any route's ``model`` counts (FastAPI binds
+    it on chat, completions, embeddings; files, batches and evals read it by hand). ``strict``
+    (realtime) also refuses a malformed query.
+    """
+    if not strict and "model" not in query and "%" not in query:
+        return []  # neither name can be in it, even percent-encoded (most requests)
     try:
         params = parse_qs(
             query,
             keep_blank_values=True,
-            strict_parsing=True,
+            strict_parsing=strict,
             errors="surrogateescape",
             max_num_fields=MAX_FORM_FIELDS,
         )
     except ValueError:
         raise _Refused(
-            "the query string is malformed; send 'name=value' pairs joined by '&'"
+            "the query string is malformed; send 'name=value' pairs joined by '&' "
+            f"(at most {MAX_FORM_FIELDS})"
         ) from None
-    values = params.get("model", [])
-    if len(values) > 1:
-        raise _Refused("the query names `model` twice; send it once")
-    return values
+    found: list[str] = []
+    for name in _MODEL_FIELDS:
+        values = params.get(name, [])
+        if len(values) > 1:
+            raise _Refused(f"the query names `{name}` twice; send it once")
+        found += values
+    return found
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -235,8 +321,15 @@ _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_json_pairs, parse_constant
 _TOO_DEEP = f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it"
 
 
-def _json_models(body: bytes) -> list[str]:
-    """The top-level ``model`` of a JSON object body (strict UTF-8, no duplicates, no NaN)."""
+def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
+    """The models a JSON object body names and a steering message, or None: too complex.
+
+    Strict: UTF-8, no duplicate ``model``, no NaN, at most MAX_JSON_CONTAINERS objects and arrays.
+    """
+    if len(body) > MAX_JSON_CONTAINERS and (
+        body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS
+    ):
+        return None
     # The pairs hook runs Python code per object (slow); it is only needed when a second
     # "model" key is possible: the literal appears twice, or a \u escape could spell it.
     first = body.find(b'"model"')
@@ -257,12 +350,67 @@ def _json_models(body: bytes) -> list[str]:
     # Only a body with more than MAX_JSON_DEPTH brackets can be too deep, and only those are walked.
     if _brackets_exceed(body, MAX_JSON_DEPTH) and _too_deep(value):
         raise _Refused(_TOO_DEEP)
-    if not isinstance(value, dict) or "model" not in value:
-        return []
-    model = value["model"]
-    if not isinstance(model, str):
-        raise _Refused("`model` must be a string")
-    return [model]
+    if not isinstance(value, dict):
+        return [], None
+    models: list[str] = []
+    if "model" in value:
+        model = value["model"]
+        if not isinstance(model, str):
+            raise _Refused("`model` must be a string")
+        models.append(model)
+    targets = value.get("target_model_names")
+    if targets is not None:
+        models += _string_list(targets, "target_model_names", comma_string=True)
+    for name in _FALLBACK_FIELDS:
+        fallbacks = value.get(name)
+        if fallbacks is not None:
+            models += _fallback_models(fallbacks, name)
+    steering = None
+    if value.get("user_config") is not None:
+        steering = (
+            "`user_config` brings its own model list, which a model allow-list cannot check; "
+            "remove it"
+        )
+    elif value.get("specific_deployment"):
+        steering = (
+            "`specific_deployment` picks a deployment by its provider model name, outside the "
+            "model allow-list; remove it"
+        )
+    return models, steering
+
+
+def _string_list(value: Any, name: str, comma_string: bool = False) -> list[str]:
+    """A list of strings (or one string when ``comma_string``), else refuse."""
+    if isinstance(value, str) and comma_string:
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise _Refused(f"`{name}` must be a list of model names")
+
+
+def _fallback_models(value: Any, name: str) -> list[str]:
+    """Every model a request's fallbacks name, in each shape LiteLLM's router takes.
+
+    ``["m"]``, ``[{"model": "m", ...}]`` (per-fallback params) and ``[{"group": ["m"]}]``
+    (router style: the group and its fallbacks both count).
+    """
+    if not isinstance(value, list):
+        raise _Refused(f"`{name}` must be a list of model names")
+    found: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict) and "model" in item:
+            if not isinstance(item["model"], str):
+                raise _Refused(f"`{name}[].model` must be a string")
+            found.append(item["model"])
+        elif isinstance(item, dict):
+            for group, targets in item.items():
+                found.append(group)
+                found += _string_list(targets, name, comma_string=True)
+        else:
+            raise _Refused(f"`{name}` must be a list of model names")
+    return found
 
 
 def _stdlib_json(body: bytes, strict: bool) -> Any:
@@ -288,7 +436,7 @@ def _stdlib_json(body: bytes, strict: bool) -> Any:
 
 
 def _form_models(body: bytes) -> list[str]:
-    """The ``model`` field of an urlencoded body, refusing any reading that parsers disagree on."""
+    """The model fields of an urlencoded body, refusing any reading that parsers disagree on."""
     if not body.isascii():
         raise _Refused("the form body contains raw non-ASCII bytes; percent-encode them")
     text = body.decode("ascii")
@@ -296,7 +444,7 @@ def _form_models(body: bytes) -> list[str]:
     if ";" in text:
         # Some form parsers also split on ';': both readings must agree on the model.
         readings.append(text.replace(";", "&"))
-    values: list[list[str]] = []
+    readings_fields: list[tuple[list[str], ...]] = []
     for reading in readings:
         try:
             fields = parse_qs(
@@ -310,12 +458,14 @@ def _form_models(body: bytes) -> list[str]:
             raise _Refused(
                 f"the form body has more than {MAX_FORM_FIELDS} fields; send fewer"
             ) from None
-        values.append(fields.get("model", []))
-    if any(len(v) > 1 for v in values):
-        raise _Refused("the form body names `model` twice; send it once")
-    if len(values) > 1 and values[0] != values[1]:
+        named = tuple(fields.get(name, []) for name in _MODEL_FIELDS)
+        for name, values in zip(_MODEL_FIELDS, named, strict=True):
+            if len(values) > 1:
+                raise _Refused(f"the form body names `{name}` twice; send it once")
+        readings_fields.append(named)
+    if len(readings_fields) > 1 and readings_fields[0] != readings_fields[1]:
         raise _Refused("the form body's `model` is ambiguous around ';'; percent-encode ';' as %3B")
-    return values[0]
+    return [value for values in readings_fields[0] for value in values]
 
 
 def _header_params(value: str) -> tuple[str, dict[str, list[str]]] | None:
@@ -374,7 +524,7 @@ def _multipart_models(content_type: str, body: bytes) -> list[str]:
     if not body.startswith(delimiter, pos):
         raise _Refused(_MULTIPART_MALFORMED.format("it does not start with its boundary"))
     pos += len(delimiter)
-    models: list[str] = []
+    models: list[tuple[str, str]] = []
     parts = 0
     while not body.startswith(b"--", pos):
         if pos >= len(body):
@@ -392,13 +542,15 @@ def _multipart_models(content_type: str, body: bytes) -> list[str]:
         if model is not None:
             models.append(model)
         pos = end + len(separator)
-    if len(models) > 1:
-        raise _Refused("the multipart body names `model` twice; send it once")
-    return models
+    names = [name for name, _ in models]
+    for name in _MODEL_FIELDS:
+        if names.count(name) > 1:
+            raise _Refused(f"the multipart body names `{name}` twice; send it once")
+    return [value for _, value in models]
 
 
-def _multipart_part_model(body: bytes, start: int, end: int) -> str | None:
-    """The part's text if it is the ``model`` field, else None; refuses unreadable headers."""
+def _multipart_part_model(body: bytes, start: int, end: int) -> tuple[str, str] | None:
+    """(name, text) if the part is a model field, else None; refuses unreadable headers."""
     if body.startswith(b"\r\n", start, end):
         head_end = start
         content_start = start + 2
@@ -428,16 +580,19 @@ def _multipart_part_model(body: bytes, start: int, end: int) -> str | None:
         raise _Refused(
             _MULTIPART_MALFORMED.format("a part needs exactly one name in Content-Disposition")
         )
-    if names[0] != "model":
+    field = names[0]
+    if field not in _MODEL_FIELDS:
         return None
     if any(k.startswith("filename") for k in params):
-        raise _Refused("the multipart `model` field is a file; send it as a text field")
+        raise _Refused(f"the multipart `{field}` field is a file; send it as a text field")
     encoding = headers.get("content-transfer-encoding")
     if encoding is not None and encoding.lower() not in _IDENTITY_ENCODINGS:
-        raise _Refused("the multipart `model` field is transfer-encoded; send it as plain text")
-    if end - content_start > MAX_MODEL_LENGTH:
-        raise _Refused(f"the model name is longer than {MAX_MODEL_LENGTH} characters")
+        raise _Refused(f"the multipart `{field}` field is transfer-encoded; send it as plain text")
+    if end - content_start > MAX_MODEL_LENGTH * 16:
+        raise _Refused(f"the multipart `{field}` field is too long")
     try:
-        return body[content_start:end].decode("utf-8")
+        return field, body[content_start:end].decode("utf-8")
     except UnicodeDecodeError:
-        raise _Refused("the multipart `model` field is not valid UTF-8; fix its encoding") from None
+        raise _Refused(
+            f"the multipart `{field}` field is not valid UTF-8; fix its encoding"
+        ) from None

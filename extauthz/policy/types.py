@@ -48,11 +48,13 @@ class Reason(StrEnum):
     NO_ROLE = "no_role"
     ROUTE_NOT_ALLOWED = "route_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
+    MODEL_UNCHECKABLE = "model_uncheckable"
     TEAM_BLOCKED = "team_blocked"
     END_USER_BLOCKED = "end_user_blocked"
     EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
     # 413
     BODY_CUT = "body_cut"
+    BODY_TOO_COMPLEX = "body_too_complex"
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
     INTERNAL = "internal"
