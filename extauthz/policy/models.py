@@ -18,8 +18,9 @@ import orjson
 MAX_MODEL_LENGTH = 512
 """Longest model name we accept (characters; bytes for a multipart field)."""
 
-MAX_JSON_DEPTH = 64
-"""Deepest JSON nesting we parse; deeper bodies are refused before they can exhaust the stack."""
+MAX_JSON_DEPTH = 1024
+"""Deepest JSON nesting read (orjson's own limit, which LiteLLM parses with); the stdlib path
+refuses deeper bodies through its recursion guard. Neither walks the parsed value again."""
 
 MAX_FORM_FIELDS = 1000
 """Most urlencoded fields or multipart parts we read (Starlette's own default cap)."""
@@ -28,6 +29,10 @@ MAX_JSON_CONTAINERS = 20_000
 """Most JSON objects and arrays (``{`` and ``[`` bytes) in a body we parse. A chat body has a
 few per message; 8 MiB of ``{},{},...`` has millions and would hold the event loop (and every
 other caller's check) for seconds. Over it, the body's models are unknown (413 when they matter)."""
+
+MAX_JSON_ITEMS = 250_000
+"""Most JSON values (``,`` bytes, strings' commas included) in a body we parse: 8 MiB of
+``1,1,1,...`` is four million integers, ~130 ms of parsing on the event loop."""
 
 _REALTIME_PATHS = frozenset({"/realtime", "/v1/realtime"})
 _FORM = "application/x-www-form-urlencoded"
@@ -264,92 +269,45 @@ def _query_models(query: str, strict: bool) -> list[str]:
     return found
 
 
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` that refuses an object with two ``model`` keys (parsers disagree)."""
-    seen = False
-    for key, _ in pairs:
-        if key == "model":
-            if seen:
-                raise _Refused("the body names `model` twice; send it once")
-            seen = True
-    return dict(pairs)
-
-
 def _json_constant(name: str) -> Any:
     """``parse_constant`` hook: NaN and Infinity are not JSON, whatever Python's parser allows."""
     raise _Refused(f"the body is not valid JSON ({name} is not a JSON value); send a JSON object")
 
 
-def _brackets_exceed(body: bytes, limit: int) -> bool:
-    """Whether ``body`` holds more than ``limit`` opening brackets (``[`` and ``{`` together).
-
-    Hops with ``find`` (memchr) and stops at ``limit + 1``: a chat body has a few brackets in
-    kilobytes of text, where ``bytes.count`` would step through every byte.
-    """
-    seen = 0
-    for bracket in (b"{", b"["):
-        at = body.find(bracket)
-        while at >= 0:
-            seen += 1
-            if seen > limit:
-                return True
-            at = body.find(bracket, at + 1)
-    return False
-
-
-def _too_deep(value: Any) -> bool:
-    """Whether parsed JSON nests deeper than MAX_JSON_DEPTH (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
-_FAST_FAIL = object()
 _DECODER = json.JSONDecoder(parse_constant=_json_constant)
-_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_json_pairs, parse_constant=_json_constant)
+# Objects as lists of (key, value) pairs, built by C code: shows a duplicate top-level key.
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=list, parse_constant=_json_constant)
 _TOO_DEEP = f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it"
 
 
 def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
     """The models a JSON object body names and a steering message, or None: too complex.
 
-    Strict: UTF-8, no duplicate ``model``, no NaN, at most MAX_JSON_CONTAINERS objects and arrays.
+    Strict: UTF-8, no duplicate top-level ``model``, no NaN; at most MAX_JSON_CONTAINERS
+    objects and arrays and MAX_JSON_ITEMS values, so no body holds the event loop for long.
     """
     if len(body) > MAX_JSON_CONTAINERS and (
         body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS
+        or body.count(b",") > MAX_JSON_ITEMS
     ):
         return None
-    # The pairs hook runs Python code per object (slow); it is only needed when a second
-    # "model" key is possible: the literal appears twice, or a \u escape could spell it.
-    first = body.find(b'"model"')
-    strict = (first >= 0 and body.find(b'"model"', first + 1) >= 0) or (
-        b"\\" in body and b"\\u" in body  # memchr for the backslash first
-    )
-    value: Any = _FAST_FAIL
-    if not strict:
+    try:
         # orjson (~3x faster on a chat body) for the common case; anything it refuses (NaN,
-        # huge integers, lone surrogates, deep nesting) is judged by the stdlib path below, so
-        # what is accepted and the error messages stay the stdlib's.
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            value = _FAST_FAIL
-    if value is _FAST_FAIL:
-        value = _stdlib_json(body, strict)
-    # Only a body with more than MAX_JSON_DEPTH brackets can be too deep, and only those are walked.
-    if _brackets_exceed(body, MAX_JSON_DEPTH) and _too_deep(value):
-        raise _Refused(_TOO_DEEP)
+        # huge integers, lone surrogates, deep nesting) is judged by the stdlib below, so what
+        # is accepted and the error messages stay the stdlib's.
+        value: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = _stdlib_json(body, _DECODER)
+    # Parsers disagree on a repeated key (first or last wins): a second top-level "model" is
+    # refused. Only possible when the literal appears twice, or a \u escape could spell it.
+    first = body.find(b'"model"')
+    if isinstance(value, dict) and (
+        (first >= 0 and body.find(b'"model"', first + 1) >= 0)
+        or (b"\\" in body and b"\\u" in body)  # memchr for the backslash first
+    ):
+        pairs = _stdlib_json(body, _PAIRS_DECODER)
+        if sum(1 for key, _ in pairs if key == "model") > 1:
+            raise _Refused("the body names `model` twice; send it once")
     if not isinstance(value, dict):
         return [], None
     models: list[str] = []
@@ -413,14 +371,14 @@ def _fallback_models(value: Any, name: str) -> list[str]:
     return found
 
 
-def _stdlib_json(body: bytes, strict: bool) -> Any:
-    """Parse with the stdlib (the pairs hook when ``strict``); refusals as client messages."""
+def _stdlib_json(body: bytes, decoder: json.JSONDecoder) -> Any:
+    """Parse with the stdlib; refusals as client messages."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise _Refused("the body is not valid JSON (not UTF-8); send a JSON object") from None
     try:
-        return (_STRICT_DECODER if strict else _DECODER).decode(text)
+        return decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise _Refused(
             f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "

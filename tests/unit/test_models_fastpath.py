@@ -72,22 +72,11 @@ def test_bodies_orjson_refuses_are_judged_by_the_stdlib(body: bytes) -> None:
         assert _read(body) == _stdlib_only(body, mp)
 
 
-def test_bracket_count_stops_past_the_limit_and_counts_both_kinds() -> None:
-    from extauthz.policy.models import _brackets_exceed
-
-    assert not _brackets_exceed(b"{" * 32 + b"[" * 32, 64)
-    assert _brackets_exceed(b"{" * 32 + b"[" * 33, 64)
-    assert _brackets_exceed(b"[" * 65, 64)
-    assert not _brackets_exceed(b'{"model": "m", "x": "' + b"a" * 10_000 + b'"}', 64)
-    assert not _brackets_exceed(b"", 0)
-    assert _brackets_exceed(b"x{", 0)
-
-
-def test_a_body_64_deep_is_read_and_65_deep_is_refused() -> None:
+def test_a_body_1024_deep_is_read_and_1025_deep_is_refused() -> None:
     def nested(depth: int) -> bytes:
         return b'{"model": "m", "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
 
-    ok = read_models("/v1/chat/completions", "", "POST", "application/json", nested(64), False)
+    ok = read_models("/v1/chat/completions", "", "POST", "application/json", nested(1024), False)
     assert ok.models == ("m",) and ok.error is None
-    deep = read_models("/v1/chat/completions", "", "POST", "application/json", nested(65), False)
-    assert deep.error is not None and "deeper than 64" in deep.error
+    deep = read_models("/v1/chat/completions", "", "POST", "application/json", nested(1025), False)
+    assert deep.error is not None and "deeper than 1024" in deep.error
