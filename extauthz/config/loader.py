@@ -25,7 +25,7 @@ from extauthz.config.schema import (
 )
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
-from extauthz.identity.claims import parse_field_path
+from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.policy.compiled import (
@@ -235,6 +235,12 @@ def compile_policy(
                 "(the claim that holds the email, usually 'email')"
             )
 
+    team_id_default = None
+    try:  # the default team is an id like any a token carries: one canonical form
+        team_id_default = canonical_id(jwt.team_id_default, f"{jwt_where}.team_id_default")
+    except ClaimValueError as exc:
+        problems.append(str(exc))
+
     if general.master_key is not None and len(general.master_key) < 8:
         problems.append(
             "general_settings.master_key: shorter than 8 characters; use a long random key"
@@ -271,7 +277,7 @@ def compile_policy(
             email=_field(jwt.user_email_jwt_field),
             roles=_field(jwt.user_roles_jwt_field),
         ),
-        team_id_default=jwt.team_id_default,
+        team_id_default=team_id_default,
         user_allowed_roles=None
         if jwt.user_allowed_roles is None
         else frozenset(jwt.user_allowed_roles),
