@@ -26,6 +26,7 @@ from extauthz.config.schema import (
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
 from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
+from extauthz.identity.emails import email_domain
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.policy.compiled import (
@@ -224,8 +225,16 @@ def compile_policy(
     email_domains: frozenset[str] | None = None
     if domains is not None:
         values = [domains] if isinstance(domains, str) else domains
-        email_domains = frozenset(d.strip().lstrip("@").lower() for d in values if d.strip())
-        if not email_domains:
+        named = [d.strip().lstrip("@") for d in values if d.strip()]
+        checked = {d: email_domain(d) for d in named}  # in the form addresses' domains take
+        email_domains = frozenset(filter(None, checked.values()))
+        problems.extend(
+            f"{jwt_where}.user_allowed_email_domain: {d!r} is not a domain an email address "
+            "can have (one exact domain per entry, no wildcards)"
+            for d, ascii_domain in checked.items()
+            if ascii_domain is None
+        )
+        if not named:
             problems.append(
                 f"{jwt_where}.user_allowed_email_domain: empty; name a domain or remove it"
             )
