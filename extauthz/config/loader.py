@@ -26,7 +26,8 @@ from extauthz.config.schema import (
 )
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
-from extauthz.identity.claims import parse_field_path
+from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
+from extauthz.identity.emails import email_domain
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.policy.compiled import (
@@ -225,8 +226,16 @@ def compile_policy(
     email_domains: frozenset[str] | None = None
     if domains is not None:
         values = [domains] if isinstance(domains, str) else domains
-        email_domains = frozenset(d.strip().lstrip("@").lower() for d in values if d.strip())
-        if not email_domains:
+        named = [d.strip().lstrip("@") for d in values if d.strip()]
+        checked = {d: email_domain(d) for d in named}  # in the form addresses' domains take
+        email_domains = frozenset(filter(None, checked.values()))
+        problems.extend(
+            f"{jwt_where}.user_allowed_email_domain: {d!r} is not a domain an email address "
+            "can have (one exact domain per entry, no wildcards)"
+            for d, ascii_domain in checked.items()
+            if ascii_domain is None
+        )
+        if not named:
             problems.append(
                 f"{jwt_where}.user_allowed_email_domain: empty; name a domain or remove it"
             )
@@ -235,6 +244,12 @@ def compile_policy(
                 f"{jwt_where}.user_allowed_email_domain needs user_email_jwt_field "
                 "(the claim that holds the email, usually 'email')"
             )
+
+    team_id_default = None
+    try:  # the default team is an id like any a token carries: one canonical form
+        team_id_default = canonical_id(jwt.team_id_default, f"{jwt_where}.team_id_default")
+    except ClaimValueError as exc:
+        problems.append(str(exc))
 
     if general.master_key is not None and len(general.master_key) < 8:
         problems.append(
@@ -275,7 +290,7 @@ def compile_policy(
             email=_field(jwt.user_email_jwt_field),
             roles=_field(jwt.user_roles_jwt_field),
         ),
-        team_id_default=jwt.team_id_default,
+        team_id_default=team_id_default,
         user_allowed_roles=None
         if jwt.user_allowed_roles is None
         else frozenset(jwt.user_allowed_roles),

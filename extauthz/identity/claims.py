@@ -11,9 +11,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-MAX_CLAIM_VALUE_CHARS = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 
 def parse_field_path(field: str) -> tuple[str, ...]:
     """Split a LiteLLM field path into its keys, honouring ``\\.`` escapes."""
@@ -51,30 +48,62 @@ def read_claim(claims: Mapping[str, Any], field: str, path: tuple[str, ...]) -> 
 
 
 class ClaimValueError(ValueError):
-    """A claim holds a value no header may carry (control characters, absurd length)."""
+    """A value that has no canonical id form (see ``canonical_id``); the message names it."""
 
 
-def _clean(value: str, field: str) -> str:
-    if len(value) > MAX_CLAIM_VALUE_CHARS:
-        raise ClaimValueError(f"claim {field!r} is longer than {MAX_CLAIM_VALUE_CHARS} characters")
-    if _CONTROL.search(value) is not None:
-        raise ClaimValueError(f"claim {field!r} contains control characters")
-    return value
+MAX_ID_CHARS = 1024
+_INT_LIMIT = 10 ** (MAX_ID_CHARS - 1)  # longer decimal strings are refused before str()
+_NOT_ID_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, lone surrogates
+
+
+def canonical_id(value: object, name: str) -> str | None:
+    """The one form of an id (team, user, org, end user, email), from a claim or the admin API.
+
+    Blocks, identity headers and metadata all see this value, so they can never disagree:
+    - a string is the id as it is; it is refused, never trimmed, when it starts or ends with
+      whitespace (Envoy trims header values, so the upstream would see another id than the block
+      check), holds a control character, or is longer than ``MAX_ID_CHARS``;
+    - an integer (not a bool) is its decimal string, as LiteLLM's ``str()`` makes it;
+    - None and "" are no id (None); anything else (bool, float, list, object) is refused.
+
+    Raises ClaimValueError naming ``name`` (never quoting the value).
+    """
+    if isinstance(value, str):
+        if not value:
+            return None
+        if len(value) > MAX_ID_CHARS:
+            raise ClaimValueError(f"{name} is longer than {MAX_ID_CHARS} characters")
+        if _NOT_ID_TEXT.search(value) is not None:
+            raise ClaimValueError(f"{name} contains a control character")
+        if value[0].isspace() or value[-1].isspace():
+            raise ClaimValueError(
+                f"{name} starts or ends with whitespace; ids are compared exactly, never trimmed"
+            )
+        return value
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            return str(value)
+        raise ClaimValueError(f"{name} is longer than {MAX_ID_CHARS} characters")
+    kind = {bool: "a boolean", float: "a fraction or float", list: "a list", dict: "an object"}
+    raise ClaimValueError(
+        f"{name} is {kind.get(type(value), 'not text')}; an id is a string or an integer"
+    )
 
 
 def string_claim(claims: Mapping[str, Any], field: str | None, path: tuple[str, ...]) -> str | None:
-    """A single string id: a string, or the first string of a list (LiteLLM's rule); else None.
+    """A single id in its canonical form (``canonical_id``); a list counts by its first element
+    (LiteLLM's rule). None when the claim is absent, null or empty.
 
-    Raises ClaimValueError when the value could not be carried safely in a header.
+    Raises ClaimValueError when the value has no canonical form.
     """
     if field is None:
         return None
     value = read_claim(claims, field, path)
     if isinstance(value, list):
-        value = next((v for v in value if isinstance(v, str)), None)
-    if not isinstance(value, str) or value == "":
-        return None
-    return _clean(value, field)
+        value = value[0] if value else None
+    return canonical_id(value, f"claim {field!r}")
 
 
 def string_set_claim(

@@ -70,12 +70,7 @@ class HttpFetcher:
                 async with self._session.get(url, allow_redirects=True) as resp:
                     if resp.status != 200:
                         raise KeySourceError(f"{url}: HTTP {resp.status}")
-                    raw = await resp.content.read(MAX_DOCUMENT_BYTES + 1)
-                    if len(raw) > MAX_DOCUMENT_BYTES:
-                        raise KeySourceError(
-                            f"{url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
-                        )
-                    return raw
+                    return await _read_capped(resp, url)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = exc
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -86,6 +81,32 @@ class HttpFetcher:
             await self._session.close()
 
 
+def _over_cap(where: str) -> KeySourceError:
+    return KeySourceError(
+        f"{where}: document larger than the {MAX_DOCUMENT_BYTES}-byte cap on key documents"
+    )
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """The whole body, however it arrives (chunked or not), but never more than the cap.
+
+    ``content.read(n)`` would return only what has arrived so far, cutting big documents.
+    """
+    announced = resp.content_length  # of the encoded body when compressed, so not judged then
+    if (
+        announced is not None
+        and announced > MAX_DOCUMENT_BYTES
+        and not resp.headers.get("content-encoding")
+    ):
+        raise _over_cap(url)
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise _over_cap(url)  # leaving the block drops the connection: no more is read
+    return bytes(body)
+
+
 def _read_file(path: str) -> bytes:
     try:
         with Path(path).open("rb") as fh:
@@ -93,7 +114,7 @@ def _read_file(path: str) -> bytes:
     except OSError as exc:
         raise KeySourceError(f"file://{path}: {exc.strerror}") from None
     if len(raw) > MAX_DOCUMENT_BYTES:
-        raise KeySourceError(f"file://{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+        raise _over_cap(f"file://{path}")
     return raw
 
 

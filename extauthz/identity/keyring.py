@@ -98,6 +98,7 @@ class KeyRing:
     def from_jwks(cls, documents: Iterable[Mapping[str, Any]]) -> KeyRing:
         """Build from parsed JWKS documents; unusable entries are skipped, not fatal."""
         keys: list[dict[str, Any]] = []
+        seen: set[str] = set()  # a list test per key was quadratic: seconds for a 1 MB JWKS
         for doc in documents:
             entries = doc.get("keys")
             if not isinstance(entries, list):
@@ -105,7 +106,11 @@ class KeyRing:
             for entry in entries:
                 if isinstance(entry, Mapping):
                     key = _public_jwk(entry)
-                    if key is not None and key not in keys:
+                    if key is None:
+                        continue
+                    canonical = json.dumps(key, sort_keys=True)
+                    if canonical not in seen:
+                        seen.add(canonical)
                         keys.append(key)
         fingerprint = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
         ring = cls(tuple(keys), fingerprint)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
+from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
 from extauthz.policy.credentials import ADMIN_API_PATHS
@@ -33,6 +34,7 @@ _UNREAD_PROVIDER_ROUTE = (
 MASTER_KEY = "master_key"
 PASSTHROUGH = "passthrough"
 JWT = "jwt"
+NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
 
 
 def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
@@ -56,6 +58,8 @@ def identity_from_claims(claims: Mapping[str, Any], policy: Policy) -> Identity 
         else string_set_claim(claims, fields.roles.name, fields.roles.path)
     )
     sub = claims.get("sub")
+    # The email gate's address parse happens here, once per token: identities are cached.
+    email_check = NO_EMAIL_CHECK if policy.email_domains is None else check_email(claims, email)
     return Identity(
         kind=JWT,
         user_id=user_id,
@@ -66,6 +70,8 @@ def identity_from_claims(claims: Mapping[str, Any], policy: Policy) -> Identity 
         scopes=scopes_of(claims),
         roles=roles,
         subject=sub if isinstance(sub, str) else None,
+        email_domain=email_check.domain,
+        email_problem=email_check.problem,
     )
 
 
@@ -100,11 +106,16 @@ def _no_role_message(policy: Policy) -> str:
     return "the token maps to no role (" + "; ".join(parts) + ")"
 
 
-def email_allowed(email: str | None, domains: frozenset[str]) -> bool:
-    """The email-domain gate: the text after the last ``@``, case-insensitive, exact domain."""
-    if email is None or "@" not in email:
-        return False
-    return email.rpartition("@")[2].lower() in domains
+def email_refusal(identity: Identity, domains: frozenset[str]) -> str | None:
+    """Why the email-domain gate refuses this caller (None: it passes). The address must be
+    valid, not said to be unverified, and its domain exactly one of ``domains`` (any case)."""
+    if identity.email_domain is not None and identity.email_domain in domains:
+        return None
+    if identity.email_problem is not None:
+        return identity.email_problem
+    if identity.email_domain is None:  # an identity whose email was never checked
+        return "the token's email was not checked" if identity.email else "the token has no email"
+    return f"{identity.email!r} is on domain {identity.email_domain!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,20 +160,17 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             identity,
             role,
         )
-    if (
-        role is not Role.PROXY_ADMIN
-        and policy.email_domains is not None
-        and not email_allowed(identity.email, policy.email_domains)
-    ):
-        shown = identity.email or "none"
-        return Deny(
-            403,
-            Reason.EMAIL_DOMAIN_NOT_ALLOWED,
-            f"email domain not allowed (email: {shown}); allowed: "
-            + ", ".join(sorted(policy.email_domains)),
-            identity,
-            role,
-        )
+    if role is not Role.PROXY_ADMIN and policy.email_domains is not None:
+        refusal = email_refusal(identity, policy.email_domains)
+        if refusal is not None:
+            return Deny(
+                403,
+                Reason.EMAIL_DOMAIN_NOT_ALLOWED,
+                f"email domain not allowed: {refusal}; allowed domains: "
+                + ", ".join(sorted(policy.email_domains)),
+                identity,
+                role,
+            )
     if identity.kind != MASTER_KEY:
         routes = policy.role_routes.get(role)
         narrowed = policy.role_permission_routes.get(role)

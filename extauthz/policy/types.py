@@ -91,6 +91,10 @@ class Identity(NamedTuple):
     scopes: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
     subject: str | None = None
+    # The email gate's reading of ``email``, made with the identity (only when the policy has a
+    # gate): the ASCII domain of a valid address not said to be unverified, else why not.
+    email_domain: str | None = None
+    email_problem: str | None = None
 
 
 class Allow(NamedTuple):

@@ -17,7 +17,7 @@ from typing import Any
 from extauthz.authorizer import Authorizer
 from extauthz.errors import ConfigError, StoreError
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import email_allowed, resolve_role
+from extauthz.policy.decide import email_refusal, resolve_role
 from extauthz.policy.types import Identity, Role
 from extauthz.server.admin_service import AdminService
 from extauthz.state.protocol import StateSnapshot
@@ -52,7 +52,7 @@ class RecordingAuthorizer(Authorizer):
             and not recording_paused()
             and (
                 policy.email_domains is None
-                or email_allowed(identity.email, policy.email_domains)  # the core's gate
+                or email_refusal(identity, policy.email_domains) is None  # the core's gate
                 or resolve_role(identity, policy) is Role.PROXY_ADMIN
             )
         ):

@@ -110,8 +110,11 @@ async def test_team_info_shows_who_blocked_and_when(stack: Stack) -> None:
         (b"not json", "not JSON"),
         (b"[]", "JSON object"),
         (b'{"team_id": ""}', "empty"),
-        (b'{"team_id": 5}', "string"),
-        (b'{"team_id": "' + b"x" * 257 + b'"}', "256"),
+        (b'{"team_id": 5.0}', "float"),
+        (b'{"team_id": true}', "boolean"),
+        (b'{"team_id": null}', "empty"),
+        (b'{"team_id": " team-a "}', "whitespace"),
+        (b'{"team_id": "' + b"x" * 1025 + b'"}', "1024"),
         (b'{"team_id": "a\\nb"}', "control character"),
         (b'{"team_id": "a\\u0000"}', "control character"),
         (b'{"team_id": "a\\ud800"}', "control character"),
@@ -158,6 +161,28 @@ async def test_a_body_sent_in_pieces_is_read_whole(stack: Stack) -> None:
     ) as resp:
         assert resp.status == 200, await resp.text()
         assert (await resp.json())["team_id"] == "pieces"
+
+
+async def test_numeric_ids_are_blocked_as_tokens_carry_them(stack: Stack) -> None:
+    """An admin's 4242 and a token's 4242 are the same id, "4242" (LiteLLM's str()); a spaced id
+    is refused by both, so a block and a token never disagree about an id."""
+    numeric = token({"sub": "svc", "client_id": 4242})
+    assert await stack.check.status(numeric) == 200
+    reply = await stack.http.admin("POST", "/team/block", {"team_id": 4242})
+    assert reply.status == 200 and reply.body["team_id"] == "4242"
+    assert await stack.check.reason(numeric) == "team_blocked"
+    assert await stack.check.reason(token({"sub": "svc", "client_id": "4242"})) == "team_blocked"
+    info = await stack.http.admin("GET", "/team/info?team_id=4242")
+    assert info.status == 200 and info.body["team_info"]["blocked"] is True
+    spaced = await stack.http.admin("GET", "/team/info?team_id=%204242%20")
+    assert spaced.status == 400 and "whitespace" in spaced.body["error"]["message"]
+    assert await stack.check.reason(token({"sub": "svc", "client_id": " 4242 "})) == (
+        "malformed_token"
+    )
+    shopper = token({"sub": "app", "client_id": "team-a", "end_user": 77})
+    reply = await stack.http.admin("POST", "/customer/block", {"user_ids": [77]})
+    assert reply.status == 200 and reply.body["blocked_users"] == ["77"]
+    assert await stack.check.reason(shopper) == "end_user_blocked"
 
 
 async def test_customer_block_denies_the_end_user(stack: Stack) -> None:
