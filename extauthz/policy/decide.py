@@ -14,7 +14,7 @@ from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
-from extauthz.policy.credentials import ADMIN_API_PATHS
+from extauthz.policy.credentials import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.models import read_models
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot
@@ -108,7 +108,7 @@ class Admission:
     role: Role | None
     rule: ModelRule | None  # the role's model allow-list; None: any model
     read_body: bool = True  # False for passthrough keys: the body is not ours to judge
-    keep_credentials: bool = False
+    admin_api: bool = False  # the (decoded) path is one of the sidecar's admin API paths
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
@@ -166,7 +166,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 role,
             )
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
-    return Admission(identity, role, rule, keep_credentials=path in ADMIN_API_PATHS)
+    return Admission(identity, role, rule, admin_api=path in ADMIN_API_PATHS)
 
 
 def judge_body(admission: Admission, request: RequestView, path: str, query: str) -> Decision:
@@ -209,7 +209,9 @@ def judge_body(admission: Admission, request: RequestView, path: str, query: str
         identity,
         role,
         read.models[0] if read.models else None,
-        keep_credentials=admission.keep_credentials,
+        # Kept only for a target Envoy routes to the admin API as sent (the decoded path
+        # naming it is not enough: Envoy routes an escaped spelling to the upstream).
+        keep_credentials=admission.admin_api and routes_to_admin_api(request.path),
     )
 
 
