@@ -39,9 +39,10 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 
 from bench.__main__ import free_port, rss_mb
 from bench.hostile import http_get
-from extauthz.dev.envoyconf import die_with_parent_preexec
+from extauthz.dev.envoyconf import die_with_parent_preexec, stop_process
 from extauthz.devtokens import jwks_of, new_private_key, public_jwk
 from tests.integration.harness import example_policy
+from tests.state.helpers import check_request
 
 BIN = Path(sys.executable).parent
 LONG = 58 * 1024  # the reported request: longer than any path the sidecar accepts
@@ -111,13 +112,8 @@ class Sidecar:
         return (self.workdir / "sidecar.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def junk(rng: random.Random, kid: str, serial: int) -> ext_authz.CheckRequest:
@@ -128,24 +124,18 @@ def junk(rng: random.Random, kid: str, serial: int) -> ext_authz.CheckRequest:
         path = stem + "a" * (PATH_LENGTHS[shape] - len(stem))
     else:  # a short path whose query string is what differs
         path = f"/v1/chat/completions?junk={serial:09d}-" + "q" * 4000
-    headers = {"content-type": "application/json", "x-request-id": f"junk-{serial}"}
+    token = None
     kind = serial % 4
     if kind == 1:
-        headers["authorization"] = f"Bearer sk-{b64(rng.randbytes(24))}"
+        token = f"sk-{b64(rng.randbytes(24))}"
     elif kind == 2:  # the IdP's kid, a garbage signature: a signature check that fails
         header = b64(json.dumps({"alg": "RS256", "kid": kid}).encode())
         claims = b64(json.dumps({"sub": f"junk-{serial}", "exp": 2**31}).encode())
-        headers["authorization"] = f"Bearer {header}.{claims}.{b64(rng.randbytes(256))}"
+        token = f"{header}.{claims}.{b64(rng.randbytes(256))}"
     elif kind == 3:  # a kid nobody publishes (a refetch, rate-limited by the sidecar)
         header = b64(json.dumps({"alg": "RS256", "kid": b64(rng.randbytes(12))}).encode())
-        headers["authorization"] = f"Bearer {header}.e30.{b64(rng.randbytes(64))}"
-    request = ext_authz.CheckRequest()
-    http = request.attributes.request.http
-    http.method = "POST"
-    http.path = path
-    http.headers.update(headers)
-    http.raw_body = b'{"model": "gpt-4o-mini", "messages": []}'
-    return request
+        token = f"{header}.e30.{b64(rng.randbytes(64))}"
+    return check_request(token, path, "gpt-4o-mini")
 
 
 @dataclass
