@@ -31,6 +31,11 @@ log = logging.getLogger("extauthz.authorizer")
 
 MEMO_SIZE = 8192
 """Most entries each memo holds before it starts over."""
+MEMO_PATH_CHARS = 256
+"""Longest request target a memo keeps. Paths are the caller's choice (before any credential is
+checked), so memos hold only short ones that passed the path check: at most MEMO_SIZE x this
+many characters per memo, whatever a caller sends. Longer and refused paths are checked anew
+on every request (for the long ones, the regexes of ``check_path`` are still linear)."""
 
 
 def explain_request(
@@ -77,9 +82,10 @@ class Authorizer:
         self.policy = policy
         self.verifier = verifier
         self.state = state or StateView()
-        # Memos of pure steps (bounded: cleared when full). A request for a path or a
-        # (caller, path) seen before skips the path check and everything but its body.
-        self._paths: dict[str, tuple[str, str] | PathError] = {}
+        # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
+        # when full). A request for a path or a (caller, path) seen before skips the path check
+        # and everything but its body.
+        self._paths: dict[str, tuple[str, str]] = {}
         self._admissions: dict[tuple[Identity, str], Admission | Deny] = {}
         self._memo_policy: Policy | None = None
         self._memo_state: StateSnapshot | None = None
@@ -116,15 +122,18 @@ class Authorizer:
         """The whole decision when nothing needs waiting for (a cached token, a key, a refusal);
         otherwise what is known so far. Warm requests never leave this function."""
         policy = self.policy
-        checked = self._paths.get(request.path)
-        if checked is None:
-            checked = check_path(request.path)
-            if len(self._paths) >= MEMO_SIZE:
-                self._paths.clear()
-            self._paths[request.path] = checked
-        if isinstance(checked, PathError):
-            return Deny(400, Reason.BAD_PATH, checked.message)
-        path, query = checked
+        raw = request.path
+        remembered = self._paths.get(raw)
+        if remembered is None:
+            checked = check_path(raw)
+            if isinstance(checked, PathError):
+                return Deny(400, Reason.BAD_PATH, checked.message)
+            if len(raw) <= MEMO_PATH_CHARS:
+                if len(self._paths) >= MEMO_SIZE:
+                    self._paths.clear()
+                self._paths[raw] = checked
+            remembered = checked
+        path, query = remembered
         credential = extract_credential(request.headers)
         if credential is None:
             return Deny(
@@ -154,6 +163,8 @@ class Authorizer:
         if policy is not self._memo_policy or state is not self._memo_state:
             memo.clear()
             self._memo_policy, self._memo_state = policy, state
+        if len(path) > MEMO_PATH_CHARS:
+            return admit(path, identity, policy, state)
         key = (identity, path)
         admitted = memo.get(key)
         if admitted is None:

@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from extauthz.config.loader import load_policy_file
+    from extauthz.redact import redact_url
 
     try:
         loaded = load_policy_file(args.path, os.environ)
@@ -82,7 +83,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{'passed through' if p.non_jwt_passthrough else 'refused'}"
     )
     if p.enable_jwt_auth:
-        print(f"  signing keys: {', '.join(p.keys.urls)} (cached {p.keys.ttl:g}s)")
+        shown = ", ".join(redact_url(u) for u in p.keys.urls)
+        print(f"  signing keys: {shown} (cached {p.keys.ttl:g}s)")
         rules = p.token_rules
         print(
             f"  audience: {', '.join(sorted(rules.audiences)) or 'not checked'}; issuer: "

@@ -24,7 +24,9 @@ def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
 async def start_http(app: web.Application, address: str) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on ``address``; return the runner and the address actually bound."""
     host, port = parse_address(address)
-    runner = web.AppRunner(app, access_log=None)
+    # Request bodies are taken as sent: never decompressed by aiohttp (a Content-Encoding is
+    # refused by the handlers that read a body, not inflated into memory or a parser error).
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -182,6 +182,18 @@ def die_with_parent_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
+    """SIGTERM a running child, SIGKILL it after ``timeout`` seconds; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class EnvoyProcess:
     """One Envoy, started from a config in ``workdir``, with output in ``workdir/<name>.log``."""
 
@@ -286,16 +298,7 @@ class EnvoyProcess:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``. Returns the exit code."""
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            code = self.proc.returncode
+        code = None if self.proc is None else stop_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

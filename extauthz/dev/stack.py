@@ -35,6 +35,7 @@ from extauthz.dev.envoyconf import (
     find_binary,
     load_config,
     render_envoy_config,
+    stop_process,
 )
 
 READY_TIMEOUT = 60.0  # first starts on a busy 2-core machine import slowly
@@ -248,13 +249,7 @@ class Stack:
         if self.envoy is not None:
             stopped.append(f"envoy ({self.envoy.stop()})")
         for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.proc.terminate()
-                try:
-                    child.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+            stop_process(child.proc)
             child.log.close()
             stopped.append(f"{child.name} ({child.proc.returncode})")
         return stopped

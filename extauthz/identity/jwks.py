@@ -6,7 +6,10 @@ Policy, in short (the why is in the issue and DESIGN.md):
 - a token with an unknown ``kid`` may trigger one refetch, at most every ``refetch_interval``
   seconds and shared by all waiting requests, so a key rotation is seen in seconds while a flood
   of made-up kids cannot hammer the IdP;
-- nothing here decides anything: callers read ``ring`` (None until keys were ever obtained).
+- nothing here decides anything: callers read ``ring`` (None until keys were ever obtained);
+- a key URL may carry credentials (user-info, ``?token=``): every error shows it redacted, and
+  any text quoted from elsewhere (an exception, a redirect) is scrubbed of its secrets, since
+  errors reach the log and /readyz, which anyone may read.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import aiohttp
 from extauthz import metrics
 from extauthz.errors import KeySourceError
 from extauthz.identity.keyring import KeyRing
+from extauthz.redact import redact_url, scrub_url
 
 log = logging.getLogger("extauthz.jwks")
 
@@ -46,35 +50,48 @@ class HttpFetcher:
         self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, url: str) -> dict[str, Any]:
-        parsed = urlparse(url)
+        """The JSON object at ``url``; ``KeySourceError`` (with no secret of the URL) if not."""
+        try:
+            return await self._document(url)
+        except KeySourceError as exc:
+            raise KeySourceError(scrub_url(str(exc), url)) from None
+
+    async def _document(self, url: str) -> dict[str, Any]:
+        shown = redact_url(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError as exc:
+            raise KeySourceError(f"{shown}: the URL cannot be parsed ({exc})") from None
         if parsed.scheme == "file":
             raw = await asyncio.to_thread(_read_file, unquote(parsed.path))
         elif parsed.scheme in ("http", "https"):
             raw = await self._get(url)
         else:
-            raise KeySourceError(f"{url}: only https://, http:// and file:// URLs are supported")
+            raise KeySourceError(f"{shown}: only https://, http:// and file:// URLs are supported")
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise KeySourceError(f"{url}: not JSON") from None
+            raise KeySourceError(f"{shown}: not JSON") from None
         if not isinstance(doc, dict):
-            raise KeySourceError(f"{url}: expected a JSON object")
+            raise KeySourceError(f"{shown}: expected a JSON object")
         return doc
 
     async def _get(self, url: str) -> bytes:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        shown = redact_url(url)
         last: Exception | None = None
         for attempt in range(3):  # LiteLLM retries transport errors three times too
             try:
                 async with self._session.get(url, allow_redirects=True) as resp:
                     if resp.status != 200:
-                        raise KeySourceError(f"{url}: HTTP {resp.status}")
-                    return await _read_capped(resp, url)
+                        raise KeySourceError(f"{shown}: HTTP {resp.status}")
+                    return await _read_capped(resp, shown)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = exc
                 await asyncio.sleep(0.2 * (attempt + 1))
-        raise KeySourceError(f"{url}: unreachable ({type(last).__name__}: {last})")
+        # The exception's text may quote the URL (aiohttp's do): scrubbed by __call__.
+        raise KeySourceError(f"{shown}: unreachable ({type(last).__name__}: {last})")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -128,9 +145,11 @@ async def fetch_jwks(url: str, fetch: Fetcher) -> dict[str, Any]:
         keys = await fetch(jwks_uri)
         if isinstance(keys.get("keys"), list):
             return keys
-        raise KeySourceError(f"{jwks_uri} (jwks_uri of {url}): no 'keys' list")
+        raise KeySourceError(
+            f"{redact_url(jwks_uri)} (jwks_uri of {redact_url(url)}): no 'keys' list"
+        )
     raise KeySourceError(
-        f"{url}: neither a JWKS ('keys') nor an OpenID discovery document ('jwks_uri')"
+        f"{redact_url(url)}: neither a JWKS ('keys') nor an OpenID discovery document ('jwks_uri')"
     )
 
 
@@ -173,8 +192,11 @@ class JwksSource:
         errors: list[str] = []
         for url, result in zip(self.urls, results, strict=True):
             if isinstance(result, BaseException):
-                msg = str(result) if isinstance(result, KeySourceError) else f"{url}: {result!r}"
-                errors.append(msg)
+                if isinstance(result, KeySourceError):
+                    msg = str(result)
+                else:  # a fetcher's own failure: its text may quote the URL
+                    msg = f"{redact_url(url)}: {type(result).__name__}: {result}"
+                errors.append(scrub_url(msg, url))
             else:
                 self._docs[url] = result
         if self._docs:

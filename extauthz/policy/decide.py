@@ -16,7 +16,7 @@ from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, s
 from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
-from extauthz.policy.credentials import ADMIN_API_PATHS
+from extauthz.policy.credentials import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.models import MAX_JSON_CONTAINERS, read_models
 from extauthz.policy.routes import compile_routes
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
@@ -130,7 +130,7 @@ class Admission:
     role: Role | None
     rule: ModelRule | None  # the role's model allow-list; None: any model
     read_body: bool = True  # False for passthrough keys: the body is not ours to judge
-    keep_credentials: bool = False
+    admin_api: bool = False  # the (decoded) path is one of the sidecar's admin API paths
     catalog: ModelCatalog | None = None  # how names resolve (with a rule)
     forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
     steering: str | None = None  # why this route cannot be checked (with a rule)
@@ -188,15 +188,15 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 role,
             )
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
-    keep = path in ADMIN_API_PATHS
+    admin_api = path in ADMIN_API_PATHS
     if rule is None:
-        return Admission(identity, role, None, keep_credentials=keep)
+        return Admission(identity, role, None, admin_api=admin_api)
     llm_route = _LLM_ROUTES.matches(path)
     return Admission(
         identity,
         role,
         rule,
-        keep_credentials=keep,
+        admin_api=admin_api,
         catalog=policy.catalog,
         forced=policy.catalog.forced if llm_route else (),
         steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
@@ -238,7 +238,9 @@ def judge_body(admission: Admission, request: RequestView, path: str, query: str
         identity,
         role,
         read.models[0] if read.models else None,
-        keep_credentials=admission.keep_credentials,
+        # Kept only for a target Envoy routes to the admin API as sent (the decoded path
+        # naming it is not enough: Envoy routes an escaped spelling to the upstream).
+        keep_credentials=admission.admin_api and routes_to_admin_api(request.path),
     )
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger("extauthz.admin")
 MAX_IDS_PER_CALL = 1000
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 2**31 - 1  # the gRPC API's int32; (page - 1) * page_size stays within SQL's int64
 MAX_EXPLAIN_BODY = 1024 * 1024
 
 # Stable reasons of admin errors (the x-extauthz-reason header and metric labels).
@@ -241,10 +242,10 @@ class AdminService:
         return record
 
     async def list_users(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> UserPage:
-        if page < 1:
-            raise bad_request("page must be 1 or more")
+        if not 1 <= page <= MAX_PAGE:
+            raise bad_request(f"page must be a whole number from 1 to {MAX_PAGE}")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise bad_request(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+            raise bad_request(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
         try:
             users, total = await self.store.list_users((page - 1) * page_size, page_size)
         except StoreError as exc:

@@ -10,7 +10,9 @@ Admin routes, in LiteLLM's shapes where LiteLLM has them (Envoy routes /team/, /
     GET  /customer/list
 
 Errors carry the sidecar's deny body (``{"error": {"message", "type", "code"}}``) and an
-``x-extauthz-reason`` header. Bodies are capped at 16 KiB; unknown fields are refused (400).
+``x-extauthz-reason`` header. Every bad input is a 400 saying what is wrong (never a 500): bodies
+are uncompressed UTF-8 JSON objects with only the call's fields, each once, capped at 16 KiB
+(413 beyond); query parameters are UTF-8, each given at most once; numbers are digits.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extauthz import metrics as prom
@@ -37,6 +41,7 @@ from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
 MAX_ADMIN_BODY = 16 * 1024
+MAX_QUERY_FIELDS = 16
 TRANSPORT = "http"
 log = logging.getLogger("extauthz.admin")
 
@@ -94,6 +99,10 @@ def error_response(err: AdminError) -> web.Response:
 async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
     """The body as a JSON object with only ``fields``; ``AdminError`` 400/413 otherwise."""
     example = json.dumps({f: "..." for f in fields})
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise bad_request(
+            f"the admin API takes the body uncompressed: drop Content-Encoding and send {example}"
+        )
     too_large = AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
     if request.content_length is not None and request.content_length > MAX_ADMIN_BODY:
         raise too_large
@@ -101,14 +110,11 @@ async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dic
         raw = await request.read()  # the whole body (chunked too), capped by client_max_size
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except RequestPayloadError:
+        raise bad_request(f"the body could not be read (broken framing); send {example}") from None
     if len(raw) > MAX_ADMIN_BODY:
         raise too_large
-    if not raw.strip():
-        raise bad_request(f"the body must be a JSON object like {example}")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the body is not JSON ({exc}); send {example}") from None
+    data = _parse_json(raw, example)
     if not isinstance(data, dict):
         raise bad_request(f"the body must be a JSON object like {example}")
     unknown = sorted(set(data) - set(fields))
@@ -122,14 +128,69 @@ async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dic
     return data
 
 
+def _parse_json(raw: bytes, example: str) -> Any:
+    """Strict JSON: UTF-8, no NaN or Infinity, no key twice in an object; ``AdminError`` 400."""
+
+    def constant(name: str) -> Any:
+        raise bad_request(f"the body is not JSON ({name} is not a JSON value); send {example}")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise bad_request(f"the body names {key[:64]!r} twice; send each field once")
+            seen.add(key)
+        return dict(pairs)
+
+    if not raw.strip():
+        raise bad_request(f"the body must be a JSON object like {example}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request(f"the body is not UTF-8; send JSON like {example}") from None
+    # No field takes a number: reading integers as floats spares Python's 4,300-digit limit.
+    decoder = json.JSONDecoder(object_pairs_hook=unique, parse_constant=constant, parse_int=float)
+    try:
+        return decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        raise bad_request(f"the body is not JSON ({exc}); send {example}") from None
+    except RecursionError:
+        raise bad_request(
+            f"the body nests JSON too deeply for the parser; an admin call needs two levels: "
+            f"send {example}"
+        ) from None
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    """The query string's parameters; ``AdminError`` 400 if one is given twice or is not UTF-8."""
+    try:
+        parsed = parse_qs(
+            request.rel_url.raw_query_string,
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=MAX_QUERY_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise bad_request(
+            "the query string's percent-escapes do not decode as UTF-8; encode values as UTF-8"
+        ) from None
+    except ValueError:
+        raise bad_request(f"the query string has more than {MAX_QUERY_FIELDS} parameters") from None
+    twice = [name for name, values in parsed.items() if len(values) > 1]
+    if twice:
+        raise bad_request(f"query parameter {twice[0][:64]!r} is given twice; send it once")
+    return {name: values[0] for name, values in parsed.items()}
+
+
 def _query_int(query: Mapping[str, str], name: str, default: int) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(f"{name} must be an integer") from None
+    if not (raw.isascii() and raw.isdigit()):
+        raise bad_request(f"{name} must be a whole number written in digits (0-9), e.g. {name}=2")
+    digits = raw.lstrip("0") or "0"
+    # More digits than any limit has: refused by the range check, without converting them all.
+    return int(digits) if len(digits) <= 19 else 10**19
 
 
 def _query_id(query: Mapping[str, str], name: str, path: str) -> str:
@@ -173,19 +234,20 @@ def _admin_routes(app: web.Application, admin: AdminService) -> None:
         return team_json(await admin.set_team_blocked(caller, body["team_id"], False))
 
     async def team_info(request: web.Request, _caller: str) -> Any:
-        team = await admin.get_team(_query_id(request.query, "team_id", "/team/info"))
+        team = await admin.get_team(_query_id(_query(request), "team_id", "/team/info"))
         return {"team_id": team.team_id, "team_info": team_json(team)}
 
     async def team_list(_request: web.Request, _caller: str) -> Any:
         return [team_json(t) for t in await admin.list_teams()]
 
     async def user_info(request: web.Request, _caller: str) -> Any:
-        user = await admin.get_user(_query_id(request.query, "user_id", "/user/info"))
+        user = await admin.get_user(_query_id(_query(request), "user_id", "/user/info"))
         return {"user_id": user.user_id, "user_info": user_json(user)}
 
     async def user_list(request: web.Request, _caller: str) -> Any:
-        page = _query_int(request.query, "page", 1)
-        size = _query_int(request.query, "page_size", DEFAULT_PAGE_SIZE)
+        query = _query(request)
+        page = _query_int(query, "page", 1)
+        size = _query_int(query, "page_size", DEFAULT_PAGE_SIZE)
         return user_page_json(await admin.list_users(page, size))
 
     async def customer_block(request: web.Request, caller: str) -> Any:

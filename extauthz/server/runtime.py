@@ -31,6 +31,7 @@ from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.listen import parse_address, start_http
 from extauthz.policy.compiled import Policy
+from extauthz.redact import redact_url
 from extauthz.server.admin_grpc import add_admin_service
 from extauthz.server.admin_state import RecordingAuthorizer, StateOptions, StateRuntime
 from extauthz.server.envoy_grpc import AuthorizationService
@@ -134,7 +135,7 @@ class Sidecar:
         if needs_keys:
             detail["keys"] = {
                 "loaded": len(self.keys.ring) if self.keys.ring is not None else 0,
-                "urls": list(self.keys.urls),
+                "urls": [redact_url(u) for u in self.keys.urls],  # anyone may read /readyz
                 "last_error": self.keys.last_error,
             }
         return ready, detail

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from extauthz.errors import ConfigError, StoreError
+from extauthz.redact import redact_url, scrub_url
 from extauthz.state import schema
 from extauthz.state.protocol import (
     EndUserState,
@@ -83,31 +82,14 @@ _CONNECT_DEFAULTS = {
 }
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and /readyz).
-
-    libpq takes a password in the user-info part and as a ``password=`` query parameter.
-    """
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rpartition("@")[2]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if parts.query:
-        parts = parts._replace(query=_PASSWORD_PARAM.sub(r"\1***", parts.query))
-    return urlunsplit(parts)
-
-
-_PASSWORD_PARAM = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
-
-
 def parse_postgres_url(url: str) -> dict[str, str]:
     """libpq's reading of ``url``; ``ConfigError`` naming the problem if it cannot be read."""
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"{redact_url(url)} is not a valid PostgreSQL URL: {_first_line(exc)}; expected "
-            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+            f"{redact_url(url)} is not a valid PostgreSQL URL: {scrub_url(_first_line(exc), url)}; "
+            "expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
             source="--state",
         ) from exc
     return {k: str(v) for k, v in params.items() if v is not None}
@@ -146,6 +128,7 @@ class PostgresStore:
         params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
         self._conninfo = make_conninfo("", **params)
         self.url = redact_url(url)
+        self._raw_url = url  # only to scrub its secrets from errors, which /readyz shows
         self.op_timeout = op_timeout
         self.connect_timeout = connect_timeout
         self.channel = "extauthz_state"
@@ -165,7 +148,7 @@ class PostgresStore:
         if isinstance(exc, TimeoutError):
             detail = f"no answer within {self.op_timeout:g}s"
         else:
-            detail = _first_line(exc)
+            detail = scrub_url(_first_line(exc), self._raw_url)
         return StoreError(f"PostgreSQL state store {self.url} is unavailable: {detail}")
 
     async def _op(self, fn: Callable[[Conn], Awaitable[T]]) -> T:

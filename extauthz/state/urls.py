@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from extauthz.errors import ConfigError
+from extauthz.redact import redact_url
 from extauthz.state.memory import MemoryStore
-from extauthz.state.postgres import PostgresStore, redact_url
+from extauthz.state.postgres import PostgresStore
 from extauthz.state.protocol import StateStore
 from extauthz.state.sqlite import SqliteStore
 

@@ -38,11 +38,14 @@ from tests.integration.test_envoy_flow import (
     ALLOWED_IDENTITIES,
     ALLOWED_IDS,
     BOB,
+    ENCODED_ADMIN_IDS,
+    ENCODED_ADMIN_PATHS,
     NO_ROLE,
     SPOOFED,
     TEAM,
     UNAUTHENTICATED,
     assert_deny,
+    check_encoded_admin_path,
     echoed,
 )
 
@@ -201,6 +204,16 @@ def test_spoofed_identity_headers_never_reach_upstream(
     assert {h: headers[h] for h in IDENTITY_HEADERS if h in headers} == expected
     for name in ("authorization", "x-api-key", "api-key"):
         assert name not in headers
+
+
+@pytest.mark.parametrize(
+    ("claims", "encoded", "literal", "status"), ENCODED_ADMIN_PATHS, ids=ENCODED_ADMIN_IDS
+)
+def test_encoded_admin_paths_never_carry_the_credential_upstream(
+    hs: HttpStack, claims: dict[str, Any], encoded: str, literal: str, status: int
+) -> None:
+    """As in gRPC mode: only a path Envoy routes to the admin API keeps the credential."""
+    check_encoded_admin_path(hs.call, hs.stack.token(claims), encoded, literal, status)
 
 
 # -- deny ---------------------------------------------------------------------------------------

@@ -155,6 +155,41 @@ def test_spoofed_identity_headers_never_reach_upstream(
         assert name not in headers
 
 
+# An admin API path written with percent-escapes (issue 13): the sidecar decodes it to check the
+# route, but Envoy routes on the path as sent, so it goes to the upstream, not to the admin API.
+# (claims, encoded path, the same path as the admin API serves it, its status for this caller)
+ENCODED_ADMIN_PATHS = [
+    (TEAM, "/%74eam/info?team_id=team-research", "/team/info?team_id=team-research", 403),
+    (TEAM, "/%74eam/list", "/team/list", 403),
+    (ALICE, "/%75ser/info?user_id=alice", "/user/info?user_id=alice", 403),
+    (ADMIN, "/te%61m/info?team_id=nope", "/team/info?team_id=nope", 404),
+]
+ENCODED_ADMIN_IDS = ["team-info", "team-list", "user-info", "admin-team-info"]
+
+
+def check_encoded_admin_path(
+    call: Callable[..., Reply], token: str, encoded: str, literal: str, status: int
+) -> None:
+    """The encoded path reaches the upstream without the caller's credential; the literal one
+    reaches the admin API with it (a non-admin gets the admin API's 403 not_admin, not a 401)."""
+    seen = echoed(call(encoded, token=token, method="GET", content_type=None))
+    assert seen["path"] == encoded  # routed to the upstream, as sent
+    assert "authorization" not in seen["headers"], sorted(seen["headers"])
+    assert token not in json.dumps(seen)
+    reply = call(literal, token=token, method="GET", content_type=None)
+    assert reply.status == status, str(reply)
+    assert reply.reason == ("not_admin" if status == 403 else "not_found"), str(reply)
+
+
+@pytest.mark.parametrize(
+    ("claims", "encoded", "literal", "status"), ENCODED_ADMIN_PATHS, ids=ENCODED_ADMIN_IDS
+)
+def test_encoded_admin_paths_never_carry_the_credential_upstream(
+    stack: Stack, claims: dict[str, Any], encoded: str, literal: str, status: int
+) -> None:
+    check_encoded_admin_path(stack.call, stack.token(claims), encoded, literal, status)
+
+
 def _expired(s: Stack) -> str:
     return s.token(ALICE, now=time.time() - 7200, ttl=3600)
 

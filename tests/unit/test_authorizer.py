@@ -194,6 +194,38 @@ async def test_admin_api_paths_keep_the_credential_for_the_sidecar() -> None:
     assert "authorization" in render(stripped, authorizer.policy).remove
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/%74eam/info?team_id=x",
+        "/%74eam/list",
+        "/%75ser/info",
+        "/te%61m/block",
+        "/team/%69nfo",
+        "/team/info%3Fx",  # %3F is no query separator: this is the path "/team/info?x"
+        "/customer/%6Cist",
+    ],
+)
+async def test_admin_paths_in_percent_escapes_lose_the_credential(path: str) -> None:
+    """Issue 13: the route check decodes the path, Envoy routes on it as sent: only a path that
+    is an admin API path byte for byte goes to the sidecar's admin API and keeps the credential.
+    Asked after the literal path (a remembered admission), too."""
+    authorizer = await make()
+    master = {"authorization": "Bearer sk-master-key-1234"}
+    user = {"authorization": f"Bearer {rs_token({'sub': 'a'})}"}  # internal_user: info routes
+    from urllib.parse import unquote
+
+    literal = unquote(path.partition("?")[0]).partition("?")[0]
+    kept = await authorizer.authorize(req(master, path=literal, body={}))
+    assert isinstance(kept, Allow) and "authorization" not in render(kept, authorizer.policy).remove
+    for headers in (master, user):
+        decision = await authorizer.authorize(req(headers, path=path, body={}))
+        if isinstance(decision, Deny):  # a user on a management route: refused anyway
+            assert headers is user and decision.reason is Reason.ROUTE_NOT_ALLOWED
+            continue
+        assert "authorization" in render(decision, authorizer.policy).remove, decision
+
+
 def test_admin_api_paths_match_the_routes_the_sidecar_serves() -> None:
     """ADMIN_API_PATHS is exactly the admin API's route table (no drift)."""
     import re
@@ -274,3 +306,53 @@ async def test_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         await authorizer.authorize(req({"authorization": f"Bearer {token}"}, path=f"/p{i}"))
     assert 0 < len(authorizer._paths) <= 8
     assert 0 < len(authorizer._admissions) <= 8
+
+
+def _junk_request(i: int, token: str | None) -> RequestView:
+    """A request with a path no other has: refused as too long, or accepted but long."""
+    stem = f"/v1/junk-{i:06d}-"
+    length = (58 * 1024, 8000, 2000)[i % 3]
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    return req(headers, path=stem + "a" * (length - len(stem)))
+
+
+@pytest.mark.parametrize(
+    "token", [None, "sk-not-a-key", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "sk-master-key-1234"]
+)
+async def test_junk_paths_leave_no_memory_behind(token: str | None) -> None:
+    """Issue 13: 3,000 unauthenticated requests with distinct 58 KB paths grew the sidecar by
+    170 MB, because the path memo kept every raw path. Refused and long paths are not
+    remembered, by any memo, whoever sends them (here: nobody, junk, a forgery, the master key)."""
+    import gc
+    import tracemalloc
+
+    authorizer = await make()
+    for i in range(3):  # whatever a first call sets up is not junk's cost
+        await authorizer.authorize(_junk_request(i, token))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sent = 0
+        for i in range(3, 303):  # each path made here and dropped after its decision
+            request = _junk_request(i, token)
+            sent += len(request.path)
+            decision = await authorizer.authorize(request)
+            assert isinstance(decision, Allow) or decision.status in (400, 401), decision
+        del request, decision
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 256 * 1024, f"{kept:,} bytes kept after {sent:,} bytes of paths"
+
+
+async def test_short_checked_paths_are_still_remembered() -> None:
+    """The memos still serve the warm path: a short, valid path is checked once."""
+    authorizer = await make()
+    token = rs_token({"sub": "a"})
+    for _ in range(3):
+        decision = await authorizer.authorize(req({"authorization": f"Bearer {token}"}))
+        assert isinstance(decision, Allow)
+    assert list(authorizer._paths) == ["/v1/chat/completions"]
+    assert len(authorizer._admissions) == 1
