@@ -200,15 +200,19 @@ CASES: tuple[Case, ...] = (
     Case("engines-path",             T, ENGINES,   completion(HAIKU)),
 )  # fmt: skip
 
-# The granted model answers through the same stack, on every API the attacks use.
+# The granted model answers through the same stack, on every API the attacks use that the
+# caller's role may call in LiteLLM 1.108.7 (/openai/v1/responses is one of its openai_routes;
+# /v1/messages is an anthropic route, which teams do not get).
 GRANTED: tuple[tuple[Caller, str, Body, str], ...] = (
-    (U, CHAT,        chat(CLAUDE),       CLAUDE),
-    (U, COMPLETIONS, completion(CLAUDE), CLAUDE),
-    (U, EMBEDDINGS,  embedding(CLAUDE),  CLAUDE),
-    (U, RESPONSES,   responses(CLAUDE),  CLAUDE),
-    (U, MESSAGES,    messages(CLAUDE),   CLAUDE),
-    (T, CHAT,        chat(HAIKU),        HAIKU),
-    (T, COMPLETIONS, completion(HAIKU),  HAIKU),
-    (T, EMBEDDINGS,  embedding(HAIKU),   HAIKU),
-    (T, RESPONSES,   responses(HAIKU),   HAIKU),
+    (U, CHAT,                 chat(CLAUDE),       CLAUDE),
+    (U, COMPLETIONS,          completion(CLAUDE), CLAUDE),
+    (U, EMBEDDINGS,           embedding(CLAUDE),  CLAUDE),
+    (U, RESPONSES,            responses(CLAUDE),  CLAUDE),
+    (U, "/openai" + RESPONSES, responses(CLAUDE), CLAUDE),
+    (U, MESSAGES,             messages(CLAUDE),   CLAUDE),
+    (T, CHAT,                 chat(HAIKU),        HAIKU),
+    (T, COMPLETIONS,          completion(HAIKU),  HAIKU),
+    (T, EMBEDDINGS,           embedding(HAIKU),   HAIKU),
+    (T, RESPONSES,            responses(HAIKU),   HAIKU),
+    (T, "/openai" + RESPONSES, responses(HAIKU),  HAIKU),
 )  # fmt: skip
