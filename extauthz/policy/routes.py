@@ -91,6 +91,14 @@ _OPENAI: tuple[str, ...] = (
         # Literal '*' under Starlette semantics, exactly as LiteLLM matches it.
         "/containers/*",
     ),
+    # LiteLLM 1.108 also serves the Responses API under /openai/v1 (and its input_tokens).
+    "/responses/input_tokens",
+    "/v1/responses/input_tokens",
+    "/openai/v1/responses",
+    "/openai/v1/responses/{response_id}",
+    "/openai/v1/responses/{response_id}/input_items",
+    "/openai/v1/responses/{response_id}/cancel",
+    "/openai/v1/responses/input_tokens",
     "/utils/token_counter",
     "/utils/transform_request",
     "/rerank",
