@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from extauthz.bodyreader import BodyReader
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.policy.compiled import Policy
@@ -66,6 +67,14 @@ class _Unverified(NamedTuple):
     policy: Policy
 
 
+class _LargeBody(NamedTuple):
+    """An admitted request whose body is read in the worker process before judging."""
+
+    admission: Admission
+    path: str
+    query: str
+
+
 class StateView:
     """The snapshot decisions read; replaced whole by whoever watches the store."""
 
@@ -77,11 +86,17 @@ class Authorizer:
     """Holds the current policy, verifier and state view; shared by all adapters."""
 
     def __init__(
-        self, policy: Policy, verifier: TokenVerifier | None, state: StateView | None = None
+        self,
+        policy: Policy,
+        verifier: TokenVerifier | None,
+        state: StateView | None = None,
+        body_reader: BodyReader | None = None,
     ) -> None:
         self.policy = policy
         self.verifier = verifier
         self.state = state or StateView()
+        # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
+        self.body_reader = body_reader
         # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
         # when full). A request for a path or a (caller, path) seen before skips the path check
         # and everything but its body.
@@ -100,12 +115,14 @@ class Authorizer:
         """Decide one request. Never raises."""
         try:
             step = self._decide_now(request)
-            if not isinstance(step, _Unverified):
-                return step
-            identity = await self._verify(step.credential.value, step.policy)
-            if isinstance(identity, Deny):
-                return identity
-            return self._decide(request, step.path, step.query, identity, step.policy)
+            if isinstance(step, _Unverified):
+                identity = await self._verify(step.credential.value, step.policy)
+                if isinstance(identity, Deny):
+                    return identity
+                step = self._decide(request, step.path, step.query, identity, step.policy)
+            if isinstance(step, _LargeBody):
+                return await self._judge_large(request, step)
+            return step
         except Exception as exc:
             log.error(
                 "internal error while deciding; request refused",
@@ -118,7 +135,7 @@ class Authorizer:
                 f"(request id {request.request_id[:64] or 'unknown'})",
             )
 
-    def _decide_now(self, request: RequestView) -> Decision | _Unverified:
+    def _decide_now(self, request: RequestView) -> Decision | _Unverified | _LargeBody:
         """The whole decision when nothing needs waiting for (a cached token, a key, a refusal);
         otherwise what is known so far. Warm requests never leave this function."""
         policy = self.policy
@@ -150,11 +167,43 @@ class Authorizer:
 
     def _decide(
         self, request: RequestView, path: str, query: str, identity: Identity, policy: Policy
-    ) -> Decision:
+    ) -> Decision | _LargeBody:
         admitted = self._admit(path, identity, policy)
         if isinstance(admitted, Deny):
             return admitted
+        reader = self.body_reader
+        if (
+            reader is not None
+            and admitted.read_body
+            and not request.body_cut  # a cut body is not parsed
+            and len(request.body) > reader.threshold
+        ):
+            return _LargeBody(admitted, path, query)
         return judge_body(admitted, request, path, query)
+
+    async def _judge_large(self, request: RequestView, step: _LargeBody) -> Decision:
+        """``judge_body`` with the body's models read by the worker process."""
+        assert self.body_reader is not None  # only _decide makes a _LargeBody, with a reader
+        admission = step.admission
+        read = await self.body_reader.read(
+            self.policy.check_timeout,
+            step.path,
+            step.query,
+            request.method,
+            request.headers.get("content-type"),
+            request.body,
+            request.headers.get("x-litellm-model"),
+        )
+        if read is None:
+            return Deny(
+                503,
+                Reason.BUSY,
+                "the authorization service could not read this large request body in time "
+                "(other large bodies are queued); retry shortly",
+                admission.identity,
+                admission.role,
+            )
+        return judge_body(admission, request, step.path, step.query, read)
 
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""

@@ -17,7 +17,7 @@ from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
 from extauthz.policy.credentials import ADMIN_API_PATHS, routes_to_admin_api
-from extauthz.policy.models import MAX_JSON_CONTAINERS, read_models
+from extauthz.policy.models import MAX_JSON_CONTAINERS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
 from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot
@@ -203,7 +203,13 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     )
 
 
-def judge_body(admission: Admission, request: RequestView, path: str, query: str) -> Decision:
+def judge_body(
+    admission: Admission,
+    request: RequestView,
+    path: str,
+    query: str,
+    read: ModelRead | None = None,
+) -> Decision:
     """The body's part: readable models (400), all of them known (413, 403), all allowed (403).
 
     "All of them" is every model the upstream may run for this request: those the request
@@ -213,16 +219,17 @@ def judge_body(admission: Admission, request: RequestView, path: str, query: str
     identity, role, rule = admission.identity, admission.role, admission.rule
     if not admission.read_body:
         return Allow(identity, role)
-    headers = request.headers
-    read = read_models(
-        path,
-        query,
-        request.method,
-        headers.get("content-type"),
-        request.body,
-        request.body_cut,
-        headers.get("x-litellm-model"),
-    )
+    if read is None:  # else read already (large bodies: in the worker process)
+        headers = request.headers
+        read = read_models(
+            path,
+            query,
+            request.method,
+            headers.get("content-type"),
+            request.body,
+            request.body_cut,
+            headers.get("x-litellm-model"),
+        )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
     if rule is not None:

@@ -299,11 +299,12 @@ def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
     except orjson.JSONDecodeError:
         value = _stdlib_json(body, _DECODER)
     # Parsers disagree on a repeated key (first or last wins): a second top-level "model" is
-    # refused. Only possible when the literal appears twice, or a \u escape could spell it.
+    # refused. Only possible when the literal appears twice, or an escape spells one of its
+    # letters (m, o, d, e and l are all \u006X): other escapes (non-ASCII text) cannot.
     first = body.find(b'"model"')
     if isinstance(value, dict) and (
         (first >= 0 and body.find(b'"model"', first + 1) >= 0)
-        or (b"\\" in body and b"\\u" in body)  # memchr for the backslash first
+        or (b"\\" in body and b"\\u006" in body)  # memchr for the backslash first
     ):
         pairs = _stdlib_json(body, _PAIRS_DECODER)
         if sum(1 for key, _ in pairs if key == "model") > 1:

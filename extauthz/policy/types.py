@@ -57,6 +57,7 @@ class Reason(StrEnum):
     BODY_TOO_COMPLEX = "body_too_complex"
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
+    BUSY = "busy"
     INTERNAL = "internal"
 
 

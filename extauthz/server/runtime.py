@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from extauthz import metrics
 from extauthz.authorizer import Authorizer
+from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import LoadedPolicy, load_policy_file
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.identity.jwks import HttpFetcher, JwksSource
@@ -78,8 +79,9 @@ class Sidecar:
             cache_size=policy.keys.token_cache_size,
             max_age=policy.keys.token_cache_max_age,
         )
+        self.body_reader = BodyReader()
         self.authorizer: Authorizer = RecordingAuthorizer(
-            policy, verifier if policy.enable_jwt_auth else None
+            policy, verifier if policy.enable_jwt_auth else None, body_reader=self.body_reader
         )
         # Blocks and the user registry (--state); a URL that cannot work fails here.
         self.state = StateRuntime(options.state_url, self.authorizer, options.state)
@@ -228,6 +230,7 @@ class Sidecar:
         await self.state.close()
         await self.keys.stop()
         await self.fetcher.close()
+        self.body_reader.close()
 
 
 async def run(options: ServeOptions) -> int:

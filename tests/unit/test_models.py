@@ -261,6 +261,8 @@ ERRORS: list[tuple[str, dict[str, object], str]] = [
     ),
     ("json-twice-same", {"body": b'{"model":"a","model":"a"}'}, "names `model` twice"),
     ("json-twice-apart", {"body": b'{"model":"a","x":{},"model":"b"}'}, "names `model` twice"),
+    ("json-twice-escaped", {"body": b'{"mod\\u0065l":"a","model":"b"}'}, "names `model` twice"),
+    ("json-twice-all-escaped", {"body": b'{"\\u006dodel":"a","\\u006Dodel":"b"}'}, "twice"),
     ("json-invalid", {"body": b'{"model": '}, "the body is not valid JSON ("),
     ("json-invalid-suffix", {"body": b"not json"}, "send a JSON object"),
     ("json-trailing-garbage", {"body": b'{"model":"a"} x'}, "not valid JSON"),
