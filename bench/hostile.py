@@ -11,6 +11,7 @@ Checks (one PASS/FAIL line each, exit code 0 when all pass):
   statuses     every sidecar answer is 200 (allowed), 400, 401, 403 or 413
   fail-closed  no request without a valid credential was allowed
   no-spoof     no client-sent x-auth-* identity value reached the upstream
+  no-cred-up   no token or key that was sent reached the demo upstream (it echoes headers)
   rss          sidecar RSS after the run is within +20 % of RSS after a warm-up
   no-secrets   no token or key that was sent appears in the sidecar's log
   no-traceback the sidecar's log has no Python traceback
@@ -491,7 +492,7 @@ PATHS = [
 
 def hostile_path(rng: random.Random) -> str:
     base = rng.choice(PATHS)
-    choice = rng.randrange(12)
+    choice = rng.randrange(13)
     if choice < 3:
         return base
     if choice == 3:
@@ -517,6 +518,11 @@ def hostile_path(rng: random.Random) -> str:
         return base + "#frag" + rng.choice(["", "/../team/block"])
     if choice == 10:
         return rng.choice(["*", "http://127.0.0.1/v1/chat/completions", "v1/chat", "", "?"])
+    if choice == 11:  # a letter percent-escaped: the same route to the policy, not to Envoy
+        letters = [i for i, c in enumerate(base) if c.isalpha()]
+        if letters:
+            i = rng.choice(letters)
+            return f"{base[:i]}%{ord(base[i]):02X}{base[i + 1 :]}"
     return base.upper() if rng.random() < 0.5 else base + rng.choice([";x=1", "%20", "~", "/"])
 
 
@@ -867,6 +873,12 @@ def run_hostile(
                and b"SPOOF" in o.response.body]  # fmt: skip
     report.check("no-spoof: no client x-auth-* value reached the upstream", not spoofed,
                  f"{len(spoofed)}: {examples(spoofed)}" if spoofed else "")  # fmt: skip
+    carried = [
+        o for o in every if demo_upstream(o) and o.response
+        and leaked(o.response.body.decode(errors="replace"), secret_fragments(set(o.case.secrets)))
+    ]  # fmt: skip
+    report.check("no-cred-up: no sent token or key reached the demo upstream", not carried,
+                 f"{len(carried)}: {examples(carried)}" if carried else "")  # fmt: skip
     growth = (rss_after - rss_before) / rss_before
     report.check("rss: within +20 % of the post-warm-up value", growth <= 0.20,
                  f"{rss_before:.1f} -> {rss_after:.1f} MB, {growth:+.1%}")  # fmt: skip

@@ -158,7 +158,7 @@ def _parse_json(raw: bytes, example: str) -> Any:
     decoder = json.JSONDecoder(object_pairs_hook=unique, parse_constant=constant, parse_int=integer)
     try:
         return decoder.decode(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and whatever else the parser refuses
         raise bad_request(f"the body is not JSON ({exc}); send {example}") from None
     except RecursionError:
         raise bad_request(

@@ -1,10 +1,10 @@
 """Nothing secret on the endpoints anyone may call (issue 13): /healthz, /readyz, /metrics, gRPC
 health and reflection, and the log, with signing-key URLs that carry secrets.
 
-The sidecar runs in-process with four key URLs: the IdP's discovery URL with a password and
-secret query parameters (it works, so the sidecar gets ready), and three that fail, each of
-whose error texts would quote the URL: a refused connection, an HTTP 404, and a URL too
-malformed to parse.
+The sidecar runs in-process with five key URLs in ``JWT_PUBLIC_KEY_URL``: the IdP's discovery
+URL with a password and secret query parameters, and its JWKS URL with a token as the user name
+(both work, so the sidecar gets ready), and three that fail, each of whose error texts would
+quote the URL: a refused connection, an HTTP 404, and a URL too malformed to parse.
 """
 
 from __future__ import annotations
@@ -79,36 +79,39 @@ def running(
 ) -> Iterator[Running]:
     idp = Idp(key)
     loop_thread.run(idp.start())
-    policy = example_policy(key_urls(idp.port))
+    policy = example_policy("unused")
+    del policy["extauthz"]["public_key_url"]  # so JWT_PUBLIC_KEY_URL is read
     cm = ConfigMapDir(tmp_path_factory.mktemp("secrets") / "policy")
     cm.write(policy)
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.addHandler(handler)
     old_level = root.level
-    root.setLevel(logging.DEBUG)
-    options = ServeOptions(
-        config=str(cm.path), grpc_address="127.0.0.1:0", http_address="127.0.0.1:0"
-    )
-    sidecar = Sidecar(options, load_policy_file(str(cm.path), os.environ))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JWT_PUBLIC_KEY_URL", key_urls(idp.port))  # read on reloads too
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        options = ServeOptions(
+            config=str(cm.path), grpc_address="127.0.0.1:0", http_address="127.0.0.1:0"
+        )
+        sidecar = Sidecar(options, load_policy_file(str(cm.path), os.environ))
 
-    async def start() -> None:
-        await sidecar.start()
-        deadline = time.monotonic() + 15
-        while not (sidecar.readiness()[0] and sidecar.keys.last_error):
-            assert time.monotonic() < deadline, sidecar.readiness()
-            await asyncio.sleep(0.05)
+        async def start() -> None:
+            await sidecar.start()
+            deadline = time.monotonic() + 15
+            while not (sidecar.readiness()[0] and sidecar.keys.last_error):
+                assert time.monotonic() < deadline, sidecar.readiness()
+                await asyncio.sleep(0.05)
 
-    try:
-        loop_thread.run(start())
-        yield Running(sidecar, log)
-    finally:
-        loop_thread.run(sidecar.stop(0))
-        loop_thread.run(idp.stop())
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+        try:
+            loop_thread.run(start())
+            yield Running(sidecar, log)
+        finally:
+            loop_thread.run(sidecar.stop(0))
+            loop_thread.run(idp.stop())
+            root.removeHandler(handler)
+            root.setLevel(old_level)
 
 
 def assert_no_secret(text: str | bytes, where: str) -> None:
@@ -173,7 +176,7 @@ def test_check_config_prints_no_secret(running: Running, tmp_path: Path) -> None
     import subprocess
     import sys
 
-    policy = running.sidecar.options.config
+    policy = running.sidecar.options.config  # JWT_PUBLIC_KEY_URL is inherited
     done = subprocess.run(
         [sys.executable, "-m", "extauthz.cli", "check-config", policy],
         capture_output=True,
