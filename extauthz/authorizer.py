@@ -14,18 +14,25 @@ from typing import NamedTuple
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
+from extauthz.model import (
+    MASTER_KEY,
+    PASSTHROUGH,
+    Decision,
+    Deny,
+    Identity,
+    Reason,
+    RequestView,
+    internal_error,
+)
 from extauthz.policy.compiled import Policy
 from extauthz.policy.credentials import Credential, extract_credential
 from extauthz.policy.decide import (
-    MASTER_KEY,
-    PASSTHROUGH,
     Admission,
     admit,
     identity_from_claims,
     judge_body,
 )
 from extauthz.policy.paths import PathError, check_path
-from extauthz.policy.types import Decision, Deny, Identity, Reason, RequestView
 from extauthz.state.protocol import StateSnapshot
 
 log = logging.getLogger("extauthz.authorizer")
@@ -128,12 +135,7 @@ class Authorizer:
                 "internal error while deciding; request refused",
                 extra={"request_id": request.request_id, "error_type": type(exc).__name__},
             )
-            return Deny(
-                500,
-                Reason.INTERNAL,
-                f"internal error in the authorization service; the request was refused "
-                f"(request id {request.request_id[:64] or 'unknown'})",
-            )
+            return internal_error(request.request_id)
 
     def _decide_now(self, request: RequestView) -> Decision | _Unverified | _LargeBody:
         """The whole decision when nothing needs waiting for (a cached token, a key, a refusal);

@@ -116,7 +116,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.config.loader import load_policy_file
     from extauthz.identity.jwks import HttpFetcher, JwksSource
     from extauthz.identity.verifier import TokenVerifier
-    from extauthz.policy.types import Allow
+    from extauthz.model import Allow
     from extauthz.policy.verdict import render
 
     loaded = load_policy_file(args.config, os.environ)

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from extauthz.policy.types import Allow, Decision, RequestView
+from extauthz.model import Allow, Decision, RequestView
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 decision_log = logging.getLogger("extauthz.decision")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog, merge_fallbacks
 from extauthz.policy.compiled import ModelRule
-from extauthz.policy.types import Role
 
 _FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 _READ = {

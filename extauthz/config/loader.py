@@ -30,6 +30,7 @@ from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_
 from extauthz.identity.emails import email_domain
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
+from extauthz.model import Role
 from extauthz.policy.compiled import (
     ClaimField,
     ClaimFields,
@@ -39,7 +40,6 @@ from extauthz.policy.compiled import (
     Policy,
 )
 from extauthz.policy.routes import RouteError, RouteSet, compile_routes
-from extauthz.policy.types import Role
 
 GENERAL_KEYS = frozenset(GeneralSettings.model_fields)
 JWTAUTH_KEYS = frozenset(JwtAuthSettings.model_fields)

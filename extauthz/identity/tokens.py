@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from extauthz.identity.keyring import ALLOWED_ALGS, KeyRing
-from extauthz.policy.types import Reason
+from extauthz.model import Reason
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 

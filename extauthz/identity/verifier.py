@@ -24,7 +24,7 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.policy.types import Reason
+from extauthz.model import Reason
 
 Claims = dict[str, Any]
 

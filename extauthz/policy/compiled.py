@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from extauthz.identity.tokens import TokenRules
+from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.routes import RouteSet
-from extauthz.policy.types import Role
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,23 @@ from typing import Any
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
 from extauthz.identity.emails import EmailCheck, check_email
+from extauthz.model import (
+    JWT,
+    MASTER_KEY,
+    PASSTHROUGH,
+    Allow,
+    Decision,
+    Deny,
+    Identity,
+    Reason,
+    RequestView,
+    Role,
+)
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ClaimField, ModelRule, Policy
 from extauthz.policy.credentials import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.models import MAX_JSON_CONTAINERS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
-from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot
 
 # LLM API routes (where general_settings.completion_model replaces the caller's model) and
@@ -31,9 +42,6 @@ _UNREAD_PROVIDER_ROUTE = (
     "authorization service does not read; a role with a model list may not use them"
 )
 
-MASTER_KEY = "master_key"
-PASSTHROUGH = "passthrough"
-JWT = "jwt"
 NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
 
 

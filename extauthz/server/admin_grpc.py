@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2
 from extauthz import metrics
 from extauthz._gen.extauthz.admin.v1 import admin_pb2 as pb
 from extauthz._gen.extauthz.admin.v1 import admin_pb2_grpc as pb_grpc
-from extauthz.policy.types import Allow, Deny
+from extauthz.model import Allow, Deny
 from extauthz.server.admin_service import AdminError, AdminService, Explanation
 from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 

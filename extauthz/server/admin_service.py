@@ -22,10 +22,20 @@ from dataclasses import dataclass
 from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
 from extauthz.identity.claims import ClaimValueError, canonical_id
+from extauthz.model import (
+    MASTER_KEY,
+    PASSTHROUGH,
+    Decision,
+    Deny,
+    Identity,
+    Reason,
+    Role,
+    Verdict,
+    deny_headers,
+)
 from extauthz.policy.credentials import extract_credential
-from extauthz.policy.decide import MASTER_KEY, PASSTHROUGH, resolve_role
-from extauthz.policy.types import Decision, Deny, Identity, Reason, Role
-from extauthz.policy.verdict import Verdict, render
+from extauthz.policy.decide import resolve_role
+from extauthz.policy.verdict import render
 from extauthz.state.protocol import EndUserState, StateStore, TeamState, UserRecord
 from extauthz.state.users import pause_recording
 from extauthz.state.watcher import StateWatcher
@@ -39,10 +49,6 @@ MAX_PAGE = 2**31 - 1  # the gRPC API's int32; (page - 1) * page_size stays withi
 MAX_EXPLAIN_BODY = 1024 * 1024
 
 # Stable reasons of admin errors (the x-extauthz-reason header and metric labels).
-BAD_REQUEST = "bad_request"
-NOT_FOUND = "not_found"
-NOT_ADMIN = "not_admin"
-STORE_UNAVAILABLE = "store_unavailable"
 
 
 class AdminError(Exception):
@@ -51,7 +57,7 @@ class AdminError(Exception):
     def __init__(
         self,
         status: int,
-        reason: str,
+        reason: Reason,
         message: str,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
@@ -63,7 +69,7 @@ class AdminError(Exception):
 
 
 def bad_request(message: str) -> AdminError:
-    return AdminError(400, BAD_REQUEST, message)
+    return AdminError(400, Reason.BAD_REQUEST, message)
 
 
 def check_id(value: object, field: str) -> str:
@@ -162,16 +168,16 @@ class AdminService:
         if resolve_role(identity, policy) is not Role.PROXY_ADMIN:
             raise AdminError(
                 403,
-                NOT_ADMIN,
+                Reason.NOT_ADMIN,
                 f"the admin API needs the master key or a token with scope "
                 f"{policy.admin_scope!r} (role proxy_admin); this caller is not an admin",
-                (("content-type", "application/json"), ("x-extauthz-reason", NOT_ADMIN)),
+                tuple(deny_headers(Reason.NOT_ADMIN, 403)),
             )
         return caller_name(identity)
 
     def _deny(self, deny: Deny) -> AdminError:
         verdict = render(deny, self.authorizer.policy)
-        return AdminError(deny.status, deny.reason.value, deny.message, verdict.headers)
+        return AdminError(deny.status, deny.reason, deny.message, verdict.headers)
 
     # -- store calls -------------------------------------------------------------------------
 
@@ -180,7 +186,7 @@ class AdminService:
         what = "the change was NOT made" if writing else "the store cannot be read"
         return AdminError(
             503,
-            STORE_UNAVAILABLE,
+            Reason.STORE_UNAVAILABLE,
             f"the state store is unavailable, so {what}; blocks already in force are still "
             f"enforced; retry later ({exc})",
         )
@@ -213,7 +219,7 @@ class AdminService:
         if state is None:
             raise AdminError(
                 404,
-                NOT_FOUND,
+                Reason.NOT_FOUND,
                 f"team not found, passed team_id={team}: it was never blocked or unblocked "
                 "here, so it is not blocked",
             )
@@ -238,7 +244,7 @@ class AdminService:
                 else " (users are recorded only with general_settings.litellm_jwtauth."
                 "user_id_upsert: true)"
             )
-            raise AdminError(404, NOT_FOUND, f"user not found, passed user_id={user}{hint}")
+            raise AdminError(404, Reason.NOT_FOUND, f"user not found, passed user_id={user}{hint}")
         return record
 
     async def list_users(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> UserPage:

@@ -16,8 +16,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 
-from extauthz.policy.types import Reason, RequestView
-from extauthz.policy.verdict import Verdict, deny_body
+from extauthz.model import INTERNAL_VERDICT, RequestView, Verdict
 from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -78,15 +77,7 @@ def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
     return response
 
 
-_INTERNAL_DENY = to_check_response(
-    Verdict(
-        allowed=False,
-        status=500,
-        reason=Reason.INTERNAL,
-        headers=(("content-type", "application/json"), ("x-extauthz-reason", "internal")),
-        body=deny_body(500, "internal error in the authorization service; the request was refused"),
-    )
-)
+_INTERNAL_DENY = to_check_response(INTERNAL_VERDICT)
 
 
 class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]

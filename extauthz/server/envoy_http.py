@@ -40,8 +40,15 @@ from typing import Any
 
 import httptools
 
-from extauthz.policy.types import Reason, RequestView
-from extauthz.policy.verdict import REASON_HEADER, Verdict, deny_body
+from extauthz.model import (
+    INTERNAL_VERDICT,
+    Deny,
+    Reason,
+    RequestView,
+    Verdict,
+    deny_body,
+    deny_verdict,
+)
 from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -151,20 +158,10 @@ def encode_verdict(verdict: Verdict) -> Response:
 
 
 def _fixed_deny(status: int, reason: Reason, message: str) -> Response:
-    return encode_verdict(
-        Verdict(
-            allowed=False,
-            status=status,
-            reason=reason,
-            headers=(("content-type", "application/json"), (REASON_HEADER, reason.value)),
-            body=deny_body(status, message),
-        )
-    )
+    return encode_verdict(deny_verdict(Deny(status, reason, message)))
 
 
-INTERNAL_DENY = _fixed_deny(
-    500, Reason.INTERNAL, "internal error in the authorization service; the request was refused"
-)
+INTERNAL_DENY = encode_verdict(INTERNAL_VERDICT)
 
 
 def _protocol_error(status: int, message: str) -> Response:

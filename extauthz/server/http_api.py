@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extauthz import metrics as prom
-from extauthz.policy.verdict import REASON_HEADER, deny_body
+from extauthz.model import REASON_HEADER, Reason, deny_body
 from extauthz.server.admin_service import (
     DEFAULT_PAGE_SIZE,
     AdminError,
@@ -91,7 +91,7 @@ def user_page_json(p: UserPage) -> dict[str, Any]:
 
 
 def error_response(err: AdminError) -> web.Response:
-    headers = {"content-type": "application/json", REASON_HEADER: err.reason}
+    headers = {"content-type": "application/json", REASON_HEADER: err.reason.value}
     headers.update(dict(err.headers))
     return web.Response(status=err.status, body=deny_body(err.status, err.message), headers=headers)
 
@@ -103,7 +103,7 @@ async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dic
         raise bad_request(
             f"the admin API takes the body uncompressed: drop Content-Encoding and send {example}"
         )
-    too_large = AdminError(413, "body_too_large", f"body larger than {MAX_ADMIN_BODY} bytes")
+    too_large = AdminError(413, Reason.BODY_TOO_LARGE, f"body larger than {MAX_ADMIN_BODY} bytes")
     if request.content_length is not None and request.content_length > MAX_ADMIN_BODY:
         raise too_large
     try:
@@ -224,7 +224,7 @@ def _admin_routes(app: web.Application, admin: AdminService) -> None:
                     extra={"operation": operation, "error_type": type(exc).__name__},
                 )
                 response = error_response(
-                    AdminError(500, "internal", "internal error in the admin API")
+                    AdminError(500, Reason.INTERNAL, "internal error in the admin API")
                 )
             prom.ADMIN_REQUESTS.labels(operation, TRANSPORT, str(response.status)).inc()
             return response

@@ -14,9 +14,9 @@ from typing import Generic, Protocol, TypeVar
 
 from extauthz import metrics
 from extauthz.logs import log_decision
+from extauthz.model import Allow, Decision, Reason, RequestView, Verdict
 from extauthz.policy.compiled import Policy
-from extauthz.policy.types import Allow, Decision, Reason, RequestView
-from extauthz.policy.verdict import Verdict, render
+from extauthz.policy.verdict import render
 
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")

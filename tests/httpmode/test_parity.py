@@ -22,8 +22,8 @@ from google.protobuf import json_format
 from extauthz.authorizer import Authorizer, StateView
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
+from extauthz.model import Reason, RequestView
 from extauthz.policy.compiled import Policy
-from extauthz.policy.types import Reason, RequestView
 from extauthz.server.envoy_grpc import AuthorizationService
 from extauthz.server.envoy_http import AuthzHttpServer
 from extauthz.state.protocol import StateSnapshot

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.types import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.verdict import render
 from extauthz.server.envoy_http import (
     AuthzHttpServer,

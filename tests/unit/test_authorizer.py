@@ -13,8 +13,8 @@ from extauthz.config.yamlfile import parse_yaml
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
+from extauthz.model import Allow, Deny, Reason, RequestView, Role
 from extauthz.policy.credentials import extract_credential
-from extauthz.policy.types import Allow, Deny, Reason, RequestView, Role
 from extauthz.policy.verdict import render
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 
@@ -156,7 +156,7 @@ async def test_internal_errors_fail_closed(monkeypatch: pytest.MonkeyPatch) -> N
 def test_allow_verdict_sets_known_and_removes_unknown_identity_headers() -> None:
     """Unknown identity values are removed, never passed through from the client."""
     policy = compile_policy(parse_yaml(POLICY_YAML % "reject"), {"JWT_PUBLIC_KEY_URL": "u"}).policy
-    from extauthz.policy.types import Identity
+    from extauthz.model import Identity
 
     verdict = render(Allow(Identity("jwt", user_id="u1"), Role.INTERNAL_USER, "m"), policy)
     assert dict(verdict.headers) == {"x-auth-user-id": "u1", "x-auth-user-role": "internal_user"}

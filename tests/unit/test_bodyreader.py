@@ -16,8 +16,8 @@ from extauthz.config.yamlfile import parse_yaml
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
+from extauthz.model import Allow, Deny, Reason, RequestView
 from extauthz.policy.models import ModelRead
-from extauthz.policy.types import Allow, Deny, Reason, RequestView
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 
 POLICY = """

@@ -10,7 +10,7 @@ from extauthz.cli import main
 from extauthz.config.loader import compile_policy, load_policy_file
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
-from extauthz.policy.types import Role
+from extauthz.model import Role
 
 ENV = {"JWT_PUBLIC_KEY_URL": "https://idp.example/jwks, file:///etc/jwks.json"}
 

@@ -10,9 +10,9 @@ import pytest
 
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
+from extauthz.model import MASTER_KEY, Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import MASTER_KEY, decide, identity_from_claims, resolve_role
-from extauthz.policy.types import Allow, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy.decide import decide, identity_from_claims, resolve_role
 from extauthz.state.protocol import StateSnapshot
 
 ENV = {"JWT_PUBLIC_KEY_URL": "file:///dev/null"}

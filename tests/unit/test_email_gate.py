@@ -18,8 +18,8 @@ from extauthz.errors import ConfigError
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
+from extauthz.model import Allow, Deny, Identity, Reason, RequestView
 from extauthz.policy.decide import decide, identity_from_claims
-from extauthz.policy.types import Allow, Deny, Identity, Reason, RequestView
 from extauthz.state.protocol import StateSnapshot
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 

@@ -14,7 +14,7 @@ from extauthz.identity.jwks import HttpFetcher, JwksSource, fetch_jwks, split_ur
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.tokens import TokenFailure, TokenRules
 from extauthz.identity.verifier import TokenVerifier, Verified
-from extauthz.policy.types import Reason
+from extauthz.model import Reason
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 
 

@@ -21,7 +21,7 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.policy.types import Reason
+from extauthz.model import Reason
 from tests.unit.keys import (
     NOW,
     ec_key,

@@ -9,10 +9,10 @@ import pytest
 
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
+from extauthz.model import Allow, Deny, Identity, Reason, RequestView
 from extauthz.policy.catalog import ModelCatalog, merge_fallbacks
 from extauthz.policy.decide import decide
 from extauthz.policy.models import MAX_JSON_CONTAINERS, ModelRead, read_models
-from extauthz.policy.types import Allow, Deny, Identity, Reason, RequestView
 from extauthz.state.protocol import StateSnapshot
 
 ENV = {"JWT_PUBLIC_KEY_URL": "file:///dev/null"}

@@ -1,4 +1,5 @@
-"""Values the decision core reads and returns. Immutable, protocol-free.
+"""The shared vocabulary, below every other layer: reasons, roles, the request view, the caller's
+identity, decisions and the verdict an adapter sends. Immutable, protocol-free.
 
 Made or hashed per request (``RequestView``, ``Identity``, ``Allow``) are NamedTuples: a frozen
 dataclass's ``__init__`` costs ~2 µs each on the request path, a NamedTuple ~0.5 µs. The rest are
@@ -7,10 +8,20 @@ frozen, slotted dataclasses.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import NamedTuple
+
+# Identity kinds: how the caller authenticated.
+JWT = "jwt"
+MASTER_KEY = "master_key"
+PASSTHROUGH = "passthrough"  # a non-JWT key passed on to the upstream, not judged here
+
+REASON_HEADER = "x-extauthz-reason"
+ERROR_TYPE = "auth_error"
 
 
 class Role(StrEnum):
@@ -57,6 +68,12 @@ class Reason(StrEnum):
     BODY_TOO_COMPLEX = "body_too_complex"
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
+    # the admin API's own answers
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    NOT_ADMIN = "not_admin"
+    STORE_UNAVAILABLE = "store_unavailable"
+    BODY_TOO_LARGE = "body_too_large"
     BUSY = "busy"
     INTERNAL = "internal"
 
@@ -83,7 +100,7 @@ class Identity(NamedTuple):
     frozen dataclass costs ~10x more to build and runs a Python ``__hash__``.
     """
 
-    kind: str  # "jwt" | "master_key" | "passthrough"
+    kind: str  # JWT | MASTER_KEY | PASSTHROUGH
     user_id: str | None = None
     team_id: str | None = None
     org_id: str | None = None
@@ -121,3 +138,67 @@ class Deny:
 
 
 Decision = Allow | Deny
+
+
+def internal_error(request_id: str = "") -> Deny:
+    """The one deny for a bug: fail closed, say so, never include the exception's text."""
+    shown = request_id[:64] or "unknown"
+    return Deny(
+        500,
+        Reason.INTERNAL,
+        "internal error in the authorization service; the request was refused "
+        f"(request id {shown})",
+    )
+
+
+class Verdict(NamedTuple):
+    """What an adapter sends back to Envoy, free of protocol types.
+
+    A NamedTuple: one is made for every new caller's first answer and every deny, and a frozen
+    dataclass's ``__init__`` costs several times more. ``metadata`` is read, never changed.
+    """
+
+    allowed: bool
+    status: int
+    reason: Reason
+    headers: tuple[tuple[str, str], ...] = ()  # allow: upstream headers; deny: client headers
+    remove: tuple[str, ...] = ()  # allow only: upstream headers to drop
+    metadata: Mapping[str, str] = MappingProxyType({})
+    body: str = ""
+
+
+def deny_body(status: int, message: str) -> str:
+    """The OpenAI-style error body every deny carries (a client contract)."""
+    return json.dumps({"error": {"message": message, "type": ERROR_TYPE, "code": str(status)}})
+
+
+def deny_headers(reason: Reason, status: int) -> list[tuple[str, str]]:
+    """The headers every deny carries: JSON, the reason, and a Bearer challenge on 401."""
+    headers = [("content-type", "application/json"), (REASON_HEADER, reason.value)]
+    if status == 401:
+        headers.append(("www-authenticate", 'Bearer error="invalid_token"'))
+    return headers
+
+
+def deny_verdict(deny: Deny) -> Verdict:
+    """A deny as the verdict every adapter sends (the allow side needs the policy: verdict.py)."""
+    headers = deny_headers(deny.reason, deny.status)
+    headers.extend(deny.extra_headers)
+    metadata = {"decision": "deny", "reason": deny.reason.value}
+    if deny.identity is not None:
+        if deny.identity.user_id is not None:
+            metadata["user_id"] = deny.identity.user_id
+        if deny.identity.team_id is not None:
+            metadata["team_id"] = deny.identity.team_id
+    return Verdict(
+        allowed=False,
+        status=deny.status,
+        reason=deny.reason,
+        headers=tuple(headers),
+        metadata=metadata,
+        body=deny_body(deny.status, deny.message),
+    )
+
+
+INTERNAL_VERDICT = deny_verdict(internal_error())
+"""What an adapter answers when deciding itself failed (fail closed)."""
