@@ -37,8 +37,8 @@ from extauthz.config.loader import load_policy_file
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.server.admin_state import RecordingAuthorizer
-from extauthz.server.envoy_grpc import AuthorizationService
+from extauthz.admin.state import RecordingAuthorizer
+from extauthz.envoy.grpc_service import AuthorizationService
 
 body = open("{body}", "rb").read()
 

@@ -31,7 +31,7 @@ def _print_problems(exc: ConfigError) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from extauthz.listen import parse_address
     from extauthz.logs import setup_logging
-    from extauthz.server.runtime import ServeOptions, run
+    from extauthz.runtime import ServeOptions, run
 
     setup_logging(args.log_level)
     options = ServeOptions(

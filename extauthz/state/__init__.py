@@ -9,5 +9,5 @@ The decision path reads an immutable ``StateSnapshot`` held in memory and never 
     watcher    keeps the snapshot fresh (LISTEN/NOTIFY or polling, resync, backoff, readiness)
     users      the user registry's batched, off-request-path writer
 
-Nothing here imports the gRPC or HTTP adapters; ``extauthz.server.admin_*`` wires it in.
+Nothing here imports the gRPC or HTTP adapters; ``extauthz.admin`` wires it in.
 """

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2
 from extauthz.config.loader import load_policy_file
 from extauthz.dev.envoyconf import validate
 from extauthz.mint.plan import load_plan
-from extauthz.server.runtime import GRPC_MAX_RECEIVE_BYTES
+from extauthz.runtime import GRPC_MAX_RECEIVE_BYTES
 
 from .kube import (
     ENVOY_K8S,

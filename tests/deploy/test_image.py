@@ -155,7 +155,7 @@ def test_install_steps_in_a_fresh_virtualenv(tmp_path: Path) -> None:
         [
             str(python),
             "-c",
-            "import extauthz, extauthz.server.runtime, extauthz.mint.cli; print(extauthz.__file__)",
+            "import extauthz, extauthz.runtime, extauthz.mint.cli; print(extauthz.__file__)",
         ],
         cwd=tmp_path,
     ).strip()

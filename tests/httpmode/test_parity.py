@@ -20,12 +20,12 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf import json_format
 
 from extauthz.authorizer import Authorizer, StateView
+from extauthz.envoy.grpc_service import AuthorizationService
+from extauthz.envoy.http_service import AuthzHttpServer
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import Reason, RequestView
 from extauthz.policy.compiled import Policy
-from extauthz.server.envoy_grpc import AuthorizationService
-from extauthz.server.envoy_http import AuthzHttpServer
 from extauthz.state.protocol import StateSnapshot
 from tests.httpmode.client import Conn, ShippedLists, check_request
 from tests.integration.harness import LoopThread, Reply

@@ -20,10 +20,7 @@ from typing import Any
 
 import pytest
 
-from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
-from extauthz.policy.compiled import Policy
-from extauthz.policy.verdict import render
-from extauthz.server.envoy_http import (
+from extauthz.envoy.http_service import (
     AuthzHttpServer,
     HttpLimits,
     encode_verdict,
@@ -33,6 +30,9 @@ from extauthz.server.envoy_http import (
     strip_prefix,
     to_request_view,
 )
+from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy.compiled import Policy
+from extauthz.policy.verdict import render
 from tests.httpmode.client import Conn, check_request, exchange
 from tests.integration.harness import LoopThread
 

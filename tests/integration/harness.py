@@ -26,7 +26,7 @@ from extauthz.config.loader import load_policy_file
 from extauthz.dev import upstream
 from extauthz.dev.envoyconf import EnvoyPorts, EnvoyProcess, load_config, render_envoy_config
 from extauthz.devtokens import jwks_of, public_jwk, sign_token
-from extauthz.server.runtime import ServeOptions, Sidecar
+from extauthz.runtime import ServeOptions, Sidecar
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_YAML = REPO / "envoy.yaml"

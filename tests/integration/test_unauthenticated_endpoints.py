@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from extauthz.config.loader import load_policy_file
 from extauthz.logs import JsonFormatter
-from extauthz.server.runtime import ServeOptions, Sidecar
+from extauthz.runtime import ServeOptions, Sidecar
 from tests.integration.harness import ConfigMapDir, Idp, LoopThread, example_policy, request
 
 SECRETS = (

@@ -50,8 +50,8 @@ from extauthz.dev.envoyconf import (
     render_envoy_config,
 )
 from extauthz.devtokens import sign_token
-from extauthz.server.envoy_http import AuthzHttpServer, start_authz_http
-from extauthz.server.runtime import Sidecar
+from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
+from extauthz.runtime import Sidecar
 from tests.httpmode.client import ENVOY_HTTP_YAML
 from tests.integration.harness import ENVOY_YAML, Idp, LoopThread, Reply, request, start_sidecar
 

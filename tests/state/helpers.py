@@ -16,9 +16,9 @@ import aiohttp
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from extauthz.admin.state import StateOptions
 from extauthz.config.loader import load_policy_file
-from extauthz.server.admin_state import StateOptions
-from extauthz.server.runtime import ServeOptions, Sidecar
+from extauthz.runtime import ServeOptions, Sidecar
 from extauthz.state.urls import StoreSettings
 from extauthz.state.users import RecorderSettings
 from extauthz.state.watcher import WatchSettings

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from extauthz.dev.envoyconf import find_binary
-from extauthz.server.runtime import Sidecar
+from extauthz.runtime import Sidecar
 from tests.state.conftest import MASTER_KEY, PolicyFiles, token
 
 SERVICE = "extauthz.admin.v1.Admin"

@@ -20,7 +20,7 @@ import pytest
 
 from extauthz._gen.extauthz.admin.v1 import admin_pb2 as pb
 from extauthz._gen.extauthz.admin.v1 import admin_pb2_grpc as pb_grpc
-from extauthz.server.runtime import Sidecar
+from extauthz.runtime import Sidecar
 from tests.state.conftest import MASTER_KEY, PolicyFiles
 from tests.state.helpers import ADMIN, Http, sidecar
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from extauthz.server.runtime import Sidecar
+from extauthz.runtime import Sidecar
 from tests.state.conftest import PolicyFiles, token, write_policy
 from tests.state.helpers import ADMIN, Checker, Http, sidecar, wait_for
 

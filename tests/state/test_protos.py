@@ -64,7 +64,7 @@ def test_generated_files_are_current() -> None:
 
 def test_every_rpc_has_a_servicer_method() -> None:
     """The servicer implements every RPC of the service (none falls back to UNIMPLEMENTED)."""
-    from extauthz.server.admin_grpc import AdminServicer
+    from extauthz.admin.grpc_api import AdminServicer
 
     methods = admin_pb2.DESCRIPTOR.services_by_name["Admin"].methods_by_name
     for name in methods:

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz import metrics
-from extauthz.server.runtime import Sidecar
+from extauthz.runtime import Sidecar
 from tests.state.conftest import PG_BASE_URL, PolicyFiles, schema_url, token
 from tests.state.helpers import Checker, Http, sidecar, wait_for
 from tests.state.tcpproxy import TcpProxy

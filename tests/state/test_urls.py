@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from extauthz.admin.state import StateOptions, StateRuntime
 from extauthz.authorizer import Authorizer
 from extauthz.config.loader import load_policy_file
 from extauthz.errors import ConfigError
 from extauthz.policy.compiled import Policy
-from extauthz.server.admin_state import StateOptions, StateRuntime
-from extauthz.server.runtime import ServeOptions, Sidecar
+from extauthz.runtime import ServeOptions, Sidecar
 from extauthz.state.memory import MemoryStore
 from extauthz.state.postgres import PostgresStore
 from extauthz.state.sqlite import SqliteStore

@@ -231,8 +231,8 @@ def test_admin_api_paths_match_the_routes_the_sidecar_serves() -> None:
     import re
     from pathlib import Path
 
+    from extauthz.admin import http_api
     from extauthz.policy.credentials import ADMIN_API_PATHS
-    from extauthz.server import http_api
 
     source = Path(http_api.__file__).read_text()
 

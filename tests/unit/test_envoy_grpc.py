@@ -8,10 +8,10 @@ from typing import Any
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.protobuf import json_format
 
+from extauthz.envoy.grpc_service import AuthorizationService, to_check_response, to_request_view
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import render
-from extauthz.server.envoy_grpc import AuthorizationService, to_check_response, to_request_view
 
 
 def check_request(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from extauthz.admin.service import AdminError, check_id, check_ids
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
@@ -21,7 +22,6 @@ from extauthz.identity.claims import canonical_id
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView
 from extauthz.policy.decide import decide, identity_from_claims
 from extauthz.policy.verdict import render
-from extauthz.server.admin_service import AdminError, check_id, check_ids
 from extauthz.state.protocol import StateSnapshot
 
 POLICY_YAML = """

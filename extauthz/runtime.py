@@ -24,20 +24,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from extauthz import metrics
+from extauthz.admin.grpc_api import add_admin_service
+from extauthz.admin.http_api import build_app
+from extauthz.admin.state import RecordingAuthorizer, StateOptions, StateRuntime
 from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import LoadedPolicy, load_policy_file
 from extauthz.config.watcher import PolicyWatcher
+from extauthz.envoy.grpc_service import AuthorizationService
+from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.listen import parse_address, start_http
 from extauthz.policy.compiled import Policy
 from extauthz.redact import redact_url
-from extauthz.server.admin_grpc import add_admin_service
-from extauthz.server.admin_state import RecordingAuthorizer, StateOptions, StateRuntime
-from extauthz.server.envoy_grpc import AuthorizationService
-from extauthz.server.envoy_http import AuthzHttpServer, start_authz_http
-from extauthz.server.http_api import build_app
 
 log = logging.getLogger("extauthz.serve")
 

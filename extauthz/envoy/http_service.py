@@ -40,6 +40,7 @@ from typing import Any
 
 import httptools
 
+from extauthz.envoy.responder import AuthorizerLike, Responder
 from extauthz.model import (
     INTERNAL_VERDICT,
     Deny,
@@ -49,7 +50,6 @@ from extauthz.model import (
     deny_body,
     deny_verdict,
 )
-from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from extauthz.admin.service import AdminService
 from extauthz.authorizer import Authorizer
 from extauthz.errors import ConfigError, StoreError
 from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import email_refusal, resolve_role
-from extauthz.server.admin_service import AdminService
 from extauthz.state.protocol import StateSnapshot
 from extauthz.state.urls import StoreSettings, store_from_url
 from extauthz.state.users import RecorderSettings, UserRecorder, recording_paused

@@ -18,8 +18,8 @@ from google.protobuf import timestamp_pb2
 from extauthz import metrics
 from extauthz._gen.extauthz.admin.v1 import admin_pb2 as pb
 from extauthz._gen.extauthz.admin.v1 import admin_pb2_grpc as pb_grpc
+from extauthz.admin.service import AdminError, AdminService, Explanation
 from extauthz.model import Allow, Deny
-from extauthz.server.admin_service import AdminError, AdminService, Explanation
 from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 
 log = logging.getLogger("extauthz.admin")

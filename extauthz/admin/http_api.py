@@ -29,14 +29,14 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extauthz import metrics as prom
-from extauthz.model import REASON_HEADER, Reason, deny_body
-from extauthz.server.admin_service import (
+from extauthz.admin.service import (
     DEFAULT_PAGE_SIZE,
     AdminError,
     AdminService,
     UserPage,
     bad_request,
 )
+from extauthz.model import REASON_HEADER, Reason, deny_body
 from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]

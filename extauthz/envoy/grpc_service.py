@@ -16,8 +16,8 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 
+from extauthz.envoy.responder import AuthorizerLike, Responder
 from extauthz.model import INTERNAL_VERDICT, RequestView, Verdict
-from extauthz.server.responder import AuthorizerLike, Responder
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD

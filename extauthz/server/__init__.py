@@ -1,1 +1,0 @@
-"""Adapters at the edge: Envoy's gRPC ext_authz protocol, health, reflection, the HTTP side."""
