@@ -22,14 +22,12 @@ import pytest
 
 from extauthz.envoy.http_service import (
     AuthzHttpServer,
-    HttpLimits,
     encode_verdict,
-    header_line,
-    run_eagerly,
     start_authz_http,
     strip_prefix,
     to_request_view,
 )
+from extauthz.envoy.httpserver import HttpLimits, header_line, run_eagerly
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import render
@@ -327,7 +325,7 @@ def test_a_client_that_reads_nothing_cannot_grow_the_server(
                 stalls += 1
                 loop_thread.run(asyncio.sleep(0.05))
         assert sent < len(data), "the server read everything without anyone reading answers"
-        held = max(c.transport.get_write_buffer_size() for c in list(server._connections))  # type: ignore[union-attr]
+        held = max(c.transport.get_write_buffer_size() for c in list(server.http._connections))  # type: ignore[union-attr]
         assert held < 4 * 1024 * 1024
         conn.sock.setblocking(True)
         conn.sock.settimeout(10)
