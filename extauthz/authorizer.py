@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from extauthz.bodyreader import BodyReader
+from extauthz.identity.credentials import Credential, extract_credential
+from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
@@ -25,11 +27,9 @@ from extauthz.model import (
     internal_error,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.credentials import Credential, extract_credential
 from extauthz.policy.decide import (
     Admission,
     admit,
-    identity_from_claims,
     judge_body,
 )
 from extauthz.policy.paths import PathError, check_path

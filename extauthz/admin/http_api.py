@@ -37,6 +37,7 @@ from extauthz.admin.service import (
     bad_request,
 )
 from extauthz.model import REASON_HEADER, Reason, deny_body
+from extauthz.policy.admin_paths import ADMIN_API_ROUTES
 from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
@@ -275,15 +276,21 @@ def _admin_routes(app: web.Application, admin: AdminService) -> None:
     async def customer_list(_request: web.Request, _caller: str) -> Any:
         return [end_user_json(s) for s in await admin.list_end_users()]
 
-    app.router.add_post("/team/block", route("team_block", team_block))
-    app.router.add_post("/team/unblock", route("team_unblock", team_unblock))
-    app.router.add_get("/team/info", route("team_info", team_info))
-    app.router.add_get("/team/list", route("team_list", team_list))
-    app.router.add_get("/user/info", route("user_info", user_info))
-    app.router.add_get("/user/list", route("user_list", user_list))
-    app.router.add_post("/customer/block", route("customer_block", customer_block))
-    app.router.add_post("/customer/unblock", route("customer_unblock", customer_unblock))
-    app.router.add_get("/customer/list", route("customer_list", customer_list))
+    handlers = {
+        "/team/block": team_block,
+        "/team/unblock": team_unblock,
+        "/team/info": team_info,
+        "/team/list": team_list,
+        "/user/info": user_info,
+        "/user/list": user_list,
+        "/customer/block": customer_block,
+        "/customer/unblock": customer_unblock,
+        "/customer/list": customer_list,
+    }
+    # One table (policy.admin_paths) says what is served and where credentials are kept.
+    for method, path in ADMIN_API_ROUTES:
+        handler = handlers[path]
+        app.router.add_route(method, path, route(handler.__name__, handler))
 
 
 def build_app(readiness: ReadinessProbe, admin: AdminService | None = None) -> web.Application:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
 from extauthz.identity.claims import ClaimValueError, canonical_id
+from extauthz.identity.credentials import extract_credential
 from extauthz.model import (
     MASTER_KEY,
     PASSTHROUGH,
@@ -33,7 +34,6 @@ from extauthz.model import (
     Verdict,
     deny_headers,
 )
-from extauthz.policy.credentials import extract_credential
 from extauthz.policy.decide import resolve_role
 from extauthz.policy.verdict import render
 from extauthz.state.protocol import EndUserState, StateStore, TeamState, UserRecord

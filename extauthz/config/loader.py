@@ -28,12 +28,11 @@ from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
 from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
 from extauthz.identity.emails import email_domain
+from extauthz.identity.fields import ClaimField, ClaimFields
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.compiled import (
-    ClaimField,
-    ClaimFields,
     HeaderNames,
     KeySettings,
     ModelRule,

@@ -6,30 +6,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from extauthz.identity.fields import ClaimFields
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.routes import RouteSet
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimField:
-    """A configured claim name and its parsed path (see ``identity.claims``)."""
-
-    name: str
-    path: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimFields:
-    """Which claims carry which identity attribute (``*_jwt_field`` settings)."""
-
-    user_id: ClaimField | None = None
-    team_id: ClaimField | None = None
-    org_id: ClaimField | None = None
-    end_user_id: ClaimField | None = None
-    email: ClaimField | None = None
-    roles: ClaimField | None = None
 
 
 @dataclass(frozen=True, slots=True)

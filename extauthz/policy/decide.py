@@ -8,14 +8,9 @@ readable model (400) → cut body when the model matters (413) → model allowed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
-from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.model import (
-    JWT,
     MASTER_KEY,
     PASSTHROUGH,
     Allow,
@@ -26,9 +21,9 @@ from extauthz.model import (
     RequestView,
     Role,
 )
+from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
-from extauthz.policy.compiled import ClaimField, ModelRule, Policy
-from extauthz.policy.credentials import ADMIN_API_PATHS, routes_to_admin_api
+from extauthz.policy.compiled import ModelRule, Policy
 from extauthz.policy.models import MAX_JSON_CONTAINERS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
 from extauthz.state.protocol import StateSnapshot
@@ -41,47 +36,6 @@ _UNREAD_PROVIDER_ROUTE = (
     "provider pass-through routes carry the model in provider-specific places the "
     "authorization service does not read; a role with a model list may not use them"
 )
-
-NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
-
-
-def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
-    return None if f is None else string_claim(claims, f.name, f.path)
-
-
-def identity_from_claims(claims: Mapping[str, Any], policy: Policy) -> Identity | Deny:
-    """Read the identity attributes the policy names; 401 if a claim cannot be carried safely."""
-    fields = policy.fields
-    try:
-        email = _claim(claims, fields.email)
-        user_id = _claim(claims, fields.user_id) or email  # LiteLLM falls back to the email
-        team_id = _claim(claims, fields.team_id) or policy.team_id_default
-        org_id = _claim(claims, fields.org_id)
-        end_user_id = _claim(claims, fields.end_user_id)
-    except ClaimValueError as exc:
-        return Deny(401, Reason.MALFORMED_TOKEN, f"{exc}; such a value cannot be forwarded")
-    roles = (
-        frozenset()
-        if fields.roles is None
-        else string_set_claim(claims, fields.roles.name, fields.roles.path)
-    )
-    sub = claims.get("sub")
-    # The email gate's address parse happens here, once per token: identities are cached.
-    email_check = NO_EMAIL_CHECK if policy.email_domains is None else check_email(claims, email)
-    return Identity(
-        kind=JWT,
-        user_id=user_id,
-        team_id=team_id,
-        org_id=org_id,
-        end_user_id=end_user_id,
-        email=email,
-        scopes=scopes_of(claims),
-        roles=roles,
-        subject=sub if isinstance(sub, str) else None,
-        email_domain=email_check.domain,
-        email_problem=email_check.problem,
-    )
-
 
 def resolve_role(identity: Identity, policy: Policy) -> Role | None:
     """LiteLLM's role order: admin scope, then team id, then user role (or user id)."""

@@ -6,6 +6,7 @@ The deny body shape is a client contract: ``{"error": {"message", "type", "code"
 
 from __future__ import annotations
 
+from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.model import (
     PASSTHROUGH,
     Allow,
@@ -15,7 +16,6 @@ from extauthz.model import (
     deny_verdict,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.credentials import CREDENTIAL_HEADERS
 
 
 def render(decision: Decision, policy: Policy) -> Verdict:

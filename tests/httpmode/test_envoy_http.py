@@ -27,9 +27,9 @@ from extauthz.dev.envoyconf import (
     write_config,
 )
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
+from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.model import Decision, Deny, Reason, RequestView
 from extauthz.policy.compiled import HeaderNames
-from extauthz.policy.credentials import CREDENTIAL_HEADERS
 from tests.httpmode.client import ENVOY_HTTP_YAML, ShippedLists, shipped_ext_authz
 from tests.integration.harness import IDENTITY_HEADERS, LoopThread, Stack, start_stack
 from tests.integration.test_envoy_flow import (

@@ -10,9 +10,10 @@ import pytest
 
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
+from extauthz.identity.fields import identity_from_claims
 from extauthz.model import MASTER_KEY, Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import decide, identity_from_claims, resolve_role
+from extauthz.policy.decide import decide, resolve_role
 from extauthz.state.protocol import StateSnapshot
 
 ENV = {"JWT_PUBLIC_KEY_URL": "file:///dev/null"}

@@ -15,11 +15,12 @@ from extauthz.authorizer import Authorizer
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
+from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView
-from extauthz.policy.decide import decide, identity_from_claims
+from extauthz.policy.decide import decide
 from extauthz.state.protocol import StateSnapshot
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 

@@ -19,8 +19,9 @@ from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
 from extauthz.identity.claims import canonical_id
+from extauthz.identity.fields import identity_from_claims
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView
-from extauthz.policy.decide import decide, identity_from_claims
+from extauthz.policy.decide import decide
 from extauthz.policy.verdict import render
 from extauthz.state.protocol import StateSnapshot
 

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extauthz.identity.credentials import extract_credential
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.tokens import (
     TokenFailure,
@@ -19,7 +20,6 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.policy.credentials import extract_credential
 from tests.unit.keys import NOW, rs_token, rsa_jwk
 
 RING = KeyRing.from_jwks([{"keys": [rsa_jwk()]}])

@@ -16,34 +16,6 @@ CREDENTIAL_HEADERS = (
 )
 
 
-# The sidecar's own admin API (served on --http-address, routed there by Envoy). The sidecar
-# authenticates these calls again itself, so the caller's credential must reach it: it is not
-# stripped on these paths (see ``routes_to_admin_api``).
-ADMIN_API_PATHS = frozenset(
-    {
-        "/team/block",
-        "/team/unblock",
-        "/team/info",
-        "/team/list",
-        "/user/info",
-        "/user/list",
-        "/customer/block",
-        "/customer/unblock",
-        "/customer/list",
-    }
-)
-
-
-def routes_to_admin_api(target: str) -> bool:
-    """Whether Envoy sends this request target (``:path`` as the client sent it) to the admin API.
-
-    Envoy routes on the raw path, so only a path that is an admin API path byte for byte, before
-    any query, goes there. A percent-escaped spelling (``/%74eam/info``) decodes to the same route
-    for the policy, but Envoy sends it to the upstream, which must not get the credential.
-    """
-    return target.partition("?")[0] in ADMIN_API_PATHS
-
-
 class Credential(NamedTuple):
     """The token or key a caller presented, and the header it came in (for messages only)."""
 

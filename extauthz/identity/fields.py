@@ -1,0 +1,91 @@
+"""From verified claims to the caller's ``Identity``: which claims carry which attribute.
+
+The ``*_jwt_field`` settings name the claims; the rules are LiteLLM's (the user id falls back to
+the email, a missing team takes ``team_id_default``), ids have one canonical form
+(``claims.canonical_id``), and the email gate's reading of the address is made here, once per
+token, because identities are cached with the token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
+from extauthz.identity.emails import EmailCheck, check_email
+from extauthz.model import JWT, Deny, Identity, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimField:
+    """A configured claim name and its parsed path (see ``identity.claims``)."""
+
+    name: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFields:
+    """Which claims carry which identity attribute (``*_jwt_field`` settings)."""
+
+    user_id: ClaimField | None = None
+    team_id: ClaimField | None = None
+    org_id: ClaimField | None = None
+    end_user_id: ClaimField | None = None
+    email: ClaimField | None = None
+    roles: ClaimField | None = None
+
+
+class ClaimRules(Protocol):
+    """What reading an identity needs of the policy (``Policy`` has these attributes)."""
+
+    @property
+    def fields(self) -> ClaimFields: ...
+
+    @property
+    def team_id_default(self) -> str | None: ...
+
+    @property
+    def email_domains(self) -> frozenset[str] | None: ...
+
+
+NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
+
+
+def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
+    return None if f is None else string_claim(claims, f.name, f.path)
+
+
+def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Identity | Deny:
+    """Read the identity attributes the policy names; 401 if a claim cannot be carried safely."""
+    fields = policy.fields
+    try:
+        email = _claim(claims, fields.email)
+        user_id = _claim(claims, fields.user_id) or email  # LiteLLM falls back to the email
+        team_id = _claim(claims, fields.team_id) or policy.team_id_default
+        org_id = _claim(claims, fields.org_id)
+        end_user_id = _claim(claims, fields.end_user_id)
+    except ClaimValueError as exc:
+        return Deny(401, Reason.MALFORMED_TOKEN, f"{exc}; such a value cannot be forwarded")
+    roles = (
+        frozenset()
+        if fields.roles is None
+        else string_set_claim(claims, fields.roles.name, fields.roles.path)
+    )
+    sub = claims.get("sub")
+    # The email gate's address parse happens here, once per token: identities are cached.
+    email_check = NO_EMAIL_CHECK if policy.email_domains is None else check_email(claims, email)
+    return Identity(
+        kind=JWT,
+        user_id=user_id,
+        team_id=team_id,
+        org_id=org_id,
+        end_user_id=end_user_id,
+        email=email,
+        scopes=scopes_of(claims),
+        roles=roles,
+        subject=sub if isinstance(sub, str) else None,
+        email_domain=email_check.domain,
+        email_problem=email_check.problem,
+    )
