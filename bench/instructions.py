@@ -37,7 +37,7 @@ from extauthz.config.loader import load_policy_file
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.admin.state import RecordingAuthorizer
+from extauthz.authorizer import Authorizer
 from extauthz.envoy.grpc_service import AuthorizationService
 
 body = open("{body}", "rb").read()
@@ -60,7 +60,7 @@ policy = load_policy_file("{policy}", os.environ).policy
 keys = JwksSource(policy.keys.urls, fetch=None)
 keys.ring = KeyRing.from_jwks([json.load(open("{jwks}"))])
 verifier = TokenVerifier(keys, policy.token_rules, cache_size=policy.keys.token_cache_size)
-service = AuthorizationService(RecordingAuthorizer(policy, verifier))
+service = AuthorizationService(Authorizer(policy, verifier, on_identity=lambda i, p: None))
 tokens = open("{tokens}").read().split()[:{count}]
 requests = itertools.cycle([request(t) for t in tokens])
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from extauthz.bodyreader import BodyReader
@@ -98,10 +98,13 @@ class Authorizer:
         verifier: TokenVerifier | None,
         state: StateView | None = None,
         body_reader: BodyReader | None = None,
+        on_identity: Callable[[Identity, Policy], None] | None = None,
     ) -> None:
         self.policy = policy
         self.verifier = verifier
         self.state = state or StateView()
+        # Called with every caller authenticated by a verified JWT (the user recorder).
+        self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
         # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
@@ -243,12 +246,9 @@ class Authorizer:
             verified.memo = identity_from_claims(verified.claims, policy)
             verified.memo_key = policy
         identity: Identity | Deny = verified.memo
-        if isinstance(identity, Identity):
-            self.seen(identity, policy)
+        if self.on_identity is not None and isinstance(identity, Identity):
+            self.on_identity(identity, policy)
         return identity
-
-    def seen(self, identity: Identity, policy: Policy) -> None:
-        """Called with every caller authenticated by a verified JWT (subclasses record users)."""
 
     def identify_now(self, credential: Credential, policy: Policy) -> Identity | Deny | None:
         """``authenticate``'s answer when it needs no waiting; None: a JWT to verify first."""

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from extauthz import metrics
 from extauthz.admin.grpc_api import add_admin_service
 from extauthz.admin.http_api import build_app
-from extauthz.admin.state import RecordingAuthorizer, StateOptions, StateRuntime
+from extauthz.admin.state import StateOptions, StateRuntime
 from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import LoadedPolicy, load_policy_file
@@ -79,12 +79,17 @@ class Sidecar:
             cache_size=policy.keys.token_cache_size,
             max_age=policy.keys.token_cache_max_age,
         )
-        self.body_reader = BodyReader()
-        self.authorizer: Authorizer = RecordingAuthorizer(
-            policy, verifier if policy.enable_jwt_auth else None, body_reader=self.body_reader
-        )
         # Blocks and the user registry (--state); a URL that cannot work fails here.
-        self.state = StateRuntime(options.state_url, self.authorizer, options.state)
+        self.state = StateRuntime(options.state_url, options.state)
+        self.body_reader = BodyReader()
+        self.authorizer = Authorizer(
+            policy,
+            verifier if policy.enable_jwt_auth else None,
+            state=self.state.view,
+            body_reader=self.body_reader,
+            on_identity=self.state.note_identity,
+        )
+        self.admin = self.state.admin_service(self.authorizer)
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=policy.reload_interval
         )
@@ -103,11 +108,9 @@ class Sidecar:
         """Take a reloaded policy; key settings that changed are applied to the key source."""
         policy = loaded.policy
         keys = policy.keys
-        if keys.urls != self.keys.urls or keys.ttl != self.keys.ttl:
-            self.keys.urls = keys.urls
-            self.keys.ttl = keys.ttl
-            self._refresh_task = asyncio.ensure_future(self.keys.refresh("reload"))
-        self.keys.refetch_interval = keys.refetch_interval
+        refresh = self.keys.reconfigure(keys.urls, keys.ttl, keys.refetch_interval)
+        if refresh is not None:
+            self._refresh_task = refresh
         self.watcher.interval = policy.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(
@@ -157,7 +160,7 @@ class Sidecar:
             AuthorizationService(self.authorizer), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        admin_service = add_admin_service(server, self.state.admin)
+        admin_service = add_admin_service(server, self.admin)
         reflection.enable_server_reflection(
             (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
         )
@@ -169,7 +172,7 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:
-            app = build_app(self.readiness, self.state.admin)
+            app = build_app(self.readiness, self.admin)
             self.http_runner, bound = await start_http(app, self.options.http_address)
             self.http_port = parse_address(bound)[1]
         if self.options.authz_http_address:

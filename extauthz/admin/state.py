@@ -2,7 +2,7 @@
 
 ``Sidecar`` (runtime.py) builds a ``StateRuntime`` from ``--state``, opens it before binding any
 port (so a sidecar never answers from an empty snapshot), and reports its readiness.
-``RecordingAuthorizer`` is the ``Authorizer`` that also notes users seen in valid tokens
+``note_identity`` is the authorizer's ``on_identity`` hook: it notes users seen in valid tokens
 (``user_id_upsert``); noting is a dict write, the store write happens in the background.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extauthz.admin.service import AdminService
-from extauthz.authorizer import Authorizer
+from extauthz.authorizer import Authorizer, StateView
 from extauthz.errors import ConfigError, StoreError
 from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
@@ -38,16 +38,24 @@ class StateOptions:
     open_timeout: float = 30.0  # at start: how long to keep trying to reach the store
 
 
-class RecordingAuthorizer(Authorizer):
-    """An ``Authorizer`` that notes every user authenticated by a valid JWT (when enabled)."""
+class StateRuntime:
+    """Store + watcher + user recorder + admin service for one sidecar."""
 
-    recorder: UserRecorder | None = None
+    def __init__(self, url: str, options: StateOptions | None = None) -> None:
+        self.options = options or StateOptions()
+        self.store = store_from_url(url, self.options.store)  # ConfigError for a bad URL
+        self.view = StateView()  # what decisions read (give it to the Authorizer)
+        self.watcher = StateWatcher(self.store, self._publish, self.options.watch)
+        self.recorder = UserRecorder(self.store, self.options.users)
+        self._opened = False
 
-    def seen(self, identity: Identity, policy: Policy) -> None:
-        recorder = self.recorder
+    def _publish(self, snapshot: StateSnapshot) -> None:
+        self.view.current = snapshot
+
+    def note_identity(self, identity: Identity, policy: Policy) -> None:
+        """The authorizer's ``on_identity`` hook: record a user seen in a valid token."""
         if (
-            recorder is not None
-            and policy.user_id_upsert
+            policy.user_id_upsert
             and identity.user_id is not None
             and not recording_paused()
             and (
@@ -56,27 +64,11 @@ class RecordingAuthorizer(Authorizer):
                 or resolve_role(identity, policy) is Role.PROXY_ADMIN
             )
         ):
-            recorder.note(identity.user_id, identity.email, time.time())
+            self.recorder.note(identity.user_id, identity.email, time.time())
 
-
-class StateRuntime:
-    """Store + watcher + user recorder + admin service for one sidecar."""
-
-    def __init__(
-        self, url: str, authorizer: Authorizer, options: StateOptions | None = None
-    ) -> None:
-        self.options = options or StateOptions()
-        self.store = store_from_url(url, self.options.store)  # ConfigError for a bad URL
-        self.authorizer = authorizer
-        self.watcher = StateWatcher(self.store, self._publish, self.options.watch)
-        self.recorder = UserRecorder(self.store, self.options.users)
-        if isinstance(authorizer, RecordingAuthorizer):
-            authorizer.recorder = self.recorder
-        self.admin = AdminService(authorizer, self.store, self.watcher)
-        self._opened = False
-
-    def _publish(self, snapshot: StateSnapshot) -> None:
-        self.authorizer.state.current = snapshot
+    def admin_service(self, authorizer: Authorizer) -> AdminService:
+        """The admin API over this store, authenticating callers with ``authorizer``."""
+        return AdminService(authorizer, self.store, self.watcher)
 
     async def open(self) -> None:
         """Open the store (create/migrate), load the first snapshot, start following it.

@@ -179,6 +179,16 @@ class JwksSource:
         self._task: asyncio.Task[None] | None = None
         self.on_change: Callable[[KeyRing], None] | None = None
 
+    def reconfigure(
+        self, urls: tuple[str, ...], ttl: float, refetch_interval: float
+    ) -> asyncio.Future[bool] | None:
+        """Take reloaded key settings; a changed URL list or TTL starts a refresh (returned)."""
+        self.refetch_interval = refetch_interval
+        if urls == self.urls and ttl == self.ttl:
+            return None
+        self.urls, self.ttl = urls, ttl
+        return asyncio.ensure_future(self.refresh("reload"))
+
     @property
     def ready(self) -> bool:
         """Keys were obtained at least once."""

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from extauthz.admin.state import StateOptions, StateRuntime
-from extauthz.authorizer import Authorizer
 from extauthz.config.loader import load_policy_file
 from extauthz.errors import ConfigError
-from extauthz.policy.compiled import Policy
 from extauthz.runtime import ServeOptions, Sidecar
 from extauthz.state.memory import MemoryStore
 from extauthz.state.postgres import PostgresStore
@@ -133,8 +131,7 @@ async def test_unknown_postgres_database_fails_at_once() -> None:
     """A database that does not exist will not appear by retrying: fail without waiting."""
     require_pg()
     base = PG_BASE_URL.rsplit("/", 1)[0]
-    authorizer = Authorizer(Policy(), None)
-    runtime = StateRuntime(f"{base}/extauthz_no_such_db", authorizer, StateOptions(open_timeout=20))
+    runtime = StateRuntime(f"{base}/extauthz_no_such_db", StateOptions(open_timeout=20))
     start = asyncio.get_running_loop().time()
     with pytest.raises(ConfigError, match="does not exist"):
         await runtime.open()
