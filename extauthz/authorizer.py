@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
-from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
@@ -242,10 +241,7 @@ class Authorizer:
         return self._identity_of(result, policy)
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
-        if verified.memo_key is not policy:  # identity is derived once per token and policy
-            verified.memo = identity_from_claims(verified.claims, policy)
-            verified.memo_key = policy
-        identity: Identity | Deny = verified.memo
+        identity = verified.identity_under(policy)
         if self.on_identity is not None and isinstance(identity, Identity):
             self.on_identity(identity, policy)
         return identity

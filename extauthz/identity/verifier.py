@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extauthz import metrics
+from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.tokencache import ExpiringCache
@@ -24,21 +25,29 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.model import Reason
+from extauthz.model import Deny, Identity, Reason
 
 Claims = dict[str, Any]
 
 
 class Verified:
-    """Verified claims plus a memo: ``memo_key`` says what ``memo`` was derived under."""
+    """Verified claims, and the identity read from them under ``rules`` (``fields.ClaimRules``):
+    a cached token's identity is read once per token and rule set, not once per request."""
 
-    __slots__ = ("claims", "memo", "memo_key", "until")
+    __slots__ = ("claims", "identity", "rules", "until")
 
     def __init__(self, claims: Claims, until: float) -> None:
         self.claims = claims
         self.until = until
-        self.memo: Any = None
-        self.memo_key: object = None
+        self.identity: Identity | Deny | None = None
+        self.rules: object = None
+
+    def identity_under(self, rules: ClaimRules) -> Identity | Deny:
+        """The caller these claims name under ``rules`` (read once, then remembered)."""
+        if self.rules is not rules or self.identity is None:
+            self.identity = identity_from_claims(self.claims, rules)
+            self.rules = rules
+        return self.identity
 
 
 class TokenVerifier:
