@@ -29,7 +29,7 @@ from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import (
     Admission,
     admit,
-    judge_body,
+    decide,
 )
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
@@ -183,7 +183,8 @@ class Authorizer:
             and len(request.body) > reader.threshold
         ):
             return _LargeBody(admitted, path, query)
-        return judge_body(admitted, request, path, query)
+        state = self.state.current
+        return decide(request, path, query, identity, policy, state, admission=admitted)
 
     async def _judge_large(self, request: RequestView, step: _LargeBody) -> Decision:
         """``judge_body`` with the body's models read by the worker process."""
@@ -207,7 +208,16 @@ class Authorizer:
                 admission.identity,
                 admission.role,
             )
-        return judge_body(admission, request, step.path, step.query, read)
+        return decide(
+            request,
+            step.path,
+            step.query,
+            admission.identity,
+            self.policy,
+            self.state.current,
+            admission=admission,
+            read=read,
+        )
 
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""
