@@ -23,11 +23,13 @@ run: $(STAMP)
 ## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl).
 test: $(STAMP)
 	$(BIN)/ruff check extauthz tests bench scripts
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check extauthz tests bench scripts
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
