@@ -26,7 +26,8 @@ _ALLOW_LABELS = ("allow", Reason.ALLOWED.value, "200")
 class AuthorizerLike(Protocol):
     """What a responder needs of the authorizer (tests pass fakes)."""
 
-    policy: Policy
+    @property
+    def policy(self) -> Policy: ...
 
     async def authorize(self, request: RequestView) -> Decision: ...
 

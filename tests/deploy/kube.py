@@ -128,7 +128,8 @@ def container_port(c: Mapping[str, Any], port: int | str) -> int:
 def mount_of(c: Mapping[str, Any], volume: str) -> Doc:
     found = [m for m in c.get("volumeMounts", []) if m["name"] == volume]
     assert len(found) == 1, f"container {c['name']}: expected one mount of {volume}"
-    return found[0]
+    mount: Doc = found[0]
+    return mount
 
 
 def volume(pod: Mapping[str, Any], name: str) -> Doc:

@@ -21,6 +21,7 @@ from extauthz.config.loader import load_policy_file
 from extauthz.dev.envoyconf import validate
 from extauthz.mint.plan import load_plan
 from extauthz.runtime import GRPC_MAX_RECEIVE_BYTES
+from tests.integration.harness import request as http_request
 
 from .kube import (
     ENVOY_K8S,
@@ -44,7 +45,6 @@ from .podstack import (
     SECRETS,
     PodStack,
     grpc_health,
-    http_request,
     http_status,
     ops_url,
     start_pod_stack,

@@ -230,8 +230,8 @@ class Exploding:
 
 def test_internal_errors_answer_alike(loop_thread: LoopThread) -> None:
     """A crash inside the core is the same fixed 500 deny through both adapters."""
-    service = AuthorizationService(Exploding())  # type: ignore[arg-type]
-    grpc = from_grpc(loop_thread.run(service.Check(grpc_check_request({}), None)))  # type: ignore[arg-type]
+    service = AuthorizationService(Exploding())
+    grpc = from_grpc(loop_thread.run(service.Check(grpc_check_request({}), None)))
     server = AuthzHttpServer(Exploding())
     loop_thread.run(server.start("127.0.0.1", 0))
     try:

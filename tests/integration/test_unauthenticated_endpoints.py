@@ -148,7 +148,7 @@ def test_grpc_health_shows_no_secret(running: Running, service: str) -> None:
         try:
             answer = str(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5))
         except grpc.RpcError as exc:
-            answer = f"{exc.code()} {exc.details()}"  # type: ignore[attr-defined]
+            answer = f"{exc.code()} {exc.details()}"
     assert_no_secret(answer, f"health {service!r}")
 
 

@@ -90,7 +90,9 @@ def batch_lines(*models: str) -> bytes:
 def upload(purpose: str = "batch", content: bytes | None = None, **fields: str) -> Body:
     """A multipart/form-data POST /v1/files: purpose, extra form fields, one JSONL file."""
     boundary = "extauthz-" + uuid.uuid4().hex
-    parts = [(name, None, value.encode()) for name, value in {"purpose": purpose, **fields}.items()]
+    parts: list[tuple[str, str | None, bytes]] = [
+        (name, None, value.encode()) for name, value in {"purpose": purpose, **fields}.items()
+    ]
     lines = content if content is not None else batch_lines(FORBIDDEN)
     parts.append(("file", "input.jsonl", lines))
     out = b""

@@ -107,16 +107,16 @@ class FixedAuthorizer:
 
 async def test_check_never_raises() -> None:
     """Even if the authorizer itself raises, Check answers a 500 deny (fail closed)."""
-    service = AuthorizationService(ExplodingAuthorizer())  # type: ignore[arg-type]
-    resp = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    service = AuthorizationService(ExplodingAuthorizer())
+    resp = await service.Check(check_request({}), None)
     assert resp.denied_response.status.code == 500
     assert resp.status.code != 0
 
 
 async def test_check_round_trip() -> None:
     """A Check with a fixed decision returns exactly that decision's response."""
-    service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))  # type: ignore[arg-type]
-    resp = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))
+    resp = await service.Check(check_request({}), None)
     assert resp.denied_response.status.code == 401 and resp.status.code == 16
 
 
@@ -124,13 +124,13 @@ async def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
     """The cached allow answer equals a freshly built one; a policy change starts a new cache."""
     decision = Allow(Identity("jwt", user_id="u", team_id="t"), Role.TEAM, "gpt-4o")
     authorizer = FixedAuthorizer(decision)
-    service = AuthorizationService(authorizer)  # type: ignore[arg-type]
-    first = await service.Check(check_request({}), None)  # type: ignore[arg-type]
-    second = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    service = AuthorizationService(authorizer)
+    first = await service.Check(check_request({}), None)
+    second = await service.Check(check_request({}), None)
     assert first is second
     assert first == to_check_response(render(decision, authorizer.policy))
     authorizer.policy = Policy()
-    third = await service.Check(check_request({}), None)  # type: ignore[arg-type]
+    third = await service.Check(check_request({}), None)
     assert third is not first and third == first
 
 
@@ -141,10 +141,10 @@ async def test_each_check_is_counted_with_its_outcome() -> None:
     deny = ("deny", Reason.TOKEN_EXPIRED.value, "401")
     allow = ("allow", Reason.ALLOWED.value, "200")
     before = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
-    denier = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))  # type: ignore[arg-type]
-    allower = AuthorizationService(FixedAuthorizer(Allow(Identity("jwt", user_id="u"), Role.TEAM)))  # type: ignore[arg-type]
-    await denier.Check(check_request({}), None)  # type: ignore[arg-type]
-    await allower.Check(check_request({}), None)  # type: ignore[arg-type]
-    await allower.Check(check_request({}), None)  # type: ignore[arg-type]
+    denier = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))
+    allower = AuthorizationService(FixedAuthorizer(Allow(Identity("jwt", user_id="u"), Role.TEAM)))
+    await denier.Check(check_request({}), None)
+    await allower.Check(check_request({}), None)
+    await allower.Check(check_request({}), None)
     after = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 2, 3]

@@ -164,7 +164,9 @@ async def test_a_cached_token_is_verified_again_after_max_age() -> None:
     token = rs_token({"sub": "a"}, ttl=3600)
     assert isinstance(await verifier.verify(token), Verified)
     idp.docs["u1"] = jwks(rsa_jwk("b"))
-    source.ring = KeyRing.from_jwks([idp.docs["u1"]])  # behind the cache's back
+    doc = idp.docs["u1"]
+    assert doc is not None
+    source.ring = KeyRing.from_jwks([doc])  # behind the cache's back
     clock.t = NOW + 29
     assert isinstance(await verifier.verify(token), Verified)  # still the cached verdict
     clock.t = NOW + 30

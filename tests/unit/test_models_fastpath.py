@@ -40,7 +40,7 @@ def _stdlib_only(body: bytes, monkeypatch: pytest.MonkeyPatch) -> models.ModelRe
         raise orjson.JSONDecodeError("forced", "", 0)
 
     with monkeypatch.context() as m:
-        m.setattr(models.orjson, "loads", refuse)
+        m.setattr("extauthz.policy.models.orjson.loads", refuse)
         return _read(body)
 
 
