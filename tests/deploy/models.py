@@ -41,7 +41,11 @@ def validate(docs: Iterable[Mapping[str, Any]]) -> list[str]:
         module = f"{PACKAGES[group]}/{group}/{version}/{kind}"
         imports[alias] = f'import {{ {kind} as {alias} }} from "{module}";'
         name = f"{kind}/{doc['metadata']['name']}"
-        entries.append(f"  [{json.dumps(name)}, new {alias}({json.dumps(doc, indent=1)})],  // {i}")
+        # The model sets apiVersion and kind itself: its import path is chosen by them.
+        data = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+        entries.append(
+            f"  [{json.dumps(name)}, new {alias}({json.dumps(data, indent=1)})],  // {i}"
+        )
     source = "\n".join(
         [
             *imports.values(),

@@ -27,6 +27,7 @@ from .kube import (
     pod_spec,
     port_of,
     render,
+    schema_problems,
     volume,
     walk,
 )
@@ -58,13 +59,7 @@ def test_kustomization_renders(name: str) -> None:
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
 @pytest.mark.parametrize("name", NAMES)
 def test_objects_validate_against_the_kubernetes_schema(name: str, version: str) -> None:
-    problems = []
-    for doc in render(name):
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path)
-            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+    problems = schema_problems(render(name), version)
     assert not problems, "\n".join(problems)
 
 
