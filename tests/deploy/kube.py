@@ -35,6 +35,15 @@ MESH_KUSTOMIZATIONS = {
 DEPLOYMENT = "extauthz-gateway"
 
 Doc = dict[str, Any]
+# What every kustomization here renders (besides what an attachment adds).
+CORE_KINDS = (
+    "ConfigMap",
+    "Deployment",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+)
 
 
 def kubectl() -> str | None:

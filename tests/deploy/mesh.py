@@ -196,6 +196,16 @@ def _duration(text: str) -> str:
     return f"{seconds:g}s"
 
 
+def _grpc_ext_authz(cluster: str, fail_open: bool, timeout: str) -> dict[str, Any]:
+    """What both control planes set for a gRPC authorizer (the rest differs)."""
+    return {
+        "@type": EXT_AUTHZ_TYPE,
+        "transport_api_version": "V3",
+        "failure_mode_allow": fail_open,
+        "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": _duration(timeout)},
+    }
+
+
 def istio_ext_authz(provider: Mapping[str, Any], cluster: str) -> dict[str, Any]:
     """The ext_authz filter istiod builds for an ``envoyExtAuthzGrpc`` provider.
 
@@ -204,15 +214,7 @@ def istio_ext_authz(provider: Mapping[str, Any], cluster: str) -> dict[str, Any]
     selects every request, so the filter runs for all of them, as here.
     """
     grpc = provider["envoyExtAuthzGrpc"]
-    config: dict[str, Any] = {
-        "@type": EXT_AUTHZ_TYPE,
-        "transport_api_version": "V3",
-        "failure_mode_allow": grpc.get("failOpen", False),
-        "grpc_service": {
-            "envoy_grpc": {"cluster_name": cluster},
-            "timeout": _duration(grpc.get("timeout", "600s")),
-        },
-    }
+    config = _grpc_ext_authz(cluster, grpc.get("failOpen", False), grpc.get("timeout", "600s"))
     if "statusOnError" in grpc:
         config["status_on_error"] = {"code": int(grpc["statusOnError"])}
     body = grpc.get("includeRequestBodyInCheck")
@@ -235,15 +237,7 @@ def envoy_gateway_ext_authz(policy: Mapping[str, Any], cluster: str) -> dict[str
     """The ext_authz filter Envoy Gateway builds for a SecurityPolicy's gRPC ``extAuth``: body
     with ``max_request_bytes`` only (no partial message, no ``pack_as_bytes``), default 10 s."""
     ext = policy["spec"]["extAuth"]
-    config: dict[str, Any] = {
-        "@type": EXT_AUTHZ_TYPE,
-        "transport_api_version": "V3",
-        "failure_mode_allow": ext.get("failOpen", False),
-        "grpc_service": {
-            "envoy_grpc": {"cluster_name": cluster},
-            "timeout": _duration(ext.get("timeout", "10s")),
-        },
-    }
+    config = _grpc_ext_authz(cluster, ext.get("failOpen", False), ext.get("timeout", "10s"))
     if "bodyToExtAuth" in ext:
         config["with_request_body"] = {"max_request_bytes": ext["bodyToExtAuth"]["maxRequestBytes"]}
     if "headersToExtAuth" in ext:

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 
 from .kube import (
+    CORE_KINDS,
     ENVOY_K8S,
     KUSTOMIZATIONS,
     POLICY_K8S,
@@ -44,15 +45,7 @@ SIDECAR_PORTS = {9191, 9192, 9193, 9902}
 @pytest.mark.parametrize("name", NAMES)
 def test_kustomization_renders(name: str) -> None:
     kinds = sorted({d["kind"] for d in render(name)})
-    expected = {
-        "ConfigMap",
-        "Deployment",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Service",
-        "ServiceAccount",
-    }
-    assert expected <= set(kinds), kinds
+    assert set(CORE_KINDS) <= set(kinds), kinds
     assert "Secret" not in kinds, "secrets are created by the user, never shipped"
 
 

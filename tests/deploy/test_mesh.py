@@ -16,6 +16,7 @@ from extauthz.config.loader import compile_policy
 
 from . import mesh, models
 from .kube import (
+    CORE_KINDS,
     DEPLOY,
     Doc,
     container,
@@ -72,21 +73,12 @@ def security_policy() -> Doc:
 @pytest.mark.parametrize("name", MESH)
 def test_each_renders_the_authorizer_and_its_attachment(name: str) -> None:
     kinds = sorted(d["kind"] for d in render(name))
-    core = [
-        "ConfigMap",
-        "ConfigMap",
-        "Deployment",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Service",
-        "ServiceAccount",
-    ]
     extra = {
         "authorizer": [],
         "istio": ["AuthorizationPolicy", "Telemetry"],
         "envoy-gateway": ["ReferenceGrant", "SecurityPolicy"],
     }[name]
-    assert kinds == sorted(core + extra)
+    assert kinds == sorted([*CORE_KINDS, "ConfigMap", *extra])  # policy and env ConfigMaps
     assert "Secret" not in kinds
 
 

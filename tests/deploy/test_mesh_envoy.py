@@ -17,14 +17,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from extauthz.dev.envoyconf import (
-    EXT_AUTHZ_FILTER,
-    EnvoyPorts,
-    EnvoyProcess,
-    default_access_log_fields,
-    load_config,
-    render_envoy_config,
-)
+from extauthz.dev import envoyconf
 from tests.integration.harness import (
     ENVOY_YAML,
     LoopThread,
@@ -48,18 +41,18 @@ SECURITY_POLICY = yaml.safe_load((DEPLOY / "envoy-gateway" / "securitypolicy.yam
 def with_filter(stack: Stack, name: str, typed: dict[str, Any], per_route: Any = None) -> dict:
     """envoy.yaml on the stack's ports, its ext_authz filter replaced by ``typed`` (named
     ``name``, disabled unless a route turns it on when ``per_route`` is given)."""
-    config = render_envoy_config(
-        load_config(ENVOY_YAML),
-        EnvoyPorts(0, 0, stack.grpc_port, stack.http_port, stack.upstream_port),
+    config = envoyconf.render_envoy_config(
+        envoyconf.load_config(ENVOY_YAML),
+        envoyconf.EnvoyPorts(0, 0, stack.grpc_port, stack.http_port, stack.upstream_port),
         access_log_path=str(stack.workdir / f"{name.replace('/', '_')}.jsonl"),
         access_log_fields={
-            **default_access_log_fields(),
+            **envoyconf.default_access_log_fields(),
             "reason": "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%",
         },
     )
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     filters = hcm["typed_config"]["http_filters"]
-    (i,) = [n for n, f in enumerate(filters) if f["name"] == EXT_AUTHZ_FILTER]
+    (i,) = [n for n, f in enumerate(filters) if f["name"] == envoyconf.EXT_AUTHZ_FILTER]
     filters[i] = {"name": name, "typed_config": typed}
     if per_route is not None:
         filters[i]["disabled"] = True
@@ -77,7 +70,7 @@ class Proxy:
                 "typed_config"
             ]["access_log"][-1]["typed_config"]["path"]
         )
-        self.envoy = EnvoyProcess(
+        self.envoy = envoyconf.EnvoyProcess(
             config, stack.workdir, name=name, extra_args=["--file-flush-interval-msec", "50"]
         )
         self.envoy.start()
@@ -116,7 +109,7 @@ def stack(
 def istio(stack: Stack) -> Iterator[Proxy]:
     (provider,) = [p for p in ISTIO["meshConfig"]["extensionProviders"] if p["name"] == "extauthz"]
     typed = mesh.istio_ext_authz(provider, "extauthz")
-    proxy = Proxy(stack, "istio", with_filter(stack, EXT_AUTHZ_FILTER, typed))
+    proxy = Proxy(stack, "istio", with_filter(stack, envoyconf.EXT_AUTHZ_FILTER, typed))
     yield proxy
     proxy.envoy.stop()
 

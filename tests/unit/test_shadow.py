@@ -17,15 +17,8 @@ from extauthz.policy.types import Allow, Decision, Deny, Identity, Reason, Reque
 from extauthz.server.envoy_grpc import to_check_response
 from extauthz.server.envoy_http import INTERNAL_DENY, encode_verdict
 from extauthz.server.responder import Responder
+from tests.integration.harness import IDENTITY_HEADERS
 
-IDENTITY_HEADERS = (
-    "x-auth-user-id",
-    "x-auth-team-id",
-    "x-auth-org-id",
-    "x-auth-end-user-id",
-    "x-auth-user-role",
-    "x-auth-user-email",
-)
 VIEW = RequestView("POST", "/v1/chat/completions", {"x-request-id": "rid-1"})
 FORBIDDEN = Deny(
     403,
