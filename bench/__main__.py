@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import math
 import os
@@ -449,7 +450,7 @@ def main() -> int:
     }
     if not args.no_http:
         for label in ("http-floor", "http-sidecar-warm", "http-sidecar-cold"):
-            runners[label] = lambda label=label: http(label)
+            runners[label] = functools.partial(http, label)
     order = list(runners)
     with envoy("none") as port:
         alone = run_wrk("envoy-alone", port, none, sec, conns)

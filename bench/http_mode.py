@@ -176,13 +176,13 @@ def http_rows(
             with bench.envoy("jwt_authn") as envoy_port:
                 wrk(name, envoy_port, warm, "1,000 tokens")
         elif name.startswith("http-sidecar"):
-            tokens, note = (warm, "1,000 tokens") if name.endswith("warm") else (
+            token_file, note = (warm, "1,000 tokens") if name.endswith("warm") else (
                 cold, f"{cold_tokens:,} tokens")  # fmt: skip
             with bench.process(sidecar_http(port), env=env, log=bench.WORK / f"{name}.log"):
                 bench.wait_port(port)
                 time.sleep(0.5)  # keys fetched
                 with http_envoy(port) as envoy_port:
-                    wrk(name, envoy_port, tokens, note)
+                    wrk(name, envoy_port, token_file, note)
         elif name == "grpc-sidecar-warm":
             admin = bench.free_port()
             cmd = [str(bench.BIN / "extauthz"), "serve", "--config", str(policy),

@@ -159,7 +159,7 @@ def outcome(future: grpc.Future) -> str:
     try:
         response: ext_authz.CheckResponse = future.result()
     except grpc.RpcError as exc:
-        return f"rpc-{exc.code().name}"  # type: ignore[attr-defined]
+        return f"rpc-{exc.code().name}"
     if response.HasField("ok_response"):
         return "allowed"
     return str(response.denied_response.status.code)

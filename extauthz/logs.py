@@ -51,8 +51,11 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def log_decision(view: RequestView, decision: Decision, status: int, elapsed: float) -> None:
-    """One line per decision (denies at INFO, allows at DEBUG)."""
+def log_decision(
+    view: RequestView, decision: Decision, status: int, elapsed: float, outcome: str = ""
+) -> None:
+    """One line per decision (denies at INFO, allows at DEBUG); ``outcome`` overrides the
+    message (``would_deny`` in shadow mode)."""
     allowed = isinstance(decision, Allow)
     level = logging.DEBUG if allowed else logging.INFO
     if not decision_log.isEnabledFor(level):
@@ -60,7 +63,7 @@ def log_decision(view: RequestView, decision: Decision, status: int, elapsed: fl
     identity = decision.identity
     decision_log.log(
         level,
-        "allow" if allowed else "deny",
+        outcome or ("allow" if allowed else "deny"),
         extra={
             "request_id": view.request_id,
             "method": view.method,

@@ -73,6 +73,10 @@ POLICY_RELOADS = Counter("extauthz_policy_reloads_total", "Policy reloads by res
 POLICY_OK = Gauge(
     "extauthz_policy_last_reload_ok", "1 when the last policy (re)load succeeded, else 0."
 )
+SHADOW_MODE = Gauge(
+    "extauthz_shadow_mode",
+    "1 while shadow mode is on: every request is allowed, denials are only counted and logged.",
+)
 
 # State store (team / end-user blocks, user registry) and the admin API.
 STATE_STORE_UP = Gauge(

@@ -60,6 +60,19 @@ class ServeOptions:
     authz_http_path_prefix: str = "/extauthz"
 
 
+def announce_shadow_mode(on: bool, changed: bool = False) -> None:
+    """Set the shadow-mode gauge; say loudly that it is on (at start and when a reload turns it
+    on), and say when a reload turns it off."""
+    metrics.SHADOW_MODE.set(1 if on else 0)
+    if on:
+        log.warning(
+            "SHADOW MODE: every request is allowed; denials are only logged and counted as "
+            "would_deny (extauthz.shadow_mode: true). Nothing is enforced."
+        )
+    elif changed:
+        log.warning("shadow mode turned off: denials are enforced again")
+
+
 class Sidecar:
     """A running sidecar: holds its parts so tests can start and stop it in-process."""
 
@@ -120,6 +133,8 @@ class Sidecar:
                 max_age=keys.token_cache_max_age,
             )
             self.keys.start()
+        if policy.shadow_mode != self.policy.shadow_mode:
+            announce_shadow_mode(policy.shadow_mode, changed=True)
         self.authorizer.set_policy(policy)
 
     @property
@@ -136,6 +151,7 @@ class Sidecar:
         detail: dict[str, Any] = {
             "policy": {"path": self.options.config, "reload_error": self.watcher.last_error},
             "state": state_detail,
+            "shadow_mode": policy.shadow_mode,  # true: nothing is denied (see the log)
         }
         if needs_keys:
             detail["keys"] = {
@@ -192,6 +208,7 @@ class Sidecar:
         self.watcher.start()
         self._ready_task = asyncio.ensure_future(self._track_readiness())
         metrics.POLICY_OK.set(1)
+        announce_shadow_mode(self.policy.shadow_mode)
         log.info(
             "serving",
             extra={

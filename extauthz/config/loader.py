@@ -301,6 +301,8 @@ def compile_policy(
         user_id_upsert=jwt.user_id_upsert,
         non_jwt_passthrough=ours.non_jwt_tokens == "passthrough",
         remove_credential_headers=ours.remove_credential_headers,
+        shadow_mode=ours.shadow_mode,
+        metadata_on_deny=ours.metadata_on_deny,
         headers=HeaderNames(**ours.headers.model_dump()),
         token_rules=TokenRules(
             audiences=_env_list(ours.audience, environ.get("JWT_AUDIENCE")),

@@ -168,6 +168,12 @@ class ExtauthzSettings(_Strict):
     jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     non_jwt_tokens: Literal["reject", "passthrough"] = "reject"
     remove_credential_headers: bool = True
+    # Migration aid: decide as usual, count and log the real decision, but allow every request
+    # (denials become decision "would_deny" in the metadata). Never on unless set.
+    shadow_mode: bool = False
+    # false: no dynamic-metadata keys on denials (HTTP mode sends them as response headers, which
+    # a proxy without allowed_client_headers, such as Envoy Gateway's HTTP ext auth, shows clients).
+    metadata_on_deny: bool = True
     internal_user_allowed_routes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INTERNAL_USER_ROUTES)
     )

@@ -3,6 +3,10 @@
 The adapters differ only in how a ``Verdict`` becomes bytes on their wire (a CheckResponse, or an
 HTTP response). Allow answers depend only on (decision, policy), so they are encoded once and
 reused: for a warm caller, encoding is otherwise most of the per-request cost.
+
+Two policy switches act here and nowhere else, so both adapters behave alike: ``shadow_mode``
+(a deny is counted and logged as ``would_deny`` and answered as an allow, see ``shadow``) and
+``metadata_on_deny`` (false: denials carry no dynamic metadata).
 """
 
 from __future__ import annotations
@@ -13,14 +17,35 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from extauthz import metrics
+from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.logs import log_decision
-from extauthz.model import Allow, Decision, Reason, RequestView, Verdict
+from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import render
 
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
 _ALLOW_LABELS = ("allow", Reason.ALLOWED.value, "200")
+
+
+def shadow(decision: Deny, policy: Policy) -> Verdict:
+    """A deny as shadow mode answers it: allowed, with what a real allow would strip.
+
+    A verified caller (a 403) is forwarded as an allow of the same identity would be: its
+    identity headers set, unknown ones and credential headers removed. A caller without a
+    verified identity (a 401, a bad path) gets every identity header removed, so a client-sent
+    ``x-auth-*`` never passes, and its credential headers removed as on any allow.
+    Metadata: ``decision: would_deny``, the ``reason``, and the verified identity if any.
+    """
+    if decision.identity is not None:
+        allowed = render(Allow(decision.identity, decision.role), policy)
+        headers, remove, metadata = allowed.headers, allowed.remove, dict(allowed.metadata)
+    else:
+        headers, remove, metadata = (), policy.headers.all(), {}
+        if policy.remove_credential_headers:
+            remove += CREDENTIAL_HEADERS
+    metadata.update(decision="would_deny", reason=decision.reason.value)
+    return Verdict(True, 200, decision.reason, headers, remove, metadata)
 
 
 class AuthorizerLike(Protocol):
@@ -73,13 +98,18 @@ class Responder(Generic[R]):
                 labels = _ALLOW_LABELS
             else:
                 verdict = render(decision, policy)
-                response = self._encode(verdict)
                 status = verdict.status
-                labels = ("deny", decision.reason.value, str(status))
+                outcome = "would_deny" if policy.shadow_mode else "deny"
+                if policy.shadow_mode:
+                    verdict = shadow(decision, policy)
+                elif not policy.metadata_on_deny:
+                    verdict = verdict._replace(metadata={})
+                response = self._encode(verdict)
+                labels = (outcome, decision.reason.value, str(status))
         except Exception as exc:  # last guard: fail closed with a fixed answer
             log.error("cannot render a decision", extra={"error_type": type(exc).__name__})
             return self._internal
         elapsed = time.perf_counter() - start
         metrics.CHECKS.record(labels, elapsed)
-        log_decision(view, decision, status, elapsed)
+        log_decision(view, decision, status, elapsed, labels[0])
         return response

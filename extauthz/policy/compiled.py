@@ -87,6 +87,8 @@ class Policy:
     user_id_upsert: bool = False
     non_jwt_passthrough: bool = False
     remove_credential_headers: bool = True
+    shadow_mode: bool = False
+    metadata_on_deny: bool = True
     headers: HeaderNames = field(default_factory=HeaderNames)
     token_rules: TokenRules = field(default_factory=TokenRules)
     keys: KeySettings = field(default_factory=KeySettings)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest import key, loop_thread
+
 from .kube import kubectl
+
+__all__ = ["key", "loop_thread", "need_kubectl"]
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,9 +26,24 @@ KUSTOMIZATIONS = {
     "sqlite": DEPLOY / "overlays" / "sqlite",
     "postgres": DEPLOY / "overlays" / "postgres",
 }
+# The standalone authorizer and the mesh/gateway attachments (tests/deploy/test_mesh.py).
+MESH_KUSTOMIZATIONS = {
+    "authorizer": DEPLOY / "authorizer",
+    "istio": DEPLOY / "istio",
+    "envoy-gateway": DEPLOY / "envoy-gateway",
+}
 DEPLOYMENT = "extauthz-gateway"
 
 Doc = dict[str, Any]
+# What every kustomization here renders (besides what an attachment adds).
+CORE_KINDS = (
+    "ConfigMap",
+    "Deployment",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+)
 
 
 def kubectl() -> str | None:
@@ -41,7 +57,7 @@ def render(name: str) -> tuple[Doc, ...]:
     binary = kubectl()
     assert binary is not None, "kubectl not found"
     done = subprocess.run(
-        [binary, "kustomize", str(KUSTOMIZATIONS[name])],
+        [binary, "kustomize", str({**KUSTOMIZATIONS, **MESH_KUSTOMIZATIONS}[name])],
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,6 +67,19 @@ def render(name: str) -> tuple[Doc, ...]:
     docs = tuple(d for d in yaml.safe_load_all(done.stdout) if d)
     assert docs, f"kubectl kustomize {name} rendered nothing"
     return docs
+
+
+def schema_problems(docs: Iterable[Doc], version: str) -> list[str]:
+    """Every object of a built-in kind checked against the Kubernetes OpenAPI schema of
+    ``version`` (kubernetes-validate, strict: unknown fields are errors)."""
+    problems = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+    return problems
 
 
 def pod_and_envoy_config() -> tuple[Doc, str]:

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 
 from .kube import (
+    CORE_KINDS,
     ENVOY_K8S,
     KUSTOMIZATIONS,
     POLICY_K8S,
@@ -27,6 +28,7 @@ from .kube import (
     pod_spec,
     port_of,
     render,
+    schema_problems,
     volume,
     walk,
 )
@@ -43,28 +45,14 @@ SIDECAR_PORTS = {9191, 9192, 9193, 9902}
 @pytest.mark.parametrize("name", NAMES)
 def test_kustomization_renders(name: str) -> None:
     kinds = sorted({d["kind"] for d in render(name)})
-    expected = {
-        "ConfigMap",
-        "Deployment",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Service",
-        "ServiceAccount",
-    }
-    assert expected <= set(kinds), kinds
+    assert set(CORE_KINDS) <= set(kinds), kinds
     assert "Secret" not in kinds, "secrets are created by the user, never shipped"
 
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
 @pytest.mark.parametrize("name", NAMES)
 def test_objects_validate_against_the_kubernetes_schema(name: str, version: str) -> None:
-    problems = []
-    for doc in render(name):
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path)
-            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {exc.message}")
+    problems = schema_problems(render(name), version)
     assert not problems, "\n".join(problems)
 
 
