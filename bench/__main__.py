@@ -26,14 +26,11 @@ import os
 import platform
 import re
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +39,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from extauthz.devtokens import load_private_key, public_jwk
+from harness.procs import cpu_seconds, free_port, rss_mb, wait_port
+from harness.table import Result, summarize
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "results"
 BIN = Path(sys.executable).parent
 EXT = "type.googleapis.com/envoy.extensions."
 HCM = f"{EXT}filters.network.http_connection_manager.v3.HttpConnectionManager"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
 def _b64(b: bytes) -> str:
@@ -268,29 +251,12 @@ def envoy(auth: str, authz_port: int | None = None) -> Iterator[int]:
         yield port
 
 
-@dataclass
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    note: str = ""
-    cpu_us: float = float("nan")  # the authorizer process's CPU time per request
-
-
 def _ms(text: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", text)
     if not m:
         return float("nan")
     value, unit = float(m.group(1)), m.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(
@@ -329,44 +295,6 @@ def run_wrk(
     done = re.search(r"(\d+) requests in", out)
     cpu_us = cpu / int(done.group(1)) * 1e6 if done and int(done.group(1)) else float("nan")
     return Result(name, rps, p50, p99, errors, note, cpu_us)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def summarize(rounds: list[dict[str, Result]], order: list[str]) -> list[tuple[Result, str, str]]:
-    """Median rows, each with its x-floor and x-jwt_authn ratio as "median (low-high)"."""
-
-    def ratio(name: str, base: str) -> str:
-        values = [r[name].rps / r[base].rps for r in rounds if name in r and base in r]
-        if not values:
-            return ""
-        if len(values) == 1:
-            return f"{values[0]:.2f}"
-        return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-    rows = []
-    for name in order:
-        runs = [r[name] for r in rounds if name in r]
-        merged = Result(
-            name,
-            median([x.rps for x in runs]),
-            median([x.p50_ms for x in runs]),
-            median([x.p99_ms for x in runs]),
-            sum(x.errors for x in runs),
-            runs[0].note,
-            median([x.cpu_us for x in runs if not math.isnan(x.cpu_us)]),
-        )
-        rows.append((merged, ratio(name, "floor"), ratio(name, "jwt_authn")))
-    return rows
 
 
 def main() -> int:

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import bench.__main__ as bench
-from bench.hostile import Rig, rig, send_raw
 from extauthz.dev.envoyconf import (
     EnvoyPorts,
     EnvoyProcess,
@@ -58,6 +57,7 @@ from extauthz.dev.envoyconf import (
 )
 from extauthz.devtokens import load_private_key, write_dev_key
 from extauthz.policy import models as body_limits
+from harness.hostile import Rig, rig, send_raw
 from tests.integration.harness import ENVOY_YAML
 
 REPO = Path(__file__).resolve().parents[1]

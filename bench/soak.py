@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.hostile import ALICE, Rig, rig
+from harness.hostile import ALICE, Rig, rig
 from tests.integration.harness import chat_body
 
 LUA = """

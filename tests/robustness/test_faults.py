@@ -1,4 +1,4 @@
-"""The quick fault runs of bench/faults.py (one Envoy + subprocess sidecar for the module).
+"""The quick fault runs of harness/faults.py (one Envoy + subprocess sidecar for the module).
 
 Store down and back is covered by tests/state/test_store_down.py.
 """
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import Check, bad_policy, idp_down_and_back, sidecar_killed, slow_idp
-from bench.hostile import Rig, rig
+from harness.faults import Check, bad_policy, idp_down_and_back, sidecar_killed, slow_idp
+from harness.hostile import Rig, rig
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The short hostile-input run (bench/hostile.py, a few hundred requests, fixed seed): a real
+"""The short hostile-input run (harness/hostile.py, a few hundred requests, fixed seed): a real
 Envoy from envoy.yaml, `extauthz serve` as a subprocess. `python -m bench.hostile` is the long
 one."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.hostile import run_hostile
+from harness.hostile import run_hostile
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 

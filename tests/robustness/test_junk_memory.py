@@ -1,4 +1,4 @@
-"""The short junk-memory run (bench/junk_memory.py): a real `extauthz serve` subprocess sent
+"""The short junk-memory run (harness/junk_memory.py): a real `extauthz serve` subprocess sent
 6,000 gRPC checks with distinct long paths and no valid credential. `python -m bench.junk_memory`
 is the long one (100,000 requests, limit 20 MB)."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.junk_memory import run_junk
+from harness.junk_memory import run_junk
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,8 @@
-"""bench's table: medians per scenario, ratios from pairs measured in the same round."""
+"""The benchmark table (harness/table.py): medians, ratios from pairs of the same round."""
 
 from __future__ import annotations
 
-from bench.__main__ import Result, summarize
+from harness.table import Result, summarize
 
 
 def row(name: str, rps: float, cpu: float = float("nan")) -> Result:
