@@ -180,7 +180,7 @@ class Authorizer:
             reader is not None
             and admitted.read_body
             and not request.body_cut  # a cut body is not parsed
-            and len(request.body) > reader.threshold
+            and reader.wants(len(request.body))
         ):
             return _LargeBody(admitted, path, query)
         state = self.state.current

@@ -5,7 +5,9 @@ bounded, but parsing is not free), and the event loop answers nothing else meanw
 sending such bodies in a loop made every other caller's checks wait (``python -m
 bench.bystanders``). Bodies above ``threshold`` bytes are parsed by one worker process instead;
 the event loop only hands the bytes over and awaits the small answer. The worker is started on
-the first large body (most deployments never see one) and again after a crash.
+the first large body (most deployments never see one) and again after a crash; until it has
+answered once (a second or so: a fresh interpreter), large bodies are read inline as before, so
+the first ones never wait for it to start.
 """
 
 from __future__ import annotations
@@ -31,13 +33,37 @@ class BodyReader:
         self.threshold = threshold
         self._workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._warm: concurrent.futures.Future[ModelRead] | None = None
 
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._pool is None:
+    def wants(self, size: int) -> bool:
+        """Whether a body of ``size`` bytes goes to the worker: large, and the worker is up.
+
+        A large body seen before the worker answered starts it (once) and is read inline.
+        """
+        if size <= self.threshold:
+            return False
+        warm = self._warm
+        if warm is None:
+            self._start()
+            return False
+        return warm.done() and warm.exception() is None
+
+    def _start(self) -> concurrent.futures.Future[ModelRead]:
+        if self._warm is None:
             # spawn: a fork of a process running grpc's threads is not safe.
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
             )
+            self._warm = self._pool.submit(read_models, "/", "", "POST", None, b"{}", False)
+        return self._warm
+
+    async def started(self) -> None:
+        """Start the worker and wait until it has answered once (tests, benchmarks)."""
+        await asyncio.wrap_future(self._start())
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        self._start()
+        assert self._pool is not None
         return self._pool
 
     async def read(
@@ -74,6 +100,6 @@ class BodyReader:
 
     def close(self) -> None:
         """Stop the worker (queued reads are cancelled)."""
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._warm = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

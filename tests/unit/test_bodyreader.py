@@ -32,6 +32,7 @@ PAD = "x" * 4096  # past the test threshold, so every body below goes to the wor
 @pytest.fixture
 async def reader() -> Any:
     body_reader = BodyReader(threshold=1024)
+    await body_reader.started()
     yield body_reader
     body_reader.close()
 
@@ -99,3 +100,17 @@ async def test_a_busy_worker_is_a_503_busy(reader: BodyReader) -> None:
     object.__setattr__(auth.policy, "check_timeout", 0.0)
     verdict = await auth.authorize(request(BODIES[0]))
     assert isinstance(verdict, Deny) and (verdict.status, verdict.reason) == (503, Reason.BUSY)
+
+
+async def test_large_bodies_are_read_inline_until_the_worker_is_up() -> None:
+    """The first large body does not wait for a worker to start: it is read inline."""
+    body_reader = BodyReader(threshold=1024)
+    try:
+        auth = await authorizer(body_reader)
+        verdict = await auth.authorize(request(BODIES[1]))  # a forbidden model
+        assert isinstance(verdict, Deny) and verdict.reason is Reason.MODEL_NOT_ALLOWED
+        assert body_reader._warm is not None  # ... and the worker was started for the next ones
+        await body_reader.started()
+        assert body_reader.wants(len(BODIES[1]))
+    finally:
+        body_reader.close()
