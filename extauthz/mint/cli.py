@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error(f"--http-address: {exc}")
         return 2
+    for warning in plan.warnings:
+        log.warning(f"{config}: {warning}", extra={"config": config})
     out_dir = Path(args.out)
     try:
         prepare_directory(out_dir)

@@ -35,7 +35,9 @@ from extauthz.mint.redact import Secret
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
 from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# The shape of a role ARN only: STS is the authority on which partitions, accounts and roles exist.
+_ROLE_ARN = re.compile(r"^arn:[a-z][a-z0-9-]*:iam::(?P<account>[^:/\s]+):role/[\w+=,.@/-]{1,512}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
 _WEB_IDENTITY_KEYS = ("aws_web_identity_token", "aws_role_name", "aws_session_name")
@@ -156,6 +158,7 @@ class MintPlan:
 
     settings: MintSettings
     credentials: tuple[CredentialSpec, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _https_url(value: str, path: str, problems: list[str]) -> str:
@@ -169,12 +172,18 @@ class _Entry:
     """One ``model_list`` item with helpers that resolve and record problems under its path."""
 
     def __init__(
-        self, index: int, params: Mapping[str, Any], environ: Mapping[str, str], problems: list[str]
+        self,
+        index: int,
+        params: Mapping[str, Any],
+        environ: Mapping[str, str],
+        problems: list[str],
+        warnings: list[str],
     ) -> None:
         self.where = f"model_list[{index}]"
         self.params = params
         self.environ = environ
         self.problems = problems
+        self.warnings = warnings
 
     def path(self, key: str) -> str:
         return f"{self.where}.litellm_params.{key}"
@@ -224,10 +233,16 @@ def _aws_web_identity(entry: _Entry, name: str) -> AwsWebIdentitySpec | None:
             f"{entry.path(key)}: must be an oidc/<provider>/<audience> reference (for a token "
             "in a file write oidc/file/<path>)"
         )
-    if not _ROLE_ARN.match(role):
+    arn = _ROLE_ARN.match(role)
+    if arn is None:
         entry.problems.append(
             f"{entry.path('aws_role_name')}: {role!r} is not a role ARN; write "
-            "arn:aws:iam::<12-digit account>:role/<name>"
+            "arn:aws:iam::<account>:role/<name>"
+        )
+    elif not _ACCOUNT_ID.match(arn["account"]):
+        entry.warnings.append(
+            f"{entry.path('aws_role_name')}: the account id {arn['account']!r} in {role} is not "
+            "12 digits, as AWS account ids are; STS will say whether the role exists"
         )
     if not _SESSION_NAME.match(session):
         entry.problems.append(
@@ -388,15 +403,40 @@ def _settings(
     return MintSettings(ca_file=ca_file, timeout_seconds=float(timeout))
 
 
+def _model_list(config: Mapping[str, Any], warnings: list[str]) -> Any:
+    """``model_list``; else a top-level key spelt with a space or hyphen (seed 003's Azure AD →
+    Bedrock example says ``model list:``), read with a warning, since LiteLLM and
+    ``extauthz serve`` read only ``model_list``."""
+    if "model_list" in config:
+        found = config["model_list"]
+        look_alikes = [k for k in config if k != "model_list" and _is_model_list_spelling(k)]
+        warnings.extend(
+            f"{key!r}: ignored; this file also has model_list, which is the one read"
+            for key in look_alikes
+        )
+        return [] if found is None else found
+    for key, value in config.items():
+        if _is_model_list_spelling(key):
+            warnings.append(
+                f"{key!r}: read as model_list; LiteLLM and extauthz serve read only "
+                "model_list, so rename the key"
+            )
+            return [] if value is None else value
+    return []
+
+
+def _is_model_list_spelling(key: object) -> bool:
+    return isinstance(key, str) and re.sub(r"[\s-]+", "_", key.strip()).lower() == "model_list"
+
+
 def plan_from_config(
     config: Mapping[str, Any], environ: Mapping[str, str], source: str = "config"
 ) -> MintPlan:
     """The credentials to mint; raise ConfigError listing every problem, each with its path."""
     problems: list[str] = []
+    warnings: list[str] = []
     settings = _settings(config, environ, problems)
-    model_list = config.get("model_list")
-    if model_list is None:
-        model_list = []
+    model_list = _model_list(config, warnings)
     if not isinstance(model_list, list):
         problems.append("model_list: must be a list of {model_name, litellm_params} entries")
         model_list = []
@@ -414,7 +454,7 @@ def plan_from_config(
         if not isinstance(params, dict):
             problems.append(f"{where}.litellm_params: must be a mapping")
             continue
-        entry = _Entry(index, params, environ, problems)
+        entry = _Entry(index, params, environ, problems, warnings)
         named = isinstance(model_name, str) and bool(model_name)
         before = len(problems)
         found = _entry_specs(entry, safe_name(str(model_name)) if named else "_")
@@ -441,7 +481,7 @@ def plan_from_config(
         )
     if problems:
         raise ConfigError(problems, source)
-    return MintPlan(settings=settings, credentials=tuple(specs))
+    return MintPlan(settings=settings, credentials=tuple(specs), warnings=tuple(warnings))
 
 
 def load_plan(path: str | Path, environ: Mapping[str, str]) -> MintPlan:
