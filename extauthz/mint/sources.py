@@ -115,26 +115,42 @@ def gce_metadata_host(environ: Mapping[str, str]) -> str:
     )
 
 
-def _read_token_file(path: str, ref: OidcRef) -> str:
+def shown_path(path: str, env_name: str | None) -> str:
+    """``path`` quoted for a message; a value read from env ``env_name`` is shown only when it
+    looks like a path, since a variable meant to name a token file sometimes holds the token."""
+    if env_name is None:
+        return repr(path)
+    looks_like_path = "/" in path and len(path) <= 1024 and not any(c.isspace() for c in path)
+    if looks_like_path and not unverified_claims(path):
+        return f"{path!r} (from {env_name})"
+    return (
+        f"named by {env_name}, whose value does not look like a path (is it the token itself? "
+        f"then write oidc/env/{env_name})"
+    )
+
+
+def read_token_file(path: str, what: str, *, env_name: str | None = None) -> str:
+    """The stripped text of a token file, re-read on every call; TokenSourceError naming
+    ``what`` (a reference or a config key) and the path, never the file's content."""
+    shown = shown_path(path, env_name)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_TOKEN_BYTES + 1)
     except OSError as exc:
         hint = ""
-        if ref.provider == "file" and not os.path.isabs(path):
-            hint = (
-                f"; the path is relative to {os.getcwd()!r}: for an absolute path write "
-                "oidc/file//…"
-            )
+        if env_name is None and not os.path.isabs(path):
+            hint = f"; the path is relative to {os.getcwd()!r}"
+            if what.startswith(PREFIX):
+                hint += ": for an absolute path write oidc/file//…"
         raise TokenSourceError(
-            f"{ref}: cannot read the token file {path!r} ({exc.strerror}){hint}"
+            f"{what}: cannot read the token file {shown} ({exc.strerror}){hint}"
         ) from None
     if len(raw) > MAX_TOKEN_BYTES:
-        raise TokenSourceError(f"{ref}: token file {path!r} is larger than {MAX_TOKEN_BYTES} bytes")
+        raise TokenSourceError(f"{what}: token file {shown} is larger than {MAX_TOKEN_BYTES} bytes")
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise TokenSourceError(f"{ref}: token file {path!r} is not UTF-8 text") from None
+        raise TokenSourceError(f"{what}: token file {shown} is not UTF-8 text") from None
 
 
 def _env(environ: Mapping[str, str], name: str, ref: OidcRef) -> str:
@@ -195,13 +211,15 @@ class OidcTokens:
             case "circleci_v2":
                 return _env(env, "CIRCLE_OIDC_TOKEN_V2", ref).strip()
             case "azure":
-                return _read_token_file(_env(env, "AZURE_FEDERATED_TOKEN_FILE", ref), ref)
+                path = _env(env, "AZURE_FEDERATED_TOKEN_FILE", ref)
+                return read_token_file(path, str(ref), env_name="AZURE_FEDERATED_TOKEN_FILE")
             case "file":
-                return _read_token_file(ref.audience, ref)
+                return read_token_file(ref.audience, str(ref))
             case "env":
                 return _env(env, ref.audience, ref).strip()
             case "env_path":
-                return _read_token_file(_env(env, ref.audience, ref), ref)
+                path = _env(env, ref.audience, ref)
+                return read_token_file(path, str(ref), env_name=ref.audience)
         raise TokenSourceError(f"{ref}: unsupported OIDC provider {ref.provider!r}")
 
     async def _google(self, ref: OidcRef) -> str:

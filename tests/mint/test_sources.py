@@ -186,6 +186,23 @@ class TestEnvAndFiles:
         )
         assert "oidc/file//" in message
 
+    async def test_a_token_where_a_path_was_meant_is_never_shown(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """oidc/env_path/NAME with the token itself in $NAME: the error names the variable and
+        says what to write, and holds no part of the token (it once echoed it as a path)."""
+        token = cloud.issuer.issue("https://issuer.example", "aud", "sub")
+        env = {"SECRET_TOKEN": token, "AZURE_FEDERATED_TOKEN_FILE": token}
+        for ref in (OidcRef("env_path", "SECRET_TOKEN"), OidcRef("azure", "api://a")):
+            with pytest.raises(TokenSourceError) as info:
+                await tokens(http, env).get(ref)
+            message = str(info.value)
+            assert "does not look like a path" in message and "oidc/env/" in message
+            assert not any(part in message for part in token.split("."))
+        env = {"SECRET_TOKEN": "/var/run/missing"}
+        with pytest.raises(TokenSourceError, match="'/var/run/missing' \\(from SECRET_TOKEN\\)"):
+            await tokens(http, env).get(OidcRef("env_path", "SECRET_TOKEN"))
+
     async def test_a_huge_or_empty_file_is_refused(self, http: HttpClient, tmp_path: Path) -> None:
         """More than 64 KiB is not a token, and neither is nothing."""
         big, empty = tmp_path / "big", tmp_path / "empty"
