@@ -121,6 +121,8 @@ class StsStandin:
     issuer: OidcIssuer
     audience: str = "sts.amazonaws.com"
     role_arn: str = "arn:aws:iam::123456789012:role/bedrock-invoke"
+    # More roles and the token audience each one's trust policy accepts (reset clears them).
+    trusts: dict[str, str] = field(default_factory=dict)
     default_lifetime: float = 3600
     lifetimes: collections.deque[float] = field(default_factory=collections.deque)
     outage: bool = False
@@ -135,9 +137,16 @@ class StsStandin:
         self.default_lifetime = 3600
         self.outage = False
         self.refuse = None
+        self.trusts.clear()
         self.requests.clear()
         self.issued.clear()
         self.issue_times.clear()
+
+    def trusted_audience(self, role_arn: str) -> str | None:
+        """The token audience the role's trust policy accepts; None for an unknown role."""
+        if role_arn in self.trusts:
+            return self.trusts[role_arn]
+        return self.audience if role_arn == self.role_arn else None
 
     def credentials(self, access_key_id: str) -> Credentials | None:
         found = self.issued.get(access_key_id)
@@ -172,7 +181,8 @@ class StsStandin:
         for name in ("RoleArn", "RoleSessionName", "WebIdentityToken"):
             if not form.get(name):
                 return self.error(400, "MissingParameter", f"The request must contain {name}")
-        if form["RoleArn"] != self.role_arn:
+        audience = self.trusted_audience(form["RoleArn"])
+        if audience is None:
             return self.error(
                 403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity"
             )
@@ -184,7 +194,7 @@ class StsStandin:
                 "Couldn't retrieve verification key from your identity provider, please "
                 "reference AssumeRoleWithWebIdentity documentation for requirements",
             )
-        if claims["aud"] != self.audience:
+        if claims["aud"] != audience:
             return self.error(400, "InvalidIdentityToken", "Incorrect token audience")
         if claims["exp"] <= time.time():
             return self.error(400, "ExpiredTokenException", "Token expired")
@@ -200,12 +210,14 @@ class StsStandin:
         self.issued[creds["AccessKeyId"]] = creds
         self.issue_times.append(time.time())
         session = form["RoleSessionName"]
+        account = form["RoleArn"].split(":")[4]
+        role_name = form["RoleArn"].rsplit("/", 1)[-1]
         body = f"""<AssumeRoleWithWebIdentityResponse xmlns="{STS_NS}">
   <AssumeRoleWithWebIdentityResult>
     <SubjectFromWebIdentityToken>{claims["sub"]}</SubjectFromWebIdentityToken>
     <Audience>{claims["aud"]}</Audience>
     <AssumedRoleUser>
-      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-invoke/{session}</Arn>
+      <Arn>arn:aws:sts::{account}:assumed-role/{role_name}/{session}</Arn>
       <AssumedRoleId>AROA{_random(string.ascii_uppercase, 17)}:{session}</AssumedRoleId>
     </AssumedRoleUser>
     <Credentials>
