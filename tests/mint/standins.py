@@ -4,6 +4,7 @@
 * Microsoft Entra v2 token endpoint (client-assertion grant, JSON answers and OAuth errors), HTTPS
 * GCE metadata identity endpoint (``Metadata-Flavor: Google``, the token as text), plain HTTP
   as the real one
+* Azure managed identity: IMDS and App Service's ``IDENTITY_ENDPOINT``, plain HTTP as the real ones
 * GitHub Actions OIDC token endpoint (bearer request token, JSON ``{"count", "value"}``), HTTPS
 * an LLM upstream (HTTPS) that records what Envoy sends and verifies SigV4 signatures with
   botocore against the credentials the STS stand-in issued
@@ -353,6 +354,127 @@ class EntraStandin:
 
 
 @dataclass
+class ManagedIdentityStandin:
+    """Azure's managed-identity endpoints: IMDS (``/metadata/identity/oauth2/token``, header
+    ``Metadata: true``, api-version 2018-02-01, ``expires_in`` as a string) and App Service's
+    ``IDENTITY_ENDPOINT`` (``/msi/token``, header ``X-IDENTITY-HEADER``, api-version 2019-08-01,
+    ``expires_on``). Plain HTTP, as both are. The tokens are JWTs for ``resource``."""
+
+    issuer: OidcIssuer
+    tenant_id: str = "f3b1cf79-eba8-40c3-8120-cb26aca169c2"
+    system_assigned: bool = True
+    user_assigned: set[str] = field(default_factory=set)
+    identity_header: str = field(default_factory=lambda: secrets.token_hex(16))
+    lifetime: int = 86399
+    requests: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.system_assigned = True
+        self.user_assigned.clear()
+        self.lifetime = 86399
+        self.requests.clear()
+
+    @staticmethod
+    def imds_error(status: int, error: str, description: str) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    def _token(self, request: web.Request) -> tuple[str, str] | web.Response:
+        """The token for the request's identity and resource, or the endpoint's error answer."""
+        resource = request.query.get("resource", "")
+        client_id = request.query.get("client_id", "")
+        if not resource:
+            return self.imds_error(400, "invalid_request", "Required audience not specified")
+        if client_id and client_id not in self.user_assigned:
+            return self.imds_error(400, "invalid_request", "Identity not found")
+        if not client_id and not self.system_assigned:
+            return self.imds_error(400, "invalid_request", "Identity not found")
+        principal = client_id or "system-assigned-principal"
+        token = self.issuer.issue(
+            f"https://sts.windows.net/{self.tenant_id}/", resource, principal, self.lifetime
+        )
+        self.issued.append(token)
+        return token, resource
+
+    def _record(self, request: web.Request, endpoint: str) -> None:
+        self.requests.append(
+            {"endpoint": endpoint, "path": request.path, **request.query}
+            | {
+                f"header:{k.lower()}": v
+                for k, v in request.headers.items()
+                if k.lower() in ("metadata", "x-identity-header")
+            }
+        )
+
+    async def imds(self, request: web.Request) -> web.Response:
+        self._record(request, "imds")
+        if request.headers.get("Metadata") != "true":
+            return self.imds_error(400, "invalid_request", "Required metadata header not specified")
+        if request.query.get("api-version") != "2018-02-01":
+            return self.imds_error(
+                400, "invalid_request", "Required query variable 'api-version' is missing"
+            )
+        found = self._token(request)
+        if isinstance(found, web.Response):
+            return found
+        token, resource = found
+        now = int(time.time())
+        return web.json_response(
+            {
+                "access_token": token,
+                "client_id": request.query.get("client_id", "system-assigned-client"),
+                "expires_in": str(self.lifetime),
+                "expires_on": str(now + self.lifetime),
+                "ext_expires_in": str(self.lifetime),
+                "not_before": str(now),
+                "resource": resource,
+                "token_type": "Bearer",
+            }
+        )
+
+    async def app_service(self, request: web.Request) -> web.Response:
+        self._record(request, "app_service")
+        if request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+            return web.json_response(
+                {"statusCode": 401, "message": "Unauthorized request"}, status=401
+            )
+        if request.query.get("api-version") != "2019-08-01":
+            return web.json_response(
+                {"statusCode": 400, "message": "api-version not supported"}, status=400
+            )
+        found = self._token(request)
+        if isinstance(found, web.Response):
+            return found
+        token, resource = found
+        return web.json_response(
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + self.lifetime),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": request.query.get("client_id", "system-assigned-client"),
+            }
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metadata/identity/oauth2/token", self.imds)
+        app.router.add_get("/msi/token", self.app_service)
+        return app
+
+    def imds_env(self) -> dict[str, str]:
+        """IMDS moved the way azure-identity allows (aad-pod-identity's variable)."""
+        return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.url}
+
+    def app_service_env(self) -> dict[str, str]:
+        return {
+            "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
+            "IDENTITY_HEADER": self.identity_header,
+        }
+
+
+@dataclass
 class GceMetadataStandin:
     """The GCE metadata server's identity endpoint (plain HTTP, as the real one)."""
 
@@ -526,11 +648,12 @@ class Cloud:
     entra: EntraStandin
     gce: GceMetadataStandin
     github: GithubOidcStandin
+    managed_identity: ManagedIdentityStandin
     upstream: UpstreamStandin
     upstream_port: int = 0
 
     def reset(self) -> None:
-        for standin in (self.sts, self.entra, self.gce, self.github):
+        for standin in (self.sts, self.entra, self.gce, self.github, self.managed_identity):
             standin.reset()
         self.upstream.requests.clear()
 
@@ -548,7 +671,12 @@ class Cloud:
 
     def secrets(self) -> list[str]:
         """Every secret and token handed out so far (none may appear in a log)."""
-        found = [self.github.request_token, *self.issuer.tokens, *self.entra.issued]
+        found = [
+            self.github.request_token,
+            self.managed_identity.identity_header,
+            *self.issuer.tokens,
+            *self.entra.issued,
+        ]
         for creds in self.sts.issued.values():
             found += [creds["SecretAccessKey"], creds["SessionToken"]]
         return found
@@ -563,11 +691,13 @@ def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
         entra=EntraStandin(issuer),
         gce=GceMetadataStandin(issuer),
         github=GithubOidcStandin(issuer),
+        managed_identity=ManagedIdentityStandin(issuer),
         upstream=UpstreamStandin(sts),
     )
     cloud.sts.url = f"https://127.0.0.1:{thread.serve(cloud.sts.app(), server_ssl)}"
     cloud.entra.url = f"https://localhost:{thread.serve(cloud.entra.app(), server_ssl)}"
     cloud.gce.host = f"127.0.0.1:{thread.serve(cloud.gce.app())}"
+    cloud.managed_identity.url = f"http://127.0.0.1:{thread.serve(cloud.managed_identity.app())}"
     port = thread.serve(cloud.github.app(), server_ssl)
     cloud.github.url = (
         f"https://localhost:{port}/_apis/pipelines/workflows/1/idtoken?api-version=2.0"

@@ -236,11 +236,43 @@ class TestAzure:
             "variable ACTIONS_ID_TOKEN_REQUEST_TOKEN, which is not set",
         ]
 
-    def test_oidc_azure_without_federated_token_file_says_what_is_unsupported(self) -> None:
-        """oidc/azure/ needs AZURE_FEDERATED_TOKEN_FILE; the managed-identity fallback is named."""
+    def test_oidc_azure_without_federated_token_file_plans_the_managed_identity(self) -> None:
+        """oidc/azure/<aud> without AZURE_FEDERATED_TOKEN_FILE is planned (the managed identity
+        gives the token at run time); it needs an audience, the resource to ask for."""
         env = {"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t"}
+        entry = self.entry(azure_ad_token="oidc/azure/api://a")
+        (spec,) = plan_from_config({"model_list": [entry]}, env).credentials
+        assert isinstance(spec, AzureEntraSpec) and spec.token == OidcRef("azure", "api://a")
+        (found,) = problems({"model_list": [self.entry(azure_ad_token="oidc/azure/")]}, env)
+        assert found.startswith(
+            "model_list[0].litellm_params.azure_ad_token: oidc/azure/ needs an audience when "
+            "AZURE_FEDERATED_TOKEN_FILE is not set"
+        )
+
+    @pytest.mark.parametrize(
+        ("variables", "hosting"),
+        [
+            (
+                ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT"),
+                "Service Fabric",
+            ),
+            (("MSI_ENDPOINT", "MSI_SECRET"), "Azure Machine Learning"),
+            (("IDENTITY_ENDPOINT", "IMDS_ENDPOINT"), "Azure Arc"),
+            (("MSI_ENDPOINT",), "Azure Cloud Shell"),
+        ],
+    )
+    def test_managed_identities_not_spoken_are_named_at_start(
+        self, variables: tuple[str, ...], hosting: str
+    ) -> None:
+        """A hosting environment whose managed-identity endpoint is not supported is a start-up
+        error naming its variables, not a run-time surprise."""
+        env = {"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t"} | {
+            name: "http://127.0.0.1:1/x" for name in variables
+        }
         (found,) = problems({"model_list": [self.entry(azure_ad_token="oidc/azure/api://a")]}, env)
-        assert "AZURE_FEDERATED_TOKEN_FILE" in found and "managed-identity" in found
+        assert found.startswith("model_list[0].litellm_params.azure_ad_token: oidc/azure/api://a:")
+        assert f"the {hosting} managed identity is not supported" in found
+        assert " and ".join(variables) in found
 
 
 class TestStaticKeys:

@@ -226,6 +226,25 @@ def test_azure_ad_to_bedrock_with_aks_workload_identity(
     no_secret_logged(minter, cloud)
 
 
+@pytest.mark.parametrize("where", ["imds", "app_service"])
+def test_azure_ad_to_bedrock_with_a_managed_identity(
+    cloud: Cloud, test_ca: TestCA, tmp_path: Path, where: str
+) -> None:
+    """No AZURE_FEDERATED_TOKEN_FILE: the managed identity's token for the resource
+    api://123-456-789-9d04 (the reference's audience) is the web identity STS gets, as LiteLLM
+    gets it from azure-identity. IMDS (a VM, a node identity) or App Service's endpoint."""
+    cloud.sts.trusts[BEDROCK_ROLE] = "api://123-456-789-9d04"
+    mi = cloud.managed_identity
+    env = base_env(cloud, test_ca) | (mi.imds_env() if where == "imds" else mi.app_service_env())
+    minter, out = run_once(AZURE_AD_TO_BEDROCK, env, tmp_path)
+    assert written(out) == ["aws_claude-3-5-sonnet.aws_credentials"]
+    aws_file(out, "aws_claude-3-5-sonnet.aws_credentials", cloud)
+    assert sts_call(cloud, BEDROCK_ROLE)["WebIdentityToken"] == mi.issued[-1]
+    (call,) = mi.requests
+    assert (call["endpoint"], call["resource"]) == (where, "api://123-456-789-9d04")
+    no_secret_logged(minter, cloud)
+
+
 @pytest.mark.parametrize("form", [FILE_FORM, ENV_FORM, ENV_PATH_FORM])
 def test_unofficial_token_forms(cloud: Cloud, test_ca: TestCA, tmp_path: Path, form: str) -> None:
     """oidc/file/<path relative to the working directory>, oidc/env/NAME, oidc/env_path/NAME."""
