@@ -1,4 +1,5 @@
-"""Turn a LiteLLM config's ``model_list`` into the credentials to mint. Pure: no I/O, no clock.
+"""Turn a LiteLLM config's ``model_list`` into the credentials to mint. No network, no clock; the
+only file read is a ``vertex_credentials`` file, through a reader the caller may replace.
 
 An entry yields a credential when its ``litellm_params`` carry one:
 
@@ -9,6 +10,8 @@ An entry yields a credential when its ``litellm_params`` carry one:
   ``NAME.aws_credentials``;
 * ``azure_ad_token: oidc/…`` → Entra client assertion → ``NAME.sds.yaml`` with ``Bearer <token>``
   (any other ``azure_ad_token`` is a static bearer token);
+* ``vertex_credentials`` holding an ``external_account`` document → Google STS (and IAM
+  Credentials) → ``NAME.sds.yaml`` with ``Bearer <token>``;
 * ``api_key`` (usually ``os.environ/NAME``) → ``NAME.sds.yaml`` with the raw key.
 
 Every problem is collected and reported at once, each under its key path
@@ -19,8 +22,9 @@ Every problem is collected and reported at once, each under its key path
 from __future__ import annotations
 
 import contextlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
 from extauthz.mint.aws import sts_endpoint_for_region
 from extauthz.mint.azure import DEFAULT_AUTHORITY_HOST, DEFAULT_SCOPE
+from extauthz.mint.google import ExternalAccount, parse_external_account
 from extauthz.mint.redact import Secret
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
 from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
@@ -41,6 +46,8 @@ _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
 _WEB_IDENTITY_KEYS = ("aws_web_identity_token", "aws_role_name", "aws_session_name")
+_SDS_KEYS = ("azure_ad_token", "api_key", "vertex_credentials")  # each writes NAME.sds.yaml
+MAX_CREDENTIALS_FILE_BYTES = 1 << 20
 _WEB_IDENTITY_ENV = {
     "aws_web_identity_token": "AWS_WEB_IDENTITY_TOKEN",
     "aws_role_name": "AWS_ROLE_NAME",
@@ -149,7 +156,33 @@ class StaticSecretSpec:
         return self.origin
 
 
-CredentialSpec = AwsWebIdentitySpec | AwsStaticSpec | AzureEntraSpec | StaticSecretSpec
+@dataclass(frozen=True, slots=True)
+class GoogleVertexSpec:
+    """Vertex AI: workload identity federation (Google STS, optionally IAM Credentials), written
+    as ``Bearer <access token>`` to SDS."""
+
+    name: str
+    where: str
+    account: ExternalAccount
+    project: str | None = None
+    location: str | None = None
+    kind = "gcp_workload_identity"
+
+    @property
+    def filename(self) -> str:
+        """The file this credential lives in."""
+        return self.name + SDS_SUFFIX
+
+    @property
+    def source(self) -> str:
+        """Where the credential comes from, for /status (never a secret)."""
+        project = f" for project {self.project}" if self.project else ""
+        return f"{self.account}{project}"
+
+
+CredentialSpec = (
+    AwsWebIdentitySpec | AwsStaticSpec | AzureEntraSpec | GoogleVertexSpec | StaticSecretSpec
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +211,14 @@ class _Entry:
         environ: Mapping[str, str],
         problems: list[str],
         warnings: list[str],
+        read_text: Callable[[str], str],
     ) -> None:
         self.where = f"model_list[{index}]"
         self.params = params
         self.environ = environ
         self.problems = problems
         self.warnings = warnings
+        self.read_text = read_text
 
     def path(self, key: str) -> str:
         return f"{self.where}.litellm_params.{key}"
@@ -310,6 +345,64 @@ def _azure(entry: _Entry, name: str, token_value: str) -> AzureEntraSpec | None:
     return AzureEntraSpec(name, entry.where, ref, client_id, tenant_id, authority, scope)
 
 
+def read_credentials_file(path: str) -> str:
+    """A ``vertex_credentials`` file's text (relative paths from the working directory, as in
+    LiteLLM); OSError or ValueError with the reason."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CREDENTIALS_FILE_BYTES + 1)
+    if len(raw) > MAX_CREDENTIALS_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_CREDENTIALS_FILE_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
+def _vertex_document(entry: _Entry, value: object) -> tuple[dict[str, Any] | None, str]:
+    """``vertex_credentials`` as LiteLLM reads it: a mapping, a JSON string, or the path of a
+    JSON file. Returns the document and, for a file, `` (in PATH)`` for messages."""
+    key = entry.path("vertex_credentials")
+    origin = ""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        origin = f" (in {value})"
+        try:
+            value = entry.read_text(value)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            entry.problems.append(
+                f"{key}: cannot read the credentials file {value!r} ({reason}); a relative "
+                "path is from the working directory"
+            )
+            return None, origin
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            entry.problems.append(f"{key}: not valid JSON{origin} ({exc})")
+            return None, origin
+    if not isinstance(value, dict):
+        entry.problems.append(
+            f"{key}: must be an external_account document (a mapping, JSON text or the path of "
+            "a JSON file)"
+        )
+        return None, origin
+    return value, origin
+
+
+def _vertex(entry: _Entry, name: str) -> GoogleVertexSpec | None:
+    key = "vertex_credentials"
+    value = resolve_env_refs(entry.params[key], entry.environ, entry.path(key), entry.problems)
+    if value is None:
+        return None
+    doc, origin = _vertex_document(entry, value)
+    if doc is None:
+        return None
+    found: list[str] = []
+    account = parse_external_account(doc, entry.path(key), entry.environ, found)
+    entry.problems.extend(p + origin for p in found)
+    project, location = entry.get("vertex_project"), entry.get("vertex_location")
+    if account is None or found:
+        return None
+    return GoogleVertexSpec(name, entry.where, account, project, location)
+
+
 def _entry_specs(entry: _Entry, name: str) -> list[CredentialSpec]:
     params, environ = entry.params, entry.environ
     specs: list[CredentialSpec | None] = []
@@ -336,11 +429,14 @@ def _entry_specs(entry: _Entry, name: str) -> list[CredentialSpec]:
 
     ad_token = params.get("azure_ad_token")
     api_key = params.get("api_key")
-    if ad_token is not None and api_key is not None:
+    bearer_keys = [k for k in _SDS_KEYS if params.get(k) is not None]
+    if len(bearer_keys) > 1:
         entry.problems.append(
-            f"{entry.path('api_key')}: set either api_key or azure_ad_token, not both (both "
+            f"{entry.path(bearer_keys[1])}: set only one of {' or '.join(bearer_keys)} (each "
             f"would be written to {name}{SDS_SUFFIX})"
         )
+    elif params.get("vertex_credentials") is not None:
+        specs.append(_vertex(entry, name))
     elif ad_token is not None:
         value = entry.get("azure_ad_token")
         if value is not None and is_oidc_ref(value):
@@ -430,9 +526,14 @@ def _is_model_list_spelling(key: object) -> bool:
 
 
 def plan_from_config(
-    config: Mapping[str, Any], environ: Mapping[str, str], source: str = "config"
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str = "config",
+    read_text: Callable[[str], str] = read_credentials_file,
 ) -> MintPlan:
-    """The credentials to mint; raise ConfigError listing every problem, each with its path."""
+    """The credentials to mint; raise ConfigError listing every problem, each with its path.
+
+    ``read_text`` reads a ``vertex_credentials`` file, the only file a plan reads."""
     problems: list[str] = []
     warnings: list[str] = []
     settings = _settings(config, environ, problems)
@@ -454,7 +555,7 @@ def plan_from_config(
         if not isinstance(params, dict):
             problems.append(f"{where}.litellm_params: must be a mapping")
             continue
-        entry = _Entry(index, params, environ, problems, warnings)
+        entry = _Entry(index, params, environ, problems, warnings, read_text)
         named = isinstance(model_name, str) and bool(model_name)
         before = len(problems)
         found = _entry_specs(entry, safe_name(str(model_name)) if named else "_")
@@ -477,7 +578,7 @@ def plan_from_config(
     if not problems and not specs:
         problems.append(
             "model_list: no entry has a credential to mint (aws_web_identity_token, "
-            "aws_access_key_id, azure_ad_token or api_key in litellm_params)"
+            "aws_access_key_id, azure_ad_token, vertex_credentials or api_key in litellm_params)"
         )
     if problems:
         raise ConfigError(problems, source)

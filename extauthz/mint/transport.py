@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -86,6 +87,7 @@ class HttpClient:
         what: str,
         headers: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> HttpResponse:
         """Send one request and read the whole answer.
 
@@ -96,7 +98,7 @@ class HttpClient:
         session = self._session_or_new()
         try:
             async with session.request(
-                method, url, headers=headers, data=form, allow_redirects=False
+                method, url, headers=headers, data=form, json=json_body, allow_redirects=False
             ) as resp:
                 if resp.content_length is not None and resp.content_length > self._max:
                     raise TransportError(

@@ -6,6 +6,7 @@
   as the real one
 * Azure managed identity: IMDS and App Service's ``IDENTITY_ENDPOINT``, plain HTTP as the real ones
 * GitHub Actions OIDC token endpoint (bearer request token, JSON ``{"count", "value"}``), HTTPS
+* Google STS (OAuth 2.0 token exchange) and the IAM Credentials API (generateAccessToken), HTTPS
 * an LLM upstream (HTTPS) that records what Envoy sends and verifies SigV4 signatures with
   botocore against the credentials the STS stand-in issued
 
@@ -549,6 +550,198 @@ class GithubOidcStandin:
         return app
 
 
+GOOGLE_PROJECT_NUMBER = "123456789012"
+GOOGLE_PROVIDER = (
+    f"//iam.googleapis.com/projects/{GOOGLE_PROJECT_NUMBER}/locations/global/"
+    "workloadIdentityPools/extauthz-pool/providers/workload"
+)
+GOOGLE_PROVIDER_AUDIENCE = "https:" + GOOGLE_PROVIDER  # a provider's default allowed audience
+VERTEX_SERVICE_ACCOUNT = "vertex-invoker@extauthz-demo.iam.gserviceaccount.com"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@dataclass
+class GoogleStsStandin:
+    """Google's Security Token Service ``POST /v1/token``: OAuth 2.0 token exchange (RFC 8693)
+    of an OIDC token for a federated access token, for a workload identity pool provider."""
+
+    issuer: OidcIssuer
+    # pool provider (the exchange's audience) -> the token audience it accepts
+    providers: dict[str, str] = field(
+        default_factory=lambda: {GOOGLE_PROVIDER: GOOGLE_PROVIDER_AUDIENCE}
+    )
+    default_lifetime: int = 3599
+    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
+    outage: bool = False
+    requests: list[dict[str, str]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    issued: dict[str, float] = field(default_factory=dict)  # federated token -> expiry
+    issue_times: list[float] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.providers = {GOOGLE_PROVIDER: GOOGLE_PROVIDER_AUDIENCE}
+        self.default_lifetime = 3599
+        self.lifetimes.clear()
+        self.outage = False
+        self.requests.clear()
+        self.headers.clear()
+        self.issued.clear()
+        self.issue_times.clear()
+
+    @staticmethod
+    def error(status: int, error: str, description: str) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    def valid(self, token: str) -> bool:
+        return self.issued.get(token, 0.0) > time.time()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append(form)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.outage:
+            return self.error(503, "temporarily_unavailable", "The service is unavailable.")
+        if request.content_type != "application/x-www-form-urlencoded":
+            return self.error(400, "invalid_request", "Invalid Content-Type.")
+        if form.get("grant_type") != TOKEN_EXCHANGE:
+            return self.error(400, "unsupported_grant_type", "Unsupported grant type.")
+        if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
+            return self.error(400, "invalid_request", "Invalid requested_token_type.")
+        if form.get("subject_token_type") not in (
+            "urn:ietf:params:oauth:token-type:jwt",
+            "urn:ietf:params:oauth:token-type:id_token",
+        ):
+            return self.error(400, "invalid_request", "Invalid subject_token_type.")
+        expected = self.providers.get(form.get("audience", ""))
+        if expected is None:
+            return self.error(
+                400,
+                "invalid_target",
+                'The target service indicated by the "audience" parameters is invalid. This '
+                "might either be because the pool or provider is disabled or deleted or because "
+                "it doesn't exist.",
+            )
+        claims = self.issuer.claims(form.get("subject_token", ""))
+        if claims is None:
+            return self.error(400, "invalid_grant", "Unable to parse the ID Token.")
+        if claims["aud"] != expected:
+            return self.error(
+                400,
+                "invalid_grant",
+                f"The audience in ID Token [{claims['aud']}] does not match the expected "
+                f"audience {expected}.",
+            )
+        if claims["exp"] <= time.time():
+            return self.error(400, "invalid_grant", "ID Token has expired.")
+        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        token = "ya29.d." + _random(string.ascii_letters + string.digits + "-_", 180)
+        self.issued[token] = time.time() + lifetime
+        self.issue_times.append(time.time())
+        return web.json_response(
+            {
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+            }
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/token", self.handle)
+        return app
+
+
+@dataclass
+class IamCredentialsStandin:
+    """The IAM Credentials API's ``projects.serviceAccounts.generateAccessToken``, which takes
+    the federated token (Bearer) and answers the service account's access token."""
+
+    sts: GoogleStsStandin
+    service_accounts: set[str] = field(default_factory=lambda: {VERTEX_SERVICE_ACCOUNT})
+    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
+    outage: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    issue_times: list[float] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.service_accounts = {VERTEX_SERVICE_ACCOUNT}
+        self.lifetimes.clear()
+        self.outage = False
+        self.requests.clear()
+        self.issued.clear()
+        self.issue_times.clear()
+
+    @staticmethod
+    def error(code: int, status: str, message: str) -> web.Response:
+        return web.json_response(
+            {"error": {"code": code, "message": message, "status": status}}, status=code
+        )
+
+    def impersonation_url(self, account: str = VERTEX_SERVICE_ACCOUNT) -> str:
+        return f"{self.url}/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        record: dict[str, Any] = {
+            "path": request.path,
+            "authorization": request.headers.get("Authorization", ""),
+            "content_type": request.content_type,
+        }
+        self.requests.append(record)
+        if self.outage:
+            return self.error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        account, _, method = request.match_info["account"].partition(":")
+        if method != "generateAccessToken" or request.match_info["project"] != "-":
+            return self.error(404, "NOT_FOUND", "Method not found.")
+        bearer = record["authorization"].removeprefix("Bearer ")
+        if not record["authorization"].startswith("Bearer ") or not self.sts.valid(bearer):
+            return self.error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self.error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        record["body"] = body
+        if account not in self.service_accounts:
+            return self.error(
+                403,
+                "PERMISSION_DENIED",
+                "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may "
+                "not exist).",
+            )
+        if not isinstance(body.get("scope"), list) or not body["scope"]:
+            return self.error(400, "INVALID_ARGUMENT", "Scope required.")
+        match = re.fullmatch(r"(\d+)s", str(body.get("lifetime", "3600s")))
+        if match is None or int(match[1]) > 3600:
+            return self.error(
+                400,
+                "INVALID_ARGUMENT",
+                "The lifetime of the token must be less than or equal to 3600 seconds.",
+            )
+        lifetime = self.lifetimes.popleft() if self.lifetimes else int(match[1])
+        token = "ya29.c." + _random(string.ascii_letters + string.digits + "-_", 200)
+        self.issued.append(token)
+        self.issue_times.append(time.time())
+        expire = datetime.fromtimestamp(math.ceil(time.time() + lifetime), UTC)
+        return web.json_response(
+            {"accessToken": token, "expireTime": expire.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/projects/{project}/serviceAccounts/{account}", self.handle)
+        return app
+
+
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
     r"(?P<service>[^/]+)/aws4_request, ?SignedHeaders=(?P<signed>[^,]+), ?"
@@ -649,11 +842,21 @@ class Cloud:
     gce: GceMetadataStandin
     github: GithubOidcStandin
     managed_identity: ManagedIdentityStandin
+    google_sts: GoogleStsStandin
+    iam: IamCredentialsStandin
     upstream: UpstreamStandin
     upstream_port: int = 0
 
     def reset(self) -> None:
-        for standin in (self.sts, self.entra, self.gce, self.github, self.managed_identity):
+        for standin in (
+            self.sts,
+            self.entra,
+            self.gce,
+            self.github,
+            self.managed_identity,
+            self.google_sts,
+            self.iam,
+        ):
             standin.reset()
         self.upstream.requests.clear()
 
@@ -669,6 +872,24 @@ class Cloud:
             "AWS_ENDPOINT_URL_STS": self.sts.url,
         }
 
+    def external_account(
+        self, credential_source: dict[str, Any], *, impersonate: bool = True
+    ) -> dict[str, Any]:
+        """A Vertex ``vertex_credentials`` document, as ``gcloud iam workload-identity-pools
+        create-cred-config`` writes it, with the endpoints moved to the stand-ins through its
+        own ``token_url`` and ``service_account_impersonation_url``."""
+        doc: dict[str, Any] = {
+            "universe_domain": "googleapis.com",
+            "type": "external_account",
+            "audience": GOOGLE_PROVIDER,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": f"{self.google_sts.url}/v1/token",
+            "credential_source": credential_source,
+        }
+        if impersonate:
+            doc["service_account_impersonation_url"] = self.iam.impersonation_url()
+        return doc
+
     def secrets(self) -> list[str]:
         """Every secret and token handed out so far (none may appear in a log)."""
         found = [
@@ -676,6 +897,8 @@ class Cloud:
             self.managed_identity.identity_header,
             *self.issuer.tokens,
             *self.entra.issued,
+            *self.google_sts.issued,
+            *self.iam.issued,
         ]
         for creds in self.sts.issued.values():
             found += [creds["SecretAccessKey"], creds["SessionToken"]]
@@ -685,6 +908,7 @@ class Cloud:
 def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
     issuer = OidcIssuer()
     sts = StsStandin(issuer)
+    google_sts = GoogleStsStandin(issuer)
     cloud = Cloud(
         issuer=issuer,
         sts=sts,
@@ -692,6 +916,8 @@ def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
         gce=GceMetadataStandin(issuer),
         github=GithubOidcStandin(issuer),
         managed_identity=ManagedIdentityStandin(issuer),
+        google_sts=google_sts,
+        iam=IamCredentialsStandin(google_sts),
         upstream=UpstreamStandin(sts),
     )
     cloud.sts.url = f"https://127.0.0.1:{thread.serve(cloud.sts.app(), server_ssl)}"
@@ -702,5 +928,7 @@ def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
     cloud.github.url = (
         f"https://localhost:{port}/_apis/pipelines/workflows/1/idtoken?api-version=2.0"
     )
+    cloud.google_sts.url = f"https://127.0.0.1:{thread.serve(cloud.google_sts.app(), server_ssl)}"
+    cloud.iam.url = f"https://localhost:{thread.serve(cloud.iam.app(), server_ssl)}"
     cloud.upstream_port = thread.serve(cloud.upstream.app(), server_ssl)
     return cloud

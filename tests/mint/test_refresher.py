@@ -20,12 +20,13 @@ from extauthz.mint.refresher import Refresher
 from extauthz.mint.sources import OidcTokens
 from extauthz.mint.transport import HttpClient
 
-from .configs import AZURE, STATIC, STATIC_KEY, mint_config, mint_env
+from .configs import AZURE, STATIC, STATIC_KEY, VERTEX, mint_config, mint_env
 from .standins import Cloud
 
 AWS_FILE = "anthropic_claude-3-haiku.aws_credentials"
 AZURE_FILE = f"{AZURE}.sds.yaml"
 STATIC_FILE = f"{STATIC}.sds.yaml"
+VERTEX_FILE = f"{VERTEX}.sds.yaml"
 
 
 def refresher(cloud: Cloud, http: HttpClient, out_dir: Path, **kw: float) -> Refresher:
@@ -46,8 +47,8 @@ def access_key(out_dir: Path) -> str:
     return ini["default"]["aws_access_key_id"]
 
 
-def bearer(out_dir: Path) -> str:
-    doc = yaml.safe_load((out_dir / AZURE_FILE).read_text())
+def bearer(out_dir: Path, filename: str = AZURE_FILE) -> str:
+    doc = yaml.safe_load((out_dir / filename).read_text())
     return str(doc["resources"][0]["generic_secret"]["secret"]["inline_string"])
 
 
@@ -71,14 +72,15 @@ class TestOnce:
     async def test_run_once_writes_every_file(
         self, cloud: Cloud, http: HttpClient, out_dir: Path
     ) -> None:
-        """One pass mints the STS, Entra and static credentials into their files."""
+        """One pass mints the STS, Entra, Vertex and static credentials into their files."""
         r = refresher(cloud, http, out_dir)
         assert await r.run_once()
         assert sorted(p.name for p in out_dir.iterdir()) == sorted(  # noqa: ASYNC240
-            [AWS_FILE, AZURE_FILE, STATIC_FILE]
+            [AWS_FILE, AZURE_FILE, VERTEX_FILE, STATIC_FILE]
         )
         assert access_key(out_dir) == list(cloud.sts.issued)[-1]
         assert bearer(out_dir) == f"Bearer {cloud.entra.issued[-1]}"
+        assert bearer(out_dir, VERTEX_FILE) == f"Bearer {cloud.iam.issued[-1]}"
         static = yaml.safe_load((out_dir / STATIC_FILE).read_text())
         assert static["resources"][0]["generic_secret"]["secret"]["inline_string"] == STATIC_KEY
         assert r.ready()
