@@ -932,3 +932,90 @@ def start_cloud(thread: ServerThread, server_ssl: ssl.SSLContext) -> Cloud:
     cloud.iam.url = f"https://localhost:{thread.serve(cloud.iam.app(), server_ssl)}"
     cloud.upstream_port = thread.serve(cloud.upstream.app(), server_ssl)
     return cloud
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (``CONNECT host:port``), as corporate egress proxies do.
+    It records each CONNECT and keeps every byte it relays, so a test can show it saw only
+    ciphertext; with ``credentials`` ("user:password") it answers 407 to anything else."""
+
+    def __init__(self, thread: ServerThread, credentials: str | None = None) -> None:
+        self.credentials = credentials
+        self.connects: list[dict[str, str]] = []
+        self.relayed = bytearray()
+        self._thread = thread
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+        self._server = thread.call(start())
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def url(self, credentials: str | None = None) -> str:
+        userinfo = f"{credentials}@" if credentials else ""
+        return f"http://{userinfo}127.0.0.1:{self.port}"
+
+    def targets(self) -> set[str]:
+        return {c["target"] for c in self.connects if c["answer"] == "200"}
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+
+        self._thread.call(stop())
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                self.relayed += chunk
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, record: dict[str, str], status: str,
+                      extra: str = "") -> None:  # fmt: skip
+        record["answer"] = status.split()[0]
+        writer.write(f"HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+            return
+        request_line, *lines = head.split("\r\n")
+        method, target, _ = [*request_line.split(" ", 2), "", ""][:3]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+        record = {
+            "method": method,
+            "target": target,
+            "proxy_authorization": headers.get("proxy-authorization", ""),
+        }
+        self.connects.append(record)
+        if method != "CONNECT":
+            await self._answer(writer, record, "405 Method Not Allowed")
+            return
+        expected = "Basic " + base64.b64encode((self.credentials or "").encode()).decode()
+        if self.credentials and record["proxy_authorization"] != expected:
+            await self._answer(
+                writer,
+                record,
+                "407 Proxy Authentication Required",
+                'Proxy-Authenticate: Basic realm="egress"\r\n',
+            )
+            return
+        host, _, port = target.rpartition(":")
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except (OSError, ValueError):
+            await self._answer(writer, record, "502 Bad Gateway")
+            return
+        record["answer"] = "200"
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        await asyncio.gather(self._relay(reader, up_writer), self._relay(up_reader, writer))
