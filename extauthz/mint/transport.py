@@ -70,9 +70,7 @@ class HttpClient:
     def _session_or_new(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                # No overall cap, a small one per host: a service that hangs holds connections
-                # to itself only, never the ones other credentials need.
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0, limit_per_host=8),
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16),
                 timeout=self._timeout,
                 # aiohttp's own environment reading is off: it would read ~/.netrc, which could
                 # attach credentials to the metadata server or STS. The proxy is ours (proxy.py).

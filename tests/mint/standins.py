@@ -1019,3 +1019,29 @@ class ConnectProxy:
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
         await asyncio.gather(self._relay(reader, up_writer), self._relay(up_reader, writer))
+
+
+class Blackhole:
+    """A service that is down the worst way: it accepts TCP connections and never answers, so
+    every call holds its connection until the caller's timeout."""
+
+    def __init__(self, thread: ServerThread) -> None:
+        self._thread = thread
+        self._held: list[asyncio.StreamWriter] = []
+
+        async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._held.append(writer)
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(hold, "127.0.0.1", 0)
+
+        self._server = thread.call(start())
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for writer in self._held:
+                writer.close()
+
+        self._thread.call(stop())

@@ -18,10 +18,11 @@ from extauthz.logs import JsonFormatter
 from extauthz.mint.plan import plan_from_config
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.sources import OidcTokens
-from extauthz.mint.transport import HttpClient
+from extauthz.mint.transport import HttpClient, make_ssl_context
 
 from .configs import AZURE, STATIC, STATIC_KEY, VERTEX, mint_config, mint_env
-from .standins import Cloud
+from .standins import Blackhole, Cloud, ServerThread
+from .testca import TestCA
 
 AWS_FILE = "anthropic_claude-3-haiku.aws_credentials"
 AZURE_FILE = f"{AZURE}.sds.yaml"
@@ -203,3 +204,65 @@ class TestLoop:
             in text
         )
         assert f'extauthz_mint_credential_expiry_timestamp_seconds{{credential="{AWS_FILE}"' in text
+
+
+class TestIndependence:
+    async def test_a_provider_that_hangs_never_stops_the_others_refreshing(
+        self, cloud: Cloud, test_ca: TestCA, server_thread: ServerThread, out_dir: Path
+    ) -> None:
+        """Five Bedrock credentials whose STS accepts connections and never answers (the worst
+        kind of down: every attempt lasts its whole 2-s timeout) while Entra and Vertex hand out
+        2-s tokens: those two keep being refreshed and their files never lapse, while every
+        Bedrock attempt fails on its own timeout and writes nothing."""
+        hung = Blackhole(server_thread)
+        config = mint_config(cloud)
+        bedrock = config["model_list"][0]
+        config["model_list"] += [
+            {
+                "model_name": f"bedrock-{n}",
+                "litellm_params": bedrock["litellm_params"]
+                | {"aws_sts_endpoint": f"https://127.0.0.1:{hung.port}"},
+            }
+            for n in range(5)
+        ]
+        env = mint_env(cloud)
+        cloud.entra.default_lifetime = 2
+        cloud.iam.lifetimes.extend([2] * 50)
+        http = HttpClient(make_ssl_context(str(test_ca.ca_file)), timeout_seconds=2)
+        r = Refresher(
+            plan_from_config(config, env).credentials,
+            out_dir=out_dir,
+            http=http,
+            tokens=OidcTokens(http, env, time.time),
+            retry_base=0.1,
+            retry_cap=0.2,
+        )
+        hung_states = [s for s in r.states.values() if s.key.startswith("bedrock-")]
+        seen_invalid: list[str] = []
+
+        def check() -> bool:
+            now = time.time()
+            for key in (AZURE_FILE, VERTEX_FILE):
+                if r.states[key].minted and not r.states[key].valid(now):
+                    seen_invalid.append(key)
+            return (
+                len(cloud.entra.issued) >= 4
+                and len(cloud.iam.issued) >= 4
+                and all(s.failures >= 2 for s in hung_states)
+            )
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(r.run(stop))
+        try:
+            await wait_for(check, within=30)
+        finally:
+            stop.set()
+            await task
+            await http.close()
+            hung.close()
+        assert not seen_invalid, seen_invalid
+        assert bearer(out_dir) == f"Bearer {cloud.entra.issued[-1]}"
+        assert bearer(out_dir, VERTEX_FILE) == f"Bearer {cloud.iam.issued[-1]}"
+        assert all("no answer within 2 s" in (s.last_error or "") for s in hung_states)
+        assert not any((out_dir / s.key).exists() for s in hung_states)
+        assert r.states[AWS_FILE].failures == 0  # the real STS, another port, kept going
