@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from yarl import URL
 
+from extauthz.mint.answers import AccessToken, access_token, json_object, seconds
 from extauthz.mint.errors import ExchangeError, TransportError
-from extauthz.mint.redact import Secret, describe_token, scrub
+from extauthz.mint.redact import describe_token, scrub
 from extauthz.mint.transport import HttpClient
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -30,42 +30,20 @@ _FEDERATION_HINT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class AccessToken:
-    """An Entra access token and when it expires (POSIX time)."""
-
-    token: Secret
-    expires_at: float
-
-
 def token_endpoint(authority_host: str, tenant_id: str) -> str:
     """``{authority}/{tenant}/oauth2/v2.0/token``."""
     return f"{authority_host.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
 
 
-def _json(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def parse_token_response(body: bytes, now: float) -> AccessToken:
     """The access token and expiry from a 200 answer; ExchangeError if either is missing."""
-    data = _json(body)
-    if data is None:
+    data = json_object(body)
+    if not data:
         raise ExchangeError("Entra answered 200 without a JSON object")
-    token = data.get("access_token")
-    expires_in = data.get("expires_in")
-    # Older endpoints send expires_in as a string of digits.
-    if isinstance(expires_in, str) and expires_in.isdigit():
-        expires_in = int(expires_in)
-    if not isinstance(token, str) or not token or not isinstance(expires_in, int | float):
-        raise ExchangeError("Entra answered without access_token and a numeric expires_in")
-    if any(ch.isspace() for ch in token):
-        raise ExchangeError("Entra answered an access_token containing whitespace")
-    return AccessToken(Secret(token), now + float(expires_in))
+    expires_in = seconds(data.get("expires_in"))
+    expires_at = None if expires_in is None else now + expires_in
+    needs = "access_token and a numeric expires_in"
+    return access_token(data.get("access_token"), expires_at, "Entra", needs)
 
 
 async def exchange_client_assertion(
@@ -97,7 +75,7 @@ async def exchange_client_assertion(
     )
     if resp.status == 200:
         return parse_token_response(resp.body, now)
-    data = _json(resp.body) or {}
+    data = json_object(resp.body)
     error = data.get("error")
     if not isinstance(error, str) or not error:
         raise ExchangeError(
@@ -177,13 +155,8 @@ def scope_to_resource(scope: str) -> str:
 
 def _expiry(data: Mapping[str, Any], now: float) -> float | None:
     """``expires_in`` (IMDS, seconds, often a string) else ``expires_on`` (POSIX time)."""
-    for key, base in (("expires_in", now), ("expires_on", 0.0)):
-        value = data.get(key)
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return base + float(value)
-    return None
+    expires_in, expires_on = seconds(data.get("expires_in")), seconds(data.get("expires_on"))
+    return now + expires_in if expires_in is not None else expires_on
 
 
 async def managed_identity_token(
@@ -217,14 +190,10 @@ async def managed_identity_token(
             f"{exc}; is this an Azure host with a managed identity? On AKS with workload "
             "identity AZURE_FEDERATED_TOKEN_FILE names the token instead"
         ) from None
-    data = _json(resp.body) or {}
+    data = json_object(resp.body)
     if resp.status == 200:
-        token, expires_at = data.get("access_token"), _expiry(data, now)
-        if not isinstance(token, str) or not token or expires_at is None:
-            raise ExchangeError(f"{endpoint} answered without access_token and its expiry")
-        if any(ch.isspace() for ch in token):
-            raise ExchangeError(f"{endpoint} answered an access_token containing whitespace")
-        return AccessToken(Secret(token), expires_at)
+        needs = "access_token and its expiry"
+        return access_token(data.get("access_token"), _expiry(data, now), str(endpoint), needs)
     error = data.get("error") or data.get("statusCode") or ""
     description = data.get("error_description") or data.get("message") or ""
     detail = scrub(f"{error}: {description}" if error else str(description), secrets)

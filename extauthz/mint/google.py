@@ -15,7 +15,6 @@ The result is written as ``Authorization: Bearer <token>`` for Envoy's ``credent
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 from yarl import URL
 
-from extauthz.mint.azure import AccessToken
+from extauthz.mint.answers import AccessToken, access_token, json_object, seconds
 from extauthz.mint.errors import ExchangeError, TokenSourceError
 from extauthz.mint.redact import Secret, describe_token, scrub
 from extauthz.mint.sources import OidcRef, parse_oidc_ref, read_token_file, ref_problems
@@ -266,18 +265,10 @@ def _lifetime(options: object, where: str, problems: list[str]) -> int:
     return value
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _token_from(text: str, field: str | None, what: str) -> str:
     if field is None:
         return text.strip()
-    value = _json(text.encode()).get(field)
+    value = json_object(text.encode()).get(field)
     if not isinstance(value, str) or not value:
         raise TokenSourceError(f"{what}: no string field {field!r} in the JSON answer")
     return value
@@ -295,14 +286,6 @@ async def read_subject(http: HttpClient, source: FileSubject | UrlSubject) -> st
     if resp.status != 200:
         raise TokenSourceError(f"{what} answered HTTP {resp.status}")
     return _token_from(resp.body.decode("utf-8", "replace"), source.field, what)
-
-
-def _expires_in(value: object) -> float | None:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
 
 
 async def exchange_subject_token(
@@ -325,14 +308,12 @@ async def exchange_subject_token(
             "subject_token_type": account.subject_token_type,
         },
     )
-    data = _json(resp.body)
+    data = json_object(resp.body)
     if resp.status == 200:
-        token, expires_in = data.get("access_token"), _expires_in(data.get("expires_in"))
-        if not isinstance(token, str) or not token or expires_in is None:
-            raise ExchangeError(f"{what} answered without access_token and expires_in")
-        if any(ch.isspace() for ch in token):
-            raise ExchangeError(f"{what} answered an access_token containing whitespace")
-        return AccessToken(Secret(token), now + expires_in)
+        expires_in = seconds(data.get("expires_in"))
+        expires_at = None if expires_in is None else now + expires_in
+        needs = "access_token and expires_in"
+        return access_token(data.get("access_token"), expires_at, what, needs)
     error = data.get("error")
     if not isinstance(error, str) or not error:
         raise ExchangeError(f"{what} answered HTTP {resp.status} without an OAuth error document")
@@ -372,14 +353,10 @@ async def generate_access_token(
             "lifetime": f"{account.lifetime_seconds}s",
         },
     )
-    data = _json(resp.body)
+    data = json_object(resp.body)
     if resp.status == 200:
-        token, expires_at = data.get("accessToken"), _rfc3339(data.get("expireTime"))
-        if not isinstance(token, str) or not token or expires_at is None:
-            raise ExchangeError(f"{what} answered without accessToken and an RFC 3339 expireTime")
-        if any(ch.isspace() for ch in token):
-            raise ExchangeError(f"{what} answered an accessToken containing whitespace")
-        return AccessToken(Secret(token), expires_at)
+        needs = "accessToken and an RFC 3339 expireTime"
+        return access_token(data.get("accessToken"), _rfc3339(data.get("expireTime")), what, needs)
     error = data.get("error")
     if not isinstance(error, dict):
         raise ExchangeError(f"{what} answered HTTP {resp.status} without a Google API error")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from extauthz.mint.answers import AccessToken
 from extauthz.mint.aws import AwsCredentials, assume_role_with_web_identity
-from extauthz.mint.azure import AccessToken, exchange_client_assertion
+from extauthz.mint.azure import exchange_client_assertion
 from extauthz.mint.errors import ExchangeError
 from extauthz.mint.google import (
     ExternalAccount,

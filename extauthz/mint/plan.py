@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from extauthz.config.envref import is_env_ref, resolve_env_refs
@@ -66,8 +66,31 @@ class MintSettings:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
 
 
+class _File:
+    """A credential written to ``NAME`` + ``suffix``."""
+
+    __slots__ = ()
+    name: str
+    suffix: ClassVar[str]
+
+    @property
+    def filename(self) -> str:
+        """The file this credential lives in."""
+        return self.name + self.suffix
+
+
+class _AwsFile(_File):
+    __slots__ = ()
+    suffix = AWS_SUFFIX
+
+
+class _SdsFile(_File):
+    __slots__ = ()
+    suffix = SDS_SUFFIX
+
+
 @dataclass(frozen=True, slots=True)
-class AwsWebIdentitySpec:
+class AwsWebIdentitySpec(_AwsFile):
     """Bedrock: exchange ``token`` at STS for the role, write ``NAME.aws_credentials``."""
 
     name: str
@@ -79,18 +102,13 @@ class AwsWebIdentitySpec:
     kind = "aws_web_identity"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + AWS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.token} -> STS {self.role_arn}"
 
 
 @dataclass(frozen=True, slots=True)
-class AwsStaticSpec:
+class AwsStaticSpec(_AwsFile):
     """Bedrock with fixed keys: write them once to ``NAME.aws_credentials``."""
 
     name: str
@@ -101,18 +119,13 @@ class AwsStaticSpec:
     kind = "aws_static"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + AWS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.where}.litellm_params.aws_access_key_id"
 
 
 @dataclass(frozen=True, slots=True)
-class AzureEntraSpec:
+class AzureEntraSpec(_SdsFile):
     """Azure OpenAI: exchange ``token`` at Entra, write ``Bearer <access token>`` to SDS."""
 
     name: str
@@ -125,18 +138,13 @@ class AzureEntraSpec:
     kind = "azure_entra"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + SDS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.token} -> Entra tenant {self.tenant_id} client {self.client_id}"
 
 
 @dataclass(frozen=True, slots=True)
-class StaticSecretSpec:
+class StaticSecretSpec(_SdsFile):
     """A fixed secret (``api_key``, or a non-OIDC ``azure_ad_token``) written once to SDS."""
 
     name: str
@@ -146,18 +154,13 @@ class StaticSecretSpec:
     kind = "static"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + SDS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return self.origin
 
 
 @dataclass(frozen=True, slots=True)
-class GoogleVertexSpec:
+class GoogleVertexSpec(_SdsFile):
     """Vertex AI: workload identity federation (Google STS, optionally IAM Credentials), written
     as ``Bearer <access token>`` to SDS."""
 
@@ -167,11 +170,6 @@ class GoogleVertexSpec:
     project: str | None = None
     location: str | None = None
     kind = "gcp_workload_identity"
-
-    @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + SDS_SUFFIX
 
     @property
     def source(self) -> str:

@@ -124,7 +124,7 @@ def bootstrap_reading(directory: Path) -> dict[str, Any]:
     """An Envoy bootstrap with one cluster per file the minter wrote in ``directory``: SigV4
     from each ``NAME.aws_credentials``, an injected credential from each ``NAME.sds.yaml``."""
     watched = {"path": str(directory)}
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for path in sorted(directory.iterdir()):
         if path.name.endswith(".aws_credentials"):
             signing = {

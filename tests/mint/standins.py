@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from aiohttp import web
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
@@ -92,6 +92,39 @@ class ServerThread:
         self._thread.join(timeout=5)
 
 
+class Served:
+    """A stand-in served by aiohttp: ``routes`` lists (method, path, handler method name)."""
+
+    routes: ClassVar[tuple[tuple[str, str, str], ...]]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, getattr(self, handler))
+        return app
+
+
+@dataclass(kw_only=True)
+class TokenService(Served):
+    """What every token-issuing stand-in keeps: the lifetimes to hand out next (else its own
+    default), an outage switch, the requests it saw, when it issued, and where it listens."""
+
+    lifetimes: collections.deque[float] = field(default_factory=collections.deque)
+    outage: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    issue_times: list[float] = field(default_factory=list)
+    url: str = ""
+
+    def reset(self) -> None:
+        self.lifetimes.clear()
+        self.outage = False
+        self.requests.clear()
+        self.issue_times.clear()
+
+    def next_lifetime(self, default: float) -> float:
+        return self.lifetimes.popleft() if self.lifetimes else default
+
+
 class OidcIssuer:
     """Remembers every OIDC token the stand-ins handed out, so STS and Entra can check them."""
 
@@ -117,7 +150,7 @@ def _random(alphabet: str, n: int) -> str:
 
 
 @dataclass
-class StsStandin:
+class StsStandin(TokenService):
     """AWS STS ``AssumeRoleWithWebIdentity`` (Query API, XML)."""
 
     issuer: OidcIssuer
@@ -126,23 +159,15 @@ class StsStandin:
     # More roles and the token audience each one's trust policy accepts (reset clears them).
     trusts: dict[str, str] = field(default_factory=dict)
     default_lifetime: float = 3600
-    lifetimes: collections.deque[float] = field(default_factory=collections.deque)
-    outage: bool = False
     refuse: tuple[int, str, str] | None = None
-    requests: list[dict[str, str]] = field(default_factory=list)
     issued: dict[str, dict[str, Any]] = field(default_factory=dict)
-    issue_times: list[float] = field(default_factory=list)
-    url: str = ""
 
     def reset(self) -> None:
-        self.lifetimes.clear()
+        super().reset()
         self.default_lifetime = 3600
-        self.outage = False
         self.refuse = None
         self.trusts.clear()
-        self.requests.clear()
         self.issued.clear()
-        self.issue_times.clear()
 
     def trusted_audience(self, role_arn: str) -> str | None:
         """The token audience the role's trust policy accepts; None for an unknown role."""
@@ -200,7 +225,7 @@ class StsStandin:
             return self.error(400, "InvalidIdentityToken", "Incorrect token audience")
         if claims["exp"] <= time.time():
             return self.error(400, "ExpiredTokenException", "Token expired")
-        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        lifetime = self.next_lifetime(self.default_lifetime)
         expiration = datetime.fromtimestamp(math.ceil(time.time() + lifetime), UTC)
         creds = {
             "AccessKeyId": "ASIA" + _random(string.ascii_uppercase + string.digits, 16),
@@ -237,14 +262,11 @@ class StsStandin:
 """
         return web.Response(text=body, content_type="text/xml")
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/", self.handle)
-        return app
+    routes = (("POST", "/", "handle"),)
 
 
 @dataclass
-class EntraStandin:
+class EntraStandin(TokenService):
     """Entra v2 token endpoint for the client-assertion (federated credential) grant."""
 
     issuer: OidcIssuer
@@ -253,20 +275,12 @@ class EntraStandin:
     audience: str = "api://AzureADTokenExchange"
     scope: str = "https://cognitiveservices.azure.com/.default"
     default_lifetime: int = 3599
-    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
-    outage: bool = False
-    requests: list[dict[str, str]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
-    issue_times: list[float] = field(default_factory=list)
-    url: str = ""
 
     def reset(self) -> None:
-        self.lifetimes.clear()
+        super().reset()
         self.default_lifetime = 3599
-        self.outage = False
-        self.requests.clear()
         self.issued.clear()
-        self.issue_times.clear()
 
     @staticmethod
     def error(status: int, error: str, description: str) -> web.Response:
@@ -328,7 +342,7 @@ class EntraStandin:
                 "invalid_scope",
                 f"AADSTS1002012: The provided value for scope {form.get('scope')} is not valid.",
             )
-        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        lifetime = int(self.next_lifetime(self.default_lifetime))
         token = make_jwt(
             {
                 "aud": "https://cognitiveservices.azure.com",
@@ -348,14 +362,11 @@ class EntraStandin:
             }
         )
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/{tenant}/oauth2/v2.0/token", self.handle)
-        return app
+    routes = (("POST", "/{tenant}/oauth2/v2.0/token", "handle"),)
 
 
 @dataclass
-class ManagedIdentityStandin:
+class ManagedIdentityStandin(Served):
     """Azure's managed-identity endpoints: IMDS (``/metadata/identity/oauth2/token``, header
     ``Metadata: true``, api-version 2018-02-01, ``expires_in`` as a string) and App Service's
     ``IDENTITY_ENDPOINT`` (``/msi/token``, header ``X-IDENTITY-HEADER``, api-version 2019-08-01,
@@ -458,11 +469,10 @@ class ManagedIdentityStandin:
             }
         )
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metadata/identity/oauth2/token", self.imds)
-        app.router.add_get("/msi/token", self.app_service)
-        return app
+    routes = (
+        ("GET", "/metadata/identity/oauth2/token", "imds"),
+        ("GET", "/msi/token", "app_service"),
+    )
 
     def imds_env(self) -> dict[str, str]:
         """IMDS moved the way azure-identity allows (aad-pod-identity's variable)."""
@@ -476,7 +486,7 @@ class ManagedIdentityStandin:
 
 
 @dataclass
-class GceMetadataStandin:
+class GceMetadataStandin(Served):
     """The GCE metadata server's identity endpoint (plain HTTP, as the real one)."""
 
     issuer: OidcIssuer
@@ -508,16 +518,11 @@ class GceMetadataStandin:
         self.issued.append(token)
         return web.Response(text=token, content_type="text/html", headers=headers)
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get(
-            "/computeMetadata/v1/instance/service-accounts/default/identity", self.handle
-        )
-        return app
+    routes = (("GET", "/computeMetadata/v1/instance/service-accounts/default/identity", "handle"),)
 
 
 @dataclass
-class GithubOidcStandin:
+class GithubOidcStandin(Served):
     """GitHub Actions' ID-token endpoint (``ACTIONS_ID_TOKEN_REQUEST_URL``)."""
 
     issuer: OidcIssuer
@@ -544,10 +549,7 @@ class GithubOidcStandin:
         self.issued.append(token)
         return web.json_response({"count": 2240, "value": token})
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/_apis/pipelines/workflows/1/idtoken", self.handle)
-        return app
+    routes = (("GET", "/_apis/pipelines/workflows/1/idtoken", "handle"),)
 
 
 GOOGLE_PROJECT_NUMBER = "123456789012"
@@ -562,7 +564,7 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @dataclass
-class GoogleStsStandin:
+class GoogleStsStandin(TokenService):
     """Google's Security Token Service ``POST /v1/token``: OAuth 2.0 token exchange (RFC 8693)
     of an OIDC token for a federated access token, for a workload identity pool provider."""
 
@@ -572,23 +574,15 @@ class GoogleStsStandin:
         default_factory=lambda: {GOOGLE_PROVIDER: GOOGLE_PROVIDER_AUDIENCE}
     )
     default_lifetime: int = 3599
-    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
-    outage: bool = False
-    requests: list[dict[str, str]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     issued: dict[str, float] = field(default_factory=dict)  # federated token -> expiry
-    issue_times: list[float] = field(default_factory=list)
-    url: str = ""
 
     def reset(self) -> None:
+        super().reset()
         self.providers = {GOOGLE_PROVIDER: GOOGLE_PROVIDER_AUDIENCE}
         self.default_lifetime = 3599
-        self.lifetimes.clear()
-        self.outage = False
-        self.requests.clear()
         self.headers.clear()
         self.issued.clear()
-        self.issue_times.clear()
 
     @staticmethod
     def error(status: int, error: str, description: str) -> web.Response:
@@ -635,7 +629,7 @@ class GoogleStsStandin:
             )
         if claims["exp"] <= time.time():
             return self.error(400, "invalid_grant", "ID Token has expired.")
-        lifetime = self.lifetimes.popleft() if self.lifetimes else self.default_lifetime
+        lifetime = int(self.next_lifetime(self.default_lifetime))
         token = "ya29.d." + _random(string.ascii_letters + string.digits + "-_", 180)
         self.issued[token] = time.time() + lifetime
         self.issue_times.append(time.time())
@@ -648,33 +642,22 @@ class GoogleStsStandin:
             }
         )
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/token", self.handle)
-        return app
+    routes = (("POST", "/v1/token", "handle"),)
 
 
 @dataclass
-class IamCredentialsStandin:
+class IamCredentialsStandin(TokenService):
     """The IAM Credentials API's ``projects.serviceAccounts.generateAccessToken``, which takes
     the federated token (Bearer) and answers the service account's access token."""
 
     sts: GoogleStsStandin
     service_accounts: set[str] = field(default_factory=lambda: {VERTEX_SERVICE_ACCOUNT})
-    lifetimes: collections.deque[int] = field(default_factory=collections.deque)
-    outage: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
-    issue_times: list[float] = field(default_factory=list)
-    url: str = ""
 
     def reset(self) -> None:
+        super().reset()
         self.service_accounts = {VERTEX_SERVICE_ACCOUNT}
-        self.lifetimes.clear()
-        self.outage = False
-        self.requests.clear()
         self.issued.clear()
-        self.issue_times.clear()
 
     @staticmethod
     def error(code: int, status: str, message: str) -> web.Response:
@@ -727,7 +710,7 @@ class IamCredentialsStandin:
                 "INVALID_ARGUMENT",
                 "The lifetime of the token must be less than or equal to 3600 seconds.",
             )
-        lifetime = self.lifetimes.popleft() if self.lifetimes else int(match[1])
+        lifetime = self.next_lifetime(int(match[1]))
         token = "ya29.c." + _random(string.ascii_letters + string.digits + "-_", 200)
         self.issued.append(token)
         self.issue_times.append(time.time())
@@ -736,10 +719,7 @@ class IamCredentialsStandin:
             {"accessToken": token, "expireTime": expire.strftime("%Y-%m-%dT%H:%M:%SZ")}
         )
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/projects/{project}/serviceAccounts/{account}", self.handle)
-        return app
+    routes = (("POST", "/v1/projects/{project}/serviceAccounts/{account}", "handle"),)
 
 
 _AUTH = re.compile(
@@ -803,7 +783,7 @@ def verify_sigv4(
 
 
 @dataclass
-class UpstreamStandin:
+class UpstreamStandin(Served):
     """The LLM provider behind Envoy: records requests and checks their credentials."""
 
     sts: StsStandin
@@ -826,10 +806,7 @@ class UpstreamStandin:
         self.requests.append(seen)
         return web.json_response(seen)
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+    routes = (("*", "/{tail:.*}", "handle"),)
 
 
 @dataclass

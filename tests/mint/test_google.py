@@ -337,7 +337,7 @@ class TestGoogleAuthCrossCheck:
         session = requests.Session()
         session.verify = str(test_ca.ca_file)
         session.trust_env = False
-        credentials = identity_pool.Credentials.from_info(doc).with_scopes(
+        credentials = identity_pool.Credentials.from_info(doc).with_scopes(  # type: ignore[no-untyped-call]
             ["https://www.googleapis.com/auth/cloud-platform"]
         )
         credentials.refresh(Request(session))
