@@ -21,6 +21,7 @@ Every problem is collected and reported at once, each under its key path
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -36,7 +37,7 @@ from extauthz.errors import ConfigError
 from extauthz.mint.aws import sts_endpoint_for_region
 from extauthz.mint.azure import DEFAULT_AUTHORITY_HOST, DEFAULT_SCOPE
 from extauthz.mint.google import ExternalAccount, parse_external_account
-from extauthz.mint.redact import Secret
+from extauthz.mint.redact import Secret, unverified_claims
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
 from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
 
@@ -353,19 +354,35 @@ def read_credentials_file(path: str) -> str:
     return raw.decode("utf-8")
 
 
+def _is_base64_json(value: str) -> bool:
+    try:
+        decoded = base64.b64decode(value.replace("-", "+").replace("_", "/") + "==", validate=True)
+    except ValueError:
+        return False
+    return decoded.lstrip().startswith(b"{")
+
+
 def _vertex_document(entry: _Entry, value: object) -> tuple[dict[str, Any] | None, str]:
     """``vertex_credentials`` as LiteLLM reads it: a mapping, a JSON string, or the path of a
     JSON file. Returns the document and, for a file, `` (in PATH)`` for messages."""
     key = entry.path("vertex_credentials")
     origin = ""
     if isinstance(value, str) and not value.lstrip().startswith("{"):
-        origin = f" (in {value})"
+        if _is_base64_json(value):
+            entry.problems.append(
+                f"{key}: is base64-encoded JSON; give the JSON itself or the path of its file"
+            )
+            return None, origin
+        # A value that is neither JSON nor a plausible path may be a secret: never shown.
+        plausible = len(value) <= 1024 and not any(ch.isspace() for ch in value)
+        shown = repr(value) if plausible and not unverified_claims(value) else "(not shown)"
+        origin = f" (in {shown})"
         try:
             value = entry.read_text(value)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             entry.problems.append(
-                f"{key}: cannot read the credentials file {value!r} ({reason}); a relative "
+                f"{key}: cannot read the credentials file {shown} ({reason}); a relative "
                 "path is from the working directory"
             )
             return None, origin

@@ -3,6 +3,7 @@ against stand-ins speaking Google's wire formats over HTTPS, cross-checked with 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -154,11 +155,25 @@ class TestPlan:
         path = tmp_path / "wif.json"
         path.write_text(json.dumps({"type": "external_account"}))
         found = plan_problems(str(path))
-        assert f"{WHERE}.audience: missing" in found[0] and found[0].endswith(f"(in {path})")
+        assert f"{WHERE}.audience: missing" in found[0] and found[0].endswith(f"(in '{path}')")
         (found_missing,) = plan_problems(str(tmp_path / "nope.json"))
         assert found_missing.startswith(f"{WHERE}: cannot read the credentials file")
         (not_json,) = plan_problems('{"type": ')
         assert not_json.startswith(f"{WHERE}: not valid JSON")
+
+    def test_a_value_that_may_be_a_key_is_never_echoed(self) -> None:
+        """A base64 document (LiteLLM users paste service account keys that way) is named as
+        such; a long value that is no path is not shown."""
+        key = base64.b64encode(
+            json.dumps({"type": "service_account", "private_key": "k" * 2000}).encode()
+        )
+        (found,) = plan_problems("os.environ/VERTEX_KEY", {"VERTEX_KEY": key.decode()})
+        assert (
+            found
+            == f"{WHERE}: is base64-encoded JSON; give the JSON itself or the path of its file"
+        )
+        (found,) = plan_problems("x" * 3000)
+        assert "cannot read the credentials file (not shown)" in found and "xxx" not in found
 
     def test_only_one_bearer_source_per_entry(self, cloud: Cloud) -> None:
         """vertex_credentials next to api_key would write the same NAME.sds.yaml: refused."""
