@@ -21,6 +21,7 @@ from extauthz.logs import setup_logging
 from extauthz.mint.errors import SinkError
 from extauthz.mint.http import build_app, parse_address, start_http
 from extauthz.mint.plan import MintPlan, load_plan
+from extauthz.mint.proxy import proxy_from_environ
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.sinks import prepare_directory
 from extauthz.mint.sources import OidcTokens
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = load_plan(config, os.environ)
         ssl_context = make_ssl_context(plan.settings.ca_file)
+        proxy = proxy_from_environ(os.environ)
         if address is not None:
             parse_address(address)
     except ConfigError as exc:
@@ -86,13 +88,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error(f"--http-address: {exc}")
         return 2
+    for warning in plan.warnings:
+        log.warning(f"{config}: {warning}", extra={"config": config})
+    if proxy is not None:
+        log.info(
+            "https calls go through a proxy",
+            extra={"proxy": str(proxy), "direct": [str(r) for r in proxy.rules]},
+        )
     out_dir = Path(args.out)
     try:
         prepare_directory(out_dir)
     except SinkError as exc:
         log.error(str(exc))
         return 2
-    http = HttpClient(ssl_context, plan.settings.timeout_seconds)
+    http = HttpClient(ssl_context, plan.settings.timeout_seconds, proxy=proxy)
     return asyncio.run(_main(plan, http, out_dir, address, once=args.once))
 
 

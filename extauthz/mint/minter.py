@@ -9,18 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from extauthz.mint.answers import AccessToken
 from extauthz.mint.aws import AwsCredentials, assume_role_with_web_identity
 from extauthz.mint.azure import exchange_client_assertion
 from extauthz.mint.errors import ExchangeError
+from extauthz.mint.google import (
+    ExternalAccount,
+    exchange_subject_token,
+    generate_access_token,
+    read_subject,
+)
 from extauthz.mint.plan import (
     AwsStaticSpec,
     AwsWebIdentitySpec,
     AzureEntraSpec,
     CredentialSpec,
+    GoogleVertexSpec,
     StaticSecretSpec,
 )
 from extauthz.mint.sinks import render_aws_credentials, render_sds_secret
-from extauthz.mint.sources import OidcTokens
+from extauthz.mint.sources import OidcRef, OidcTokens
 from extauthz.mint.transport import HttpClient
 
 
@@ -81,6 +89,14 @@ async def mint(
                 render_sds_secret(spec.name, f"Bearer {access.token.reveal()}"),
                 access.expires_at,
             )
+        case GoogleVertexSpec():
+            access = await vertex_access_token(spec.account, http, tokens, clock)
+            return Minted(
+                spec.filename,
+                render_sds_secret(spec.name, f"Bearer {access.token.reveal()}"),
+                access.expires_at,
+                detail=spec.account.service_account or "",
+            )
         case AwsStaticSpec():
             creds = AwsCredentials(
                 spec.access_key_id, spec.secret_access_key, spec.session_token, None
@@ -88,3 +104,24 @@ async def mint(
             return Minted(spec.filename, render_aws_credentials(creds), None)
         case StaticSecretSpec():
             return Minted(spec.filename, render_sds_secret(spec.name, spec.value.reveal()), None)
+
+
+async def vertex_access_token(
+    account: ExternalAccount, http: HttpClient, tokens: OidcTokens, clock: Callable[[], float]
+) -> AccessToken:
+    """The subject token, exchanged at Google STS, then (with an impersonation URL) turned into
+    the service account's token by IAM Credentials. A subject STS refused is not reused."""
+    subject = account.subject
+    if isinstance(subject, OidcRef):
+        subject_token = await tokens.get(subject)
+    else:
+        subject_token = await read_subject(http, subject)
+    try:
+        federated = await exchange_subject_token(http, account, subject_token, now=clock())
+    except ExchangeError:
+        if isinstance(subject, OidcRef):
+            tokens.forget(subject)
+        raise
+    if account.impersonation_url is None:
+        return federated
+    return await generate_access_token(http, account, federated.token.reveal())

@@ -1,4 +1,5 @@
-"""Turn a LiteLLM config's ``model_list`` into the credentials to mint. Pure: no I/O, no clock.
+"""Turn a LiteLLM config's ``model_list`` into the credentials to mint. No network, no clock; the
+only file read is a ``vertex_credentials`` file, through a reader the caller may replace.
 
 An entry yields a credential when its ``litellm_params`` carry one:
 
@@ -9,6 +10,8 @@ An entry yields a credential when its ``litellm_params`` carry one:
   ``NAME.aws_credentials``;
 * ``azure_ad_token: oidc/…`` → Entra client assertion → ``NAME.sds.yaml`` with ``Bearer <token>``
   (any other ``azure_ad_token`` is a static bearer token);
+* ``vertex_credentials`` holding an ``external_account`` document → Google STS (and IAM
+  Credentials) → ``NAME.sds.yaml`` with ``Bearer <token>``;
 * ``api_key`` (usually ``os.environ/NAME``) → ``NAME.sds.yaml`` with the raw key.
 
 Every problem is collected and reported at once, each under its key path
@@ -18,12 +21,14 @@ Every problem is collected and reported at once, each under its key path
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from extauthz.config.envref import is_env_ref, resolve_env_refs
@@ -31,14 +36,19 @@ from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
 from extauthz.mint.aws import sts_endpoint_for_region
 from extauthz.mint.azure import DEFAULT_AUTHORITY_HOST, DEFAULT_SCOPE
-from extauthz.mint.redact import Secret
+from extauthz.mint.google import ExternalAccount, parse_external_account
+from extauthz.mint.redact import Secret, unverified_claims
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
 from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# The shape of a role ARN only: STS is the authority on which partitions, accounts and roles exist.
+_ROLE_ARN = re.compile(r"^arn:[a-z][a-z0-9-]*:iam::(?P<account>[^:/\s]+):role/[\w+=,.@/-]{1,512}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
 _WEB_IDENTITY_KEYS = ("aws_web_identity_token", "aws_role_name", "aws_session_name")
+_SDS_KEYS = ("azure_ad_token", "api_key", "vertex_credentials")  # each writes NAME.sds.yaml
+MAX_CREDENTIALS_FILE_BYTES = 1 << 20
 _WEB_IDENTITY_ENV = {
     "aws_web_identity_token": "AWS_WEB_IDENTITY_TOKEN",
     "aws_role_name": "AWS_ROLE_NAME",
@@ -57,8 +67,31 @@ class MintSettings:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
 
 
+class _File:
+    """A credential written to ``NAME`` + ``suffix``."""
+
+    __slots__ = ()
+    name: str
+    suffix: ClassVar[str]
+
+    @property
+    def filename(self) -> str:
+        """The file this credential lives in."""
+        return self.name + self.suffix
+
+
+class _AwsFile(_File):
+    __slots__ = ()
+    suffix = AWS_SUFFIX
+
+
+class _SdsFile(_File):
+    __slots__ = ()
+    suffix = SDS_SUFFIX
+
+
 @dataclass(frozen=True, slots=True)
-class AwsWebIdentitySpec:
+class AwsWebIdentitySpec(_AwsFile):
     """Bedrock: exchange ``token`` at STS for the role, write ``NAME.aws_credentials``."""
 
     name: str
@@ -70,18 +103,13 @@ class AwsWebIdentitySpec:
     kind = "aws_web_identity"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + AWS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.token} -> STS {self.role_arn}"
 
 
 @dataclass(frozen=True, slots=True)
-class AwsStaticSpec:
+class AwsStaticSpec(_AwsFile):
     """Bedrock with fixed keys: write them once to ``NAME.aws_credentials``."""
 
     name: str
@@ -92,18 +120,13 @@ class AwsStaticSpec:
     kind = "aws_static"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + AWS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.where}.litellm_params.aws_access_key_id"
 
 
 @dataclass(frozen=True, slots=True)
-class AzureEntraSpec:
+class AzureEntraSpec(_SdsFile):
     """Azure OpenAI: exchange ``token`` at Entra, write ``Bearer <access token>`` to SDS."""
 
     name: str
@@ -116,18 +139,13 @@ class AzureEntraSpec:
     kind = "azure_entra"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + SDS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return f"{self.token} -> Entra tenant {self.tenant_id} client {self.client_id}"
 
 
 @dataclass(frozen=True, slots=True)
-class StaticSecretSpec:
+class StaticSecretSpec(_SdsFile):
     """A fixed secret (``api_key``, or a non-OIDC ``azure_ad_token``) written once to SDS."""
 
     name: str
@@ -137,17 +155,33 @@ class StaticSecretSpec:
     kind = "static"
 
     @property
-    def filename(self) -> str:
-        """The file this credential lives in."""
-        return self.name + SDS_SUFFIX
-
-    @property
     def source(self) -> str:
         """Where the credential comes from, for /status (never a secret)."""
         return self.origin
 
 
-CredentialSpec = AwsWebIdentitySpec | AwsStaticSpec | AzureEntraSpec | StaticSecretSpec
+@dataclass(frozen=True, slots=True)
+class GoogleVertexSpec(_SdsFile):
+    """Vertex AI: workload identity federation (Google STS, optionally IAM Credentials), written
+    as ``Bearer <access token>`` to SDS."""
+
+    name: str
+    where: str
+    account: ExternalAccount
+    project: str | None = None
+    location: str | None = None
+    kind = "gcp_workload_identity"
+
+    @property
+    def source(self) -> str:
+        """Where the credential comes from, for /status (never a secret)."""
+        project = f" for project {self.project}" if self.project else ""
+        return f"{self.account}{project}"
+
+
+CredentialSpec = (
+    AwsWebIdentitySpec | AwsStaticSpec | AzureEntraSpec | GoogleVertexSpec | StaticSecretSpec
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +190,7 @@ class MintPlan:
 
     settings: MintSettings
     credentials: tuple[CredentialSpec, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _https_url(value: str, path: str, problems: list[str]) -> str:
@@ -169,12 +204,20 @@ class _Entry:
     """One ``model_list`` item with helpers that resolve and record problems under its path."""
 
     def __init__(
-        self, index: int, params: Mapping[str, Any], environ: Mapping[str, str], problems: list[str]
+        self,
+        index: int,
+        params: Mapping[str, Any],
+        environ: Mapping[str, str],
+        problems: list[str],
+        warnings: list[str],
+        read_text: Callable[[str], str],
     ) -> None:
         self.where = f"model_list[{index}]"
         self.params = params
         self.environ = environ
         self.problems = problems
+        self.warnings = warnings
+        self.read_text = read_text
 
     def path(self, key: str) -> str:
         return f"{self.where}.litellm_params.{key}"
@@ -224,10 +267,16 @@ def _aws_web_identity(entry: _Entry, name: str) -> AwsWebIdentitySpec | None:
             f"{entry.path(key)}: must be an oidc/<provider>/<audience> reference (for a token "
             "in a file write oidc/file/<path>)"
         )
-    if not _ROLE_ARN.match(role):
+    arn = _ROLE_ARN.match(role)
+    if arn is None:
         entry.problems.append(
             f"{entry.path('aws_role_name')}: {role!r} is not a role ARN; write "
-            "arn:aws:iam::<12-digit account>:role/<name>"
+            "arn:aws:iam::<account>:role/<name>"
+        )
+    elif not _ACCOUNT_ID.match(arn["account"]):
+        entry.warnings.append(
+            f"{entry.path('aws_role_name')}: the account id {arn['account']!r} in {role} is not "
+            "12 digits, as AWS account ids are; STS will say whether the role exists"
         )
     if not _SESSION_NAME.match(session):
         entry.problems.append(
@@ -295,6 +344,80 @@ def _azure(entry: _Entry, name: str, token_value: str) -> AzureEntraSpec | None:
     return AzureEntraSpec(name, entry.where, ref, client_id, tenant_id, authority, scope)
 
 
+def read_credentials_file(path: str) -> str:
+    """A ``vertex_credentials`` file's text (relative paths from the working directory, as in
+    LiteLLM); OSError or ValueError with the reason."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CREDENTIALS_FILE_BYTES + 1)
+    if len(raw) > MAX_CREDENTIALS_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_CREDENTIALS_FILE_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
+def _is_base64_json(value: str) -> bool:
+    try:
+        decoded = base64.b64decode(value.replace("-", "+").replace("_", "/") + "==", validate=True)
+    except ValueError:
+        return False
+    return decoded.lstrip().startswith(b"{")
+
+
+def _vertex_document(entry: _Entry, value: object) -> tuple[dict[str, Any] | None, str]:
+    """``vertex_credentials`` as LiteLLM reads it: a mapping, a JSON string, or the path of a
+    JSON file. Returns the document and, for a file, `` (in PATH)`` for messages."""
+    key = entry.path("vertex_credentials")
+    origin = ""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        if _is_base64_json(value):
+            entry.problems.append(
+                f"{key}: is base64-encoded JSON; give the JSON itself or the path of its file"
+            )
+            return None, origin
+        # A value that is neither JSON nor a plausible path may be a secret: never shown.
+        plausible = len(value) <= 1024 and not any(ch.isspace() for ch in value)
+        shown = repr(value) if plausible and not unverified_claims(value) else "(not shown)"
+        origin = f" (in {shown})"
+        try:
+            value = entry.read_text(value)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            entry.problems.append(
+                f"{key}: cannot read the credentials file {shown} ({reason}); a relative "
+                "path is from the working directory"
+            )
+            return None, origin
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            entry.problems.append(f"{key}: not valid JSON{origin} ({exc})")
+            return None, origin
+    if not isinstance(value, dict):
+        entry.problems.append(
+            f"{key}: must be an external_account document (a mapping, JSON text or the path of "
+            "a JSON file)"
+        )
+        return None, origin
+    return value, origin
+
+
+def _vertex(entry: _Entry, name: str) -> GoogleVertexSpec | None:
+    key = "vertex_credentials"
+    value = resolve_env_refs(entry.params[key], entry.environ, entry.path(key), entry.problems)
+    if value is None:
+        return None
+    doc, origin = _vertex_document(entry, value)
+    if doc is None:
+        return None
+    found: list[str] = []
+    account = parse_external_account(doc, entry.path(key), entry.environ, found)
+    entry.problems.extend(p + origin for p in found)
+    project, location = entry.get("vertex_project"), entry.get("vertex_location")
+    if account is None or found:
+        return None
+    return GoogleVertexSpec(name, entry.where, account, project, location)
+
+
 def _entry_specs(entry: _Entry, name: str) -> list[CredentialSpec]:
     params, environ = entry.params, entry.environ
     specs: list[CredentialSpec | None] = []
@@ -321,11 +444,14 @@ def _entry_specs(entry: _Entry, name: str) -> list[CredentialSpec]:
 
     ad_token = params.get("azure_ad_token")
     api_key = params.get("api_key")
-    if ad_token is not None and api_key is not None:
+    bearer_keys = [k for k in _SDS_KEYS if params.get(k) is not None]
+    if len(bearer_keys) > 1:
         entry.problems.append(
-            f"{entry.path('api_key')}: set either api_key or azure_ad_token, not both (both "
+            f"{entry.path(bearer_keys[1])}: set only one of {' or '.join(bearer_keys)} (each "
             f"would be written to {name}{SDS_SUFFIX})"
         )
+    elif params.get("vertex_credentials") is not None:
+        specs.append(_vertex(entry, name))
     elif ad_token is not None:
         value = entry.get("azure_ad_token")
         if value is not None and is_oidc_ref(value):
@@ -388,15 +514,45 @@ def _settings(
     return MintSettings(ca_file=ca_file, timeout_seconds=float(timeout))
 
 
+def _model_list(config: Mapping[str, Any], warnings: list[str]) -> Any:
+    """``model_list``; else a top-level key spelt with a space or hyphen (seed 003's Azure AD →
+    Bedrock example says ``model list:``), read with a warning, since LiteLLM and
+    ``extauthz serve`` read only ``model_list``."""
+    if "model_list" in config:
+        found = config["model_list"]
+        look_alikes = [k for k in config if k != "model_list" and _is_model_list_spelling(k)]
+        warnings.extend(
+            f"{key!r}: ignored; this file also has model_list, which is the one read"
+            for key in look_alikes
+        )
+        return [] if found is None else found
+    for key, value in config.items():
+        if _is_model_list_spelling(key):
+            warnings.append(
+                f"{key!r}: read as model_list; LiteLLM and extauthz serve read only "
+                "model_list, so rename the key"
+            )
+            return [] if value is None else value
+    return []
+
+
+def _is_model_list_spelling(key: object) -> bool:
+    return isinstance(key, str) and re.sub(r"[\s-]+", "_", key.strip()).lower() == "model_list"
+
+
 def plan_from_config(
-    config: Mapping[str, Any], environ: Mapping[str, str], source: str = "config"
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str = "config",
+    read_text: Callable[[str], str] = read_credentials_file,
 ) -> MintPlan:
-    """The credentials to mint; raise ConfigError listing every problem, each with its path."""
+    """The credentials to mint; raise ConfigError listing every problem, each with its path.
+
+    ``read_text`` reads a ``vertex_credentials`` file, the only file a plan reads."""
     problems: list[str] = []
+    warnings: list[str] = []
     settings = _settings(config, environ, problems)
-    model_list = config.get("model_list")
-    if model_list is None:
-        model_list = []
+    model_list = _model_list(config, warnings)
     if not isinstance(model_list, list):
         problems.append("model_list: must be a list of {model_name, litellm_params} entries")
         model_list = []
@@ -414,7 +570,7 @@ def plan_from_config(
         if not isinstance(params, dict):
             problems.append(f"{where}.litellm_params: must be a mapping")
             continue
-        entry = _Entry(index, params, environ, problems)
+        entry = _Entry(index, params, environ, problems, warnings, read_text)
         named = isinstance(model_name, str) and bool(model_name)
         before = len(problems)
         found = _entry_specs(entry, safe_name(str(model_name)) if named else "_")
@@ -437,11 +593,11 @@ def plan_from_config(
     if not problems and not specs:
         problems.append(
             "model_list: no entry has a credential to mint (aws_web_identity_token, "
-            "aws_access_key_id, azure_ad_token or api_key in litellm_params)"
+            "aws_access_key_id, azure_ad_token, vertex_credentials or api_key in litellm_params)"
         )
     if problems:
         raise ConfigError(problems, source)
-    return MintPlan(settings=settings, credentials=tuple(specs))
+    return MintPlan(settings=settings, credentials=tuple(specs), warnings=tuple(warnings))
 
 
 def load_plan(path: str | Path, environ: Mapping[str, str]) -> MintPlan:

@@ -9,14 +9,17 @@ google          GCE metadata ``…/service-accounts/default/identity?audience`` 
 circleci        env ``CIRCLE_OIDC_TOKEN`` (audience ignored)                  no
 circleci_v2     env ``CIRCLE_OIDC_TOKEN_V2`` (audience ignored)               no
 github          GET ``$ACTIONS_ID_TOKEN_REQUEST_URL&audience=…``, JSON value  295 s
-azure           the file named by ``AZURE_FEDERATED_TOKEN_FILE``              no
+azure           the file named by ``AZURE_FEDERATED_TOKEN_FILE`` (AKS)          no
+                else the managed identity (IMDS or App Service), resource      half its life
+                ``<audience>``, as azure-identity asks it
 file            the file at path ``<audience>``                               no
 env             env var ``<audience>``                                        no
 env_path        the file whose path is in env var ``<audience>``              no
 ==============  ===========================================================  ===========
 
 Endpoints can be moved the way the real clients allow: ``GCE_METADATA_HOST`` (or the older
-``GCE_METADATA_ROOT``) as google-auth does, and ``ACTIONS_ID_TOKEN_REQUEST_URL`` itself. A cached
+``GCE_METADATA_ROOT``) as google-auth does, ``ACTIONS_ID_TOKEN_REQUEST_URL`` itself, and
+``IDENTITY_ENDPOINT`` / ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` as azure-identity does. A cached
 token is never reused within a minute of its own ``exp``. Files are re-read on every use, because
 projected service-account tokens are rotated in place by the kubelet.
 """
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from extauthz.mint.azure import managed_identity_endpoint, managed_identity_token, scope_to_resource
 from extauthz.mint.errors import TokenSourceError
 from extauthz.mint.redact import unverified_claims
 from extauthz.mint.transport import HttpClient
@@ -39,6 +43,8 @@ PREFIX = "oidc/"
 PROVIDERS = ("google", "circleci", "circleci_v2", "github", "azure", "file", "env", "env_path")
 CACHE_SECONDS = {"google": 3540.0, "github": 295.0}
 EXP_MARGIN_SECONDS = 60.0
+MSAL_HALF_LIFE_FROM = 7200.0
+MSAL_EXPIRY_MARGIN = 300.0
 MAX_TOKEN_BYTES = 64 * 1024
 DEFAULT_GCE_METADATA_HOST = "metadata.google.internal"
 
@@ -80,8 +86,6 @@ def required_env(ref: OidcRef) -> tuple[str, ...]:
             return ("CIRCLE_OIDC_TOKEN_V2",)
         case "github":
             return ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-        case "azure":
-            return ("AZURE_FEDERATED_TOKEN_FILE",)
         case "env" | "env_path":
             return (ref.audience,) if ref.audience else ()
         case _:
@@ -96,13 +100,17 @@ def ref_problems(ref: OidcRef, environ: Mapping[str, str]) -> list[str]:
         problems.append(f"{ref} needs {what} after the provider: oidc/{ref.provider}/…")
     for name in required_env(ref):
         if not environ.get(name):
-            hint = ""
-            if ref.provider == "azure":
-                hint = (
-                    " (AKS workload identity sets it; the managed-identity fallback LiteLLM has "
-                    "is not supported by extauthz mint)"
-                )
-            problems.append(f"{ref} needs environment variable {name}, which is not set{hint}")
+            problems.append(f"{ref} needs environment variable {name}, which is not set")
+    if ref.provider == "azure" and not environ.get("AZURE_FEDERATED_TOKEN_FILE"):
+        try:
+            managed_identity_endpoint(environ)
+        except ValueError as exc:
+            problems.append(f"{ref}: AZURE_FEDERATED_TOKEN_FILE is not set and {exc}")
+        if not scope_to_resource(ref.audience):
+            problems.append(
+                f"{ref} needs an audience when AZURE_FEDERATED_TOKEN_FILE is not set: the "
+                "resource to ask the managed identity a token for (oidc/azure/api://…)"
+            )
     return problems
 
 
@@ -115,26 +123,42 @@ def gce_metadata_host(environ: Mapping[str, str]) -> str:
     )
 
 
-def _read_token_file(path: str, ref: OidcRef) -> str:
+def shown_path(path: str, env_name: str | None) -> str:
+    """``path`` quoted for a message; a value read from env ``env_name`` is shown only when it
+    looks like a path, since a variable meant to name a token file sometimes holds the token."""
+    if env_name is None:
+        return repr(path)
+    looks_like_path = "/" in path and len(path) <= 1024 and not any(c.isspace() for c in path)
+    if looks_like_path and not unverified_claims(path):
+        return f"{path!r} (from {env_name})"
+    return (
+        f"named by {env_name}, whose value does not look like a path (is it the token itself? "
+        f"then write oidc/env/{env_name})"
+    )
+
+
+def read_token_file(path: str, what: str, *, env_name: str | None = None) -> str:
+    """The stripped text of a token file, re-read on every call; TokenSourceError naming
+    ``what`` (a reference or a config key) and the path, never the file's content."""
+    shown = shown_path(path, env_name)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_TOKEN_BYTES + 1)
     except OSError as exc:
         hint = ""
-        if ref.provider == "file" and not os.path.isabs(path):
-            hint = (
-                f"; the path is relative to {os.getcwd()!r}: for an absolute path write "
-                "oidc/file//…"
-            )
+        if env_name is None and not os.path.isabs(path):
+            hint = f"; the path is relative to {os.getcwd()!r}"
+            if what.startswith(PREFIX):
+                hint += ": for an absolute path write oidc/file//…"
         raise TokenSourceError(
-            f"{ref}: cannot read the token file {path!r} ({exc.strerror}){hint}"
+            f"{what}: cannot read the token file {shown} ({exc.strerror}){hint}"
         ) from None
     if len(raw) > MAX_TOKEN_BYTES:
-        raise TokenSourceError(f"{ref}: token file {path!r} is larger than {MAX_TOKEN_BYTES} bytes")
+        raise TokenSourceError(f"{what}: token file {shown} is larger than {MAX_TOKEN_BYTES} bytes")
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise TokenSourceError(f"{ref}: token file {path!r} is not UTF-8 text") from None
+        raise TokenSourceError(f"{what}: token file {shown} is not UTF-8 text") from None
 
 
 def _env(environ: Mapping[str, str], name: str, ref: OidcRef) -> str:
@@ -167,10 +191,9 @@ class OidcTokens:
             cached = self._cache.get(key)
             if cached is not None and cached[1] > self._clock():
                 return cached[0]
-            token = await self._fetch(ref)
+            token, ttl = await self._fetch(ref)
             if not token:
                 raise TokenSourceError(f"{ref}: the token source gave an empty token")
-            ttl = CACHE_SECONDS.get(ref.provider, 0.0)
             if ttl > 0:
                 until = self._clock() + ttl
                 exp = unverified_claims(token).get("exp")
@@ -183,26 +206,52 @@ class OidcTokens:
         """Drop a cached token, e.g. after a service refused it."""
         self._cache.pop(str(ref), None)
 
-    async def _fetch(self, ref: OidcRef) -> str:
+    async def _fetch(self, ref: OidcRef) -> tuple[str, float]:
+        """The token and how many seconds it may be reused (0: fetched on every use)."""
         env = self._environ
         match ref.provider:
             case "google":
-                return await self._google(ref)
+                return await self._google(ref), CACHE_SECONDS["google"]
             case "github":
-                return await self._github(ref)
+                return await self._github(ref), CACHE_SECONDS["github"]
             case "circleci":
-                return _env(env, "CIRCLE_OIDC_TOKEN", ref).strip()
+                return _env(env, "CIRCLE_OIDC_TOKEN", ref).strip(), 0.0
             case "circleci_v2":
-                return _env(env, "CIRCLE_OIDC_TOKEN_V2", ref).strip()
+                return _env(env, "CIRCLE_OIDC_TOKEN_V2", ref).strip(), 0.0
+            case "azure" if env.get("AZURE_FEDERATED_TOKEN_FILE"):
+                path = env["AZURE_FEDERATED_TOKEN_FILE"]
+                return read_token_file(path, str(ref), env_name="AZURE_FEDERATED_TOKEN_FILE"), 0.0
             case "azure":
-                return _read_token_file(_env(env, "AZURE_FEDERATED_TOKEN_FILE", ref), ref)
+                return await self._managed_identity(ref)
             case "file":
-                return _read_token_file(ref.audience, ref)
+                return read_token_file(ref.audience, str(ref)), 0.0
             case "env":
-                return _env(env, ref.audience, ref).strip()
+                return _env(env, ref.audience, ref).strip(), 0.0
             case "env_path":
-                return _read_token_file(_env(env, ref.audience, ref), ref)
+                path = _env(env, ref.audience, ref)
+                return read_token_file(path, str(ref), env_name=ref.audience), 0.0
         raise TokenSourceError(f"{ref}: unsupported OIDC provider {ref.provider!r}")
+
+    async def _managed_identity(self, ref: OidcRef) -> tuple[str, float]:
+        """A managed-identity token for the resource ``<audience>``, reused as MSAL reuses it:
+        for half its life when that is two hours or more, else until five minutes before it
+        expires."""
+        try:
+            endpoint = managed_identity_endpoint(self._environ)
+        except ValueError as exc:
+            raise TokenSourceError(f"{ref}: {exc}") from None
+        now = self._clock()
+        access = await managed_identity_token(
+            self._http,
+            endpoint,
+            resource=scope_to_resource(ref.audience),
+            client_id=self._environ.get("AZURE_CLIENT_ID") or None,
+            environ=self._environ,
+            now=now,
+        )
+        lifetime = access.expires_at - now
+        ttl = lifetime / 2 if lifetime >= MSAL_HALF_LIFE_FROM else lifetime - MSAL_EXPIRY_MARGIN
+        return access.token.reveal(), max(0.0, ttl)
 
     async def _google(self, ref: OidcRef) -> str:
         host = gce_metadata_host(self._environ)

@@ -1,5 +1,6 @@
 """The one HTTP client the minter uses: TLS from the system store plus an optional CA file,
-a timeout on every call, no redirects, no proxy or netrc lookups, and a cap on response size.
+a timeout on every call, no redirects, no netrc, the ``HTTPS_PROXY`` tunnel when one is set (see
+``proxy.py``), and a cap on response size.
 
 Every aiohttp failure becomes a ``TransportError`` naming the service and what to check, so callers
 handle one exception type. Request bodies and headers are never part of an error message: they
@@ -11,12 +12,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from extauthz.errors import ConfigError
 from extauthz.mint.errors import TransportError
+from extauthz.mint.proxy import ProxySettings
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -56,10 +59,12 @@ class HttpClient:
         ssl_context: ssl.SSLContext,
         timeout_seconds: float,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        proxy: ProxySettings | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._max = max_response_bytes
+        self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
 
     def _session_or_new(self) -> aiohttp.ClientSession:
@@ -67,8 +72,8 @@ class HttpClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16),
                 timeout=self._timeout,
-                # Proxies and ~/.netrc are off: netrc could attach credentials to the metadata
-                # server or STS, and a proxy would see the workload's OIDC token.
+                # aiohttp's own environment reading is off: it would read ~/.netrc, which could
+                # attach credentials to the metadata server or STS. The proxy is ours (proxy.py).
                 trust_env=False,
             )
         return self._session
@@ -86,6 +91,7 @@ class HttpClient:
         what: str,
         headers: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> HttpResponse:
         """Send one request and read the whole answer.
 
@@ -94,9 +100,21 @@ class HttpClient:
         returned, not raised, because services put their error codes in the body.
         """
         session = self._session_or_new()
+        target = URL(url)
+        proxy = self._proxy.for_url(target) if self._proxy is not None else None
+        proxy_headers = None
+        if proxy is not None and self._proxy is not None and self._proxy.authorization:
+            proxy_headers = {"Proxy-Authorization": self._proxy.authorization.reveal()}
         try:
             async with session.request(
-                method, url, headers=headers, data=form, allow_redirects=False
+                method,
+                target,
+                headers=headers,
+                data=form,
+                json=json_body,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as resp:
                 if resp.content_length is not None and resp.content_length > self._max:
                     raise TransportError(
@@ -117,6 +135,17 @@ class HttpClient:
                 )
         except TransportError:
             raise
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise TransportError(
+                f"{what}: cannot connect to the proxy {self._proxy} "
+                f"({exc.os_error.strerror or exc})"
+            ) from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise TransportError(
+                f"{what}: the proxy {self._proxy} answered CONNECT with HTTP {exc.status} "
+                f"{exc.message}"
+                + ("; check the user and password in it" if exc.status == 407 else "")
+            ) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TransportError(
                 f"{what}: TLS certificate not trusted ({exc.certificate_error}); add its CA with "

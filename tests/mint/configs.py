@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .standins import Cloud
+from .standins import GOOGLE_PROVIDER_AUDIENCE, Cloud
 
 STATIC_KEY = "sk-static-test-key-6f1d2c"
 BEDROCK = "anthropic/claude-3-haiku"  # file name anthropic_claude-3-haiku
 AZURE = "gpt-4o"
+VERTEX = "gemini-1.5-pro"
 STATIC = "claude-direct"
 
 
 def mint_config(cloud: Cloud, ca_file: str | None = None) -> dict[str, Any]:
-    """Bedrock via GitHub OIDC + STS, Azure via GCE OIDC + Entra, and a static key."""
+    """Bedrock via GitHub OIDC + STS, Azure via GCE OIDC + Entra, Vertex via GitHub OIDC +
+    Google STS + IAM Credentials (service account impersonation), and a static key."""
     config: dict[str, Any] = {
         "general_settings": {"enable_jwt_auth": True},
         "model_list": [
@@ -35,6 +37,17 @@ def mint_config(cloud: Cloud, ca_file: str | None = None) -> dict[str, Any]:
                     "azure_ad_token": "oidc/google/api://AzureADTokenExchange",
                     "api_version": "2024-06-01",
                     "api_base": "https://example-resource.openai.azure.com",
+                },
+            },
+            {
+                "model_name": VERTEX,
+                "litellm_params": {
+                    "model": "vertex_ai/gemini-1.5-pro",
+                    "vertex_project": "extauthz-demo",
+                    "vertex_location": "us-central1",
+                    "vertex_credentials": cloud.external_account(
+                        {"oidc": f"oidc/github/{GOOGLE_PROVIDER_AUDIENCE}"}
+                    ),
                 },
             },
             {

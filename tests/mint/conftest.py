@@ -18,6 +18,7 @@ UPSTREAM_HOSTS = [
     "127.0.0.1",
     "bedrock-runtime.us-west-2.amazonaws.com",
     "example-resource.openai.azure.com",
+    "us-central1-aiplatform.googleapis.com",
 ]
 
 

@@ -26,12 +26,19 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 class Minter:
     """The minter process; ``lines`` fills with its JSON log lines as they come."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        full_env = {k: v for k, v in os.environ.items() if k != "EXTAUTHZ_CONFIG"} | env
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
+        # The machine's own proxy settings would route the stand-ins' traffic elsewhere; a test
+        # that wants a proxy passes one in env.
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k != "EXTAUTHZ_CONFIG" and not k.lower().endswith("_proxy")
+        }
+        full_env = inherited | env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "extauthz.mint", *args],
             env=full_env,
-            cwd=REPO,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -38,11 +38,12 @@ def test_once_mints_everything_and_exits_0(cloud: Cloud, test_ca: TestCA, tmp_pa
     assert sorted(p.name for p in out.iterdir()) == [
         "anthropic_claude-3-haiku.aws_credentials",
         "claude-direct.sds.yaml",
+        "gemini-1.5-pro.sds.yaml",
         "gpt-4o.sds.yaml",
     ]
     records = minter.records()
     assert not [r for r in records if r.get("not_json")]
-    assert sum(r["msg"] == "credential written" for r in records) == 3
+    assert sum(r["msg"] == "credential written" for r in records) == 4
     assert not any(s in line for line in minter.lines for s in [*cloud.secrets(), STATIC_KEY])
 
 
@@ -123,6 +124,7 @@ def test_long_running_serves_status_and_stops_on_sigterm(
         assert {c["kind"] for c in doc["credentials"]} == {
             "aws_web_identity",
             "azure_entra",
+            "gcp_workload_identity",
             "static",
         }
     finally:

@@ -1,10 +1,11 @@
-"""Through a real Envoy: SigV4 with STS credentials, Bearer with Entra tokens, rotation without
-restart, an STS outage that keeps the last good credential, and no secret in the minter's logs.
+"""Through a real Envoy: SigV4 with STS credentials, Bearer with Entra and Vertex (Google STS +
+IAM Credentials) tokens, rotation without restart, an STS outage that keeps the last good
+credential while the others go on refreshing, and no secret in the minter's logs.
 
 Timeline (the stand-ins hand out short lifetimes so the test takes seconds):
-  t=0     the minter mints c1 (STS, 6 s) and a1 (Entra, 4 s); Envoy starts on those files
-  t≈1     Envoy signs with c1, injects a1 and the static key; the STS outage begins
-  t≈3.2   a1 is refreshed at 80 % → a2 reaches Envoy (rotation measured)
+  t=0     the minter mints c1 (STS, 6 s), a1 (Entra, 4 s) and g1 (Vertex, 4 s); Envoy starts
+  t≈1     Envoy signs with c1, injects a1, g1 and the static key; the AWS STS outage begins
+  t≈3.2   a1 and g1 are refreshed at 80 % → a2 and g2 reach Envoy (rotation measured)
   t≈5     c1's refresh fails (ServiceUnavailable): c1 stays in the file and Envoy keeps using it
   then    STS comes back, the retry mints c2 → c2 reaches Envoy (rotation measured)
 """
@@ -33,6 +34,11 @@ BEDROCK_PATH = "/model/anthropic.claude-3-haiku-20240307-v1:0/invoke"
 AZURE_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01"
 AWS_FILE = "anthropic_claude-3-haiku.aws_credentials"
 AZURE_FILE = "gpt-4o.sds.yaml"
+VERTEX_PATH = (
+    "/v1/projects/extauthz-demo/locations/us-central1/publishers/google/models/"
+    "gemini-1.5-pro:generateContent"
+)
+VERTEX_FILE = "gemini-1.5-pro.sds.yaml"
 BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).encode()
 
 
@@ -83,6 +89,7 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
     """The full path: stand-in clouds → minter → files → Envoy's own filters → upstream."""
     cloud.sts.lifetimes.append(6.0)
     cloud.entra.lifetimes.append(4)
+    cloud.iam.lifetimes.append(4)
     out = tmp_path / "out"
     config = write_config(tmp_path / "policy.yaml", mint_config(cloud, str(test_ca.ca_file)))
     minter = Minter(
@@ -108,6 +115,9 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
         assert seen["authorization"] == f"Bearer {cloud.entra.issued[-1]}"
         assert seen["host"] == "example-resource.openai.azure.com"
         assert send(envoy, "/v1/messages")["x_api_key"] == STATIC_KEY
+        seen = send(envoy, VERTEX_PATH)
+        assert seen["authorization"] in {f"Bearer {token}" for token in cloud.iam.issued}
+        assert seen["host"] == "us-central1-aiplatform.googleapis.com"
         cloud.sts.outage = True
         before = current_key(out)
 
@@ -121,6 +131,15 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
             ),
         )
         azure_latency = seen["time"] - (out / AZURE_FILE).stat().st_mtime
+        # Vertex rotation, during the AWS STS outage: g2 at 80 % of g1's life, through Envoy.
+        seen = poll(
+            envoy,
+            VERTEX_PATH,
+            lambda s: (
+                len(cloud.iam.issued) > 1 and s["authorization"] == f"Bearer {cloud.iam.issued[-1]}"
+            ),
+        )
+        vertex_latency = seen["time"] - (out / VERTEX_FILE).stat().st_mtime
 
         # STS outage: the refresh fails, the file keeps its credential, Envoy keeps signing with it.
         good = (out / AWS_FILE).read_text()
@@ -139,11 +158,14 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
         aws_latency = seen["time"] - (out / AWS_FILE).stat().st_mtime
         assert envoy.proc.poll() is None and envoy.proc.pid == pid
 
-        record_property("rotation_to_envoy_s", {"aws": aws_latency, "azure": azure_latency})
+        record_property(
+            "rotation_to_envoy_s",
+            {"aws": aws_latency, "azure": azure_latency, "vertex": vertex_latency},
+        )
         print(
             f"\nMEASURED file rotation -> Envoy using it: aws_request_signing "
             f"{aws_latency * 1000:.0f} ms, credential_injector {azure_latency * 1000:.0f} ms "
-            "(polling every ~10 ms)"
+            f"(Entra), {vertex_latency * 1000:.0f} ms (Vertex) (polling every ~10 ms)"
         )
     finally:
         if envoy is not None:

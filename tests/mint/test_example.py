@@ -3,7 +3,6 @@ config plans exactly the files and secret names that Envoy config reads."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from extauthz.mint.sinks import (
     write_atomic,
 )
 
-from .envoy import envoy_binary
+from .envoy import validate
 from .proc import REPO
 
 pytestmark = pytest.mark.envoy
@@ -65,15 +64,6 @@ def render_example(directory: Path) -> Path:
     text = (EXAMPLES / "envoy-mint.yaml").read_text().replace(PLACEHOLDER_DIR, str(directory))
     rendered.write_text(text)
     return rendered
-
-
-def validate(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(config), "--use-dynamic-base-id"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_example_config_plans_the_files_the_example_envoy_reads() -> None:

@@ -122,6 +122,31 @@ class TestBedrock:
             p.startswith(f"model_list[0].litellm_params.{key}: ") and expected in p for p in found
         ), found
 
+    @pytest.mark.parametrize(
+        "arn",
+        [
+            "arn:aws:iam::12345678:role/bedrock-role",  # seed 003's Azure AD -> Bedrock entry
+            "arn:aws:iam::YOUR_THING_HERE:role/litellm-google-demo",  # seed 003, as printed
+            "arn:aws-us-gov:iam::123456789012:role/service/team/bedrock",
+            "arn:aws-iso-b:iam::123456789012:role/b",
+        ],
+    )
+    def test_any_role_shaped_arn_is_left_to_sts(self, arn: str) -> None:
+        """Any partition, any account, role paths: planned; STS is the authority on roles."""
+        (spec,) = plan_from_config({"model_list": [bedrock(aws_role_name=arn)]}, {}).credentials
+        assert isinstance(spec, AwsWebIdentitySpec) and spec.role_arn == arn
+
+    def test_an_unusual_account_id_is_a_warning_naming_the_key(self) -> None:
+        """An account id that is not 12 digits plans, with one warning; a usual one warns not."""
+        arn = "arn:aws:iam::12345678:role/bedrock-role"
+        plan = plan_from_config({"model_list": [bedrock(aws_role_name=arn)]}, {})
+        assert plan.warnings == (
+            "model_list[0].litellm_params.aws_role_name: the account id '12345678' in "
+            f"{arn} is not 12 digits, as AWS account ids are; STS will say whether the role "
+            "exists",
+        )
+        assert plan_from_config({"model_list": [bedrock()]}, {}).warnings == ()
+
     def test_static_keys_write_an_aws_credentials_file(self) -> None:
         """aws_access_key_id + aws_secret_access_key (os.environ/ refs) are a static spec."""
         entry = {
@@ -211,11 +236,43 @@ class TestAzure:
             "variable ACTIONS_ID_TOKEN_REQUEST_TOKEN, which is not set",
         ]
 
-    def test_oidc_azure_without_federated_token_file_says_what_is_unsupported(self) -> None:
-        """oidc/azure/ needs AZURE_FEDERATED_TOKEN_FILE; the managed-identity fallback is named."""
+    def test_oidc_azure_without_federated_token_file_plans_the_managed_identity(self) -> None:
+        """oidc/azure/<aud> without AZURE_FEDERATED_TOKEN_FILE is planned (the managed identity
+        gives the token at run time); it needs an audience, the resource to ask for."""
         env = {"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t"}
+        entry = self.entry(azure_ad_token="oidc/azure/api://a")
+        (spec,) = plan_from_config({"model_list": [entry]}, env).credentials
+        assert isinstance(spec, AzureEntraSpec) and spec.token == OidcRef("azure", "api://a")
+        (found,) = problems({"model_list": [self.entry(azure_ad_token="oidc/azure/")]}, env)
+        assert found.startswith(
+            "model_list[0].litellm_params.azure_ad_token: oidc/azure/ needs an audience when "
+            "AZURE_FEDERATED_TOKEN_FILE is not set"
+        )
+
+    @pytest.mark.parametrize(
+        ("variables", "hosting"),
+        [
+            (
+                ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT"),
+                "Service Fabric",
+            ),
+            (("MSI_ENDPOINT", "MSI_SECRET"), "Azure Machine Learning"),
+            (("IDENTITY_ENDPOINT", "IMDS_ENDPOINT"), "Azure Arc"),
+            (("MSI_ENDPOINT",), "Azure Cloud Shell"),
+        ],
+    )
+    def test_managed_identities_not_spoken_are_named_at_start(
+        self, variables: tuple[str, ...], hosting: str
+    ) -> None:
+        """A hosting environment whose managed-identity endpoint is not supported is a start-up
+        error naming its variables, not a run-time surprise."""
+        env = {"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t"} | {
+            name: "http://127.0.0.1:1/x" for name in variables
+        }
         (found,) = problems({"model_list": [self.entry(azure_ad_token="oidc/azure/api://a")]}, env)
-        assert "AZURE_FEDERATED_TOKEN_FILE" in found and "managed-identity" in found
+        assert found.startswith("model_list[0].litellm_params.azure_ad_token: oidc/azure/api://a:")
+        assert f"the {hosting} managed identity is not supported" in found
+        assert " and ".join(variables) in found
 
 
 class TestStaticKeys:
@@ -277,6 +334,20 @@ class TestWholeFile:
         assert found.startswith(
             "model_list[1].model_name: 'a_b' writes a_b.sds.yaml, as model_list[0]"
         )
+
+    def test_model_list_spelt_with_a_space_is_read_with_a_warning(self) -> None:
+        """Seed 003's Azure AD -> Bedrock example writes `model list:`; it is read, and the
+        warning says LiteLLM reads model_list only. Next to a model_list it is ignored."""
+        plan = plan_from_config({"model list": [bedrock()]}, {})
+        assert [s.filename for s in plan.credentials] == ["claude-3-haiku-20240307.aws_credentials"]
+        assert plan.warnings == (
+            "'model list': read as model_list; LiteLLM and extauthz serve read only model_list, "
+            "so rename the key",
+        )
+        other = {"model_name": "k", "litellm_params": {"api_key": "1"}}
+        plan = plan_from_config({"model_list": [other], "model list": [bedrock()]}, {})
+        assert [s.filename for s in plan.credentials] == ["k.sds.yaml"]
+        assert plan.warnings[0].startswith("'model list': ignored")
 
     def test_nothing_to_mint_is_an_error(self) -> None:
         """A config with no credential says which params would make one."""

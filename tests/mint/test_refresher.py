@@ -18,14 +18,16 @@ from extauthz.logs import JsonFormatter
 from extauthz.mint.plan import plan_from_config
 from extauthz.mint.refresher import Refresher
 from extauthz.mint.sources import OidcTokens
-from extauthz.mint.transport import HttpClient
+from extauthz.mint.transport import HttpClient, make_ssl_context
 
-from .configs import AZURE, STATIC, STATIC_KEY, mint_config, mint_env
-from .standins import Cloud
+from .configs import AZURE, STATIC, STATIC_KEY, VERTEX, mint_config, mint_env
+from .standins import Blackhole, Cloud, ServerThread
+from .testca import TestCA
 
 AWS_FILE = "anthropic_claude-3-haiku.aws_credentials"
 AZURE_FILE = f"{AZURE}.sds.yaml"
 STATIC_FILE = f"{STATIC}.sds.yaml"
+VERTEX_FILE = f"{VERTEX}.sds.yaml"
 
 
 def refresher(cloud: Cloud, http: HttpClient, out_dir: Path, **kw: float) -> Refresher:
@@ -46,8 +48,8 @@ def access_key(out_dir: Path) -> str:
     return ini["default"]["aws_access_key_id"]
 
 
-def bearer(out_dir: Path) -> str:
-    doc = yaml.safe_load((out_dir / AZURE_FILE).read_text())
+def bearer(out_dir: Path, filename: str = AZURE_FILE) -> str:
+    doc = yaml.safe_load((out_dir / filename).read_text())
     return str(doc["resources"][0]["generic_secret"]["secret"]["inline_string"])
 
 
@@ -71,14 +73,15 @@ class TestOnce:
     async def test_run_once_writes_every_file(
         self, cloud: Cloud, http: HttpClient, out_dir: Path
     ) -> None:
-        """One pass mints the STS, Entra and static credentials into their files."""
+        """One pass mints the STS, Entra, Vertex and static credentials into their files."""
         r = refresher(cloud, http, out_dir)
         assert await r.run_once()
         assert sorted(p.name for p in out_dir.iterdir()) == sorted(  # noqa: ASYNC240
-            [AWS_FILE, AZURE_FILE, STATIC_FILE]
+            [AWS_FILE, AZURE_FILE, VERTEX_FILE, STATIC_FILE]
         )
         assert access_key(out_dir) == list(cloud.sts.issued)[-1]
         assert bearer(out_dir) == f"Bearer {cloud.entra.issued[-1]}"
+        assert bearer(out_dir, VERTEX_FILE) == f"Bearer {cloud.iam.issued[-1]}"
         static = yaml.safe_load((out_dir / STATIC_FILE).read_text())
         assert static["resources"][0]["generic_secret"]["secret"]["inline_string"] == STATIC_KEY
         assert r.ready()
@@ -201,3 +204,54 @@ class TestLoop:
             in text
         )
         assert f'extauthz_mint_credential_expiry_timestamp_seconds{{credential="{AWS_FILE}"' in text
+
+
+class TestIndependence:
+    async def test_a_provider_that_hangs_never_stops_the_others_refreshing(
+        self, cloud: Cloud, test_ca: TestCA, server_thread: ServerThread, out_dir: Path
+    ) -> None:
+        """Five Bedrock credentials whose STS accepts connections and never answers (the worst
+        kind of down: each attempt lasts its whole 30-s timeout) while Entra and Vertex hand out
+        1-s tokens: before any hung attempt has ended, those two have been refreshed again and
+        again. Counts, not times: with attempts taken one at a time, neither would be refreshed
+        until the hung ones gave up."""
+        hung = Blackhole(server_thread)
+        config = mint_config(cloud)
+        bedrock = config["model_list"][0]
+        config["model_list"] += [
+            {
+                "model_name": f"bedrock-{n}",
+                "litellm_params": bedrock["litellm_params"]
+                | {"aws_sts_endpoint": f"https://127.0.0.1:{hung.port}"},
+            }
+            for n in range(5)
+        ]
+        env = mint_env(cloud)
+        cloud.entra.default_lifetime = 1
+        cloud.iam.lifetimes.extend([1] * 50)
+        http = HttpClient(make_ssl_context(str(test_ca.ca_file)), timeout_seconds=30)
+        r = Refresher(
+            plan_from_config(config, env).credentials,
+            out_dir=out_dir,
+            http=http,
+            tokens=OidcTokens(http, env, time.time),
+        )
+        hung_states = [s for s in r.states.values() if s.key.startswith("bedrock-")]
+        stop = asyncio.Event()
+        task = asyncio.create_task(r.run(stop))
+        try:
+            await wait_for(
+                lambda: len(cloud.entra.issued) >= 4 and len(cloud.iam.issued) >= 4, within=25
+            )
+            # every hung attempt has started and none has ended
+            assert all(s.last_attempt_at is not None for s in hung_states)
+            assert not any(s.minted or s.failures for s in hung_states)
+        finally:
+            stop.set()
+            await task
+            await http.close()
+            hung.close()
+        assert bearer(out_dir) == f"Bearer {cloud.entra.issued[-1]}"
+        assert bearer(out_dir, VERTEX_FILE) == f"Bearer {cloud.iam.issued[-1]}"
+        assert r.states[AWS_FILE].minted  # the real STS, another port, unaffected
+        assert not any((out_dir / s.key).exists() for s in hung_states)

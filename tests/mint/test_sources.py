@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from extauthz.mint.errors import TokenSourceError, TransportError
+from extauthz.mint.errors import ExchangeError, TokenSourceError, TransportError
 from extauthz.mint.sources import OidcRef, OidcTokens, parse_oidc_ref
 from extauthz.mint.transport import HttpClient
 
@@ -136,6 +136,138 @@ class TestGithub:
             await plain.close()
 
 
+class TestAzureManagedIdentity:
+    """oidc/azure/<aud> without AZURE_FEDERATED_TOKEN_FILE: the managed identity's token for the
+    resource <aud>, as LiteLLM gets it through azure-identity."""
+
+    async def test_imds_gives_a_token_for_the_audience_as_resource(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """GET {AZURE_POD_IDENTITY_AUTHORITY_HOST}/metadata/identity/oauth2/token with
+        Metadata: true, api-version 2018-02-01, resource=<aud> (/.default dropped)."""
+        mi = cloud.managed_identity
+        for aud in ("api://123-456-789-9d04", "api://123-456-789-9d04/.default"):
+            token = await tokens(http, mi.imds_env()).get(OidcRef("azure", aud))
+            assert token == mi.issued[-1]
+        assert [r["resource"] for r in mi.requests] == ["api://123-456-789-9d04"] * 2
+        assert mi.requests[0] == {
+            "endpoint": "imds",
+            "path": "/metadata/identity/oauth2/token",
+            "api-version": "2018-02-01",
+            "resource": "api://123-456-789-9d04",
+            "header:metadata": "true",
+        }
+
+    async def test_azure_client_id_picks_a_user_assigned_identity(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """AZURE_CLIENT_ID is sent as client_id (azure-identity's ManagedIdentityCredential)."""
+        mi = cloud.managed_identity
+        mi.system_assigned = False
+        mi.user_assigned.add("5c3a1a4e-uami")
+        env = mi.imds_env() | {"AZURE_CLIENT_ID": "5c3a1a4e-uami"}
+        await tokens(http, env).get(OidcRef("azure", "api://a"))
+        assert mi.requests[-1]["client_id"] == "5c3a1a4e-uami"
+
+    async def test_app_service_endpoint_and_header_are_used_when_set(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """IDENTITY_ENDPOINT + IDENTITY_HEADER (App Service, Functions, Container Apps) win over
+        IMDS; the header goes as X-IDENTITY-HEADER with api-version 2019-08-01."""
+        mi = cloud.managed_identity
+        env = mi.imds_env() | mi.app_service_env()
+        token = await tokens(http, env).get(OidcRef("azure", "api://a"))
+        assert token == mi.issued[-1]
+        (call,) = mi.requests
+        assert (call["endpoint"], call["api-version"]) == ("app_service", "2019-08-01")
+        assert call["header:x-identity-header"] == mi.identity_header
+
+    async def test_the_federated_token_file_wins_when_set(
+        self, cloud: Cloud, http: HttpClient, tmp_path: Path
+    ) -> None:
+        """With AZURE_FEDERATED_TOKEN_FILE (AKS) the endpoint is not asked, as in LiteLLM."""
+        path = tmp_path / "t"
+        path.write_text("from-file")
+        env = cloud.managed_identity.imds_env() | {"AZURE_FEDERATED_TOKEN_FILE": str(path)}
+        assert await tokens(http, env).get(OidcRef("azure", "api://a")) == "from-file"
+        assert cloud.managed_identity.requests == []
+
+    async def test_tokens_are_reused_as_msal_reuses_them(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """A 24-h token is reused for half its life; a 1-h one until 5 minutes before expiry."""
+        mi = cloud.managed_identity
+        for lifetime, reuse_until in ((86399, 86399 / 2), (3600, 3300)):
+            mi.lifetime = lifetime
+            mi.requests.clear()
+            clock = Clock()
+            source = tokens(http, mi.imds_env(), clock)
+            ref = OidcRef("azure", f"api://ttl-{lifetime}")
+            first = await source.get(ref)
+            clock.now += reuse_until - 2
+            assert await source.get(ref) == first
+            clock.now += 4
+            assert await source.get(ref) != first
+            assert len(mi.requests) == 2
+
+    async def test_a_refusal_names_resource_and_identity(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """No such identity: IMDS's own error, the resource and the client id; never the
+        App Service header."""
+        cloud.managed_identity.system_assigned = False
+        env = cloud.managed_identity.app_service_env() | {"AZURE_CLIENT_ID": "nope"}
+        with pytest.raises(ExchangeError) as info:
+            await tokens(http, env).get(OidcRef("azure", "api://a"))
+        message = str(info.value)
+        assert "(App Service)" in message and "resource 'api://a' for client nope" in message
+        assert "HTTP 400 invalid_request: Identity not found" in message
+        assert cloud.managed_identity.identity_header not in message
+
+    async def test_no_endpoint_says_what_to_check(
+        self, http: HttpClient, unused_tcp_port: int
+    ) -> None:
+        """Off Azure the endpoint does not answer: the error names it and the AKS alternative."""
+        env = {"AZURE_POD_IDENTITY_AUTHORITY_HOST": f"http://127.0.0.1:{unused_tcp_port}"}
+        with pytest.raises(TransportError) as info:
+            await tokens(http, env).get(OidcRef("azure", "api://a"))
+        assert "managed identity endpoint (IMDS)" in str(info.value)
+        assert "AZURE_FEDERATED_TOKEN_FILE" in str(info.value)
+
+    @pytest.mark.parametrize("where", ["imds", "app_service"])
+    def test_azure_identity_gets_the_same_token_from_the_stand_in(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch, where: str
+    ) -> None:
+        """The stand-in answers azure-identity's ManagedIdentityCredential (the client LiteLLM
+        uses), and that client asks exactly what the minter asks."""
+        from azure import identity  # azure-identity, a dev dependency
+        mi = cloud.managed_identity
+        mi.user_assigned.add("5c3a1a4e-uami")
+        env = (mi.imds_env() if where == "imds" else mi.app_service_env()) | {
+            "AZURE_CLIENT_ID": "5c3a1a4e-uami"
+        }
+        for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "IMDS_ENDPOINT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        credential = identity.ManagedIdentityCredential(client_id="5c3a1a4e-uami")
+        access = credential.get_token("api://123-456-789-9d04")
+        assert access.token == mi.issued[-1]
+        theirs = mi.requests[-1]
+
+        async def ours() -> str:
+            client = HttpClient(ssl.create_default_context(), timeout_seconds=5)
+            try:
+                return await tokens(client, env).get(OidcRef("azure", "api://123-456-789-9d04"))
+            finally:
+                await client.close()
+
+        import asyncio
+
+        assert asyncio.run(ours()) == mi.issued[-1]
+        assert mi.requests[-1] == theirs
+
+
 class TestEnvAndFiles:
     @pytest.mark.parametrize(
         ("provider", "variable"),
@@ -185,6 +317,23 @@ class TestEnvAndFiles:
             in message
         )
         assert "oidc/file//" in message
+
+    async def test_a_token_where_a_path_was_meant_is_never_shown(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """oidc/env_path/NAME with the token itself in $NAME: the error names the variable and
+        says what to write, and holds no part of the token (it once echoed it as a path)."""
+        token = cloud.issuer.issue("https://issuer.example", "aud", "sub")
+        env = {"SECRET_TOKEN": token, "AZURE_FEDERATED_TOKEN_FILE": token}
+        for ref in (OidcRef("env_path", "SECRET_TOKEN"), OidcRef("azure", "api://a")):
+            with pytest.raises(TokenSourceError) as info:
+                await tokens(http, env).get(ref)
+            message = str(info.value)
+            assert "does not look like a path" in message and "oidc/env/" in message
+            assert not any(part in message for part in token.split("."))
+        env = {"SECRET_TOKEN": "/var/run/missing"}
+        with pytest.raises(TokenSourceError, match="'/var/run/missing' \\(from SECRET_TOKEN\\)"):
+            await tokens(http, env).get(OidcRef("env_path", "SECRET_TOKEN"))
 
     async def test_a_huge_or_empty_file_is_refused(self, http: HttpClient, tmp_path: Path) -> None:
         """More than 64 KiB is not a token, and neither is nothing."""
