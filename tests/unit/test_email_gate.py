@@ -10,11 +10,14 @@ from typing import Any
 
 import email_validator
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extauthz.authorizer import Authorizer
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
+from extauthz.identity import emails
 from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
@@ -138,14 +141,14 @@ async def test_through_the_authorizer_once_per_token(monkeypatch: pytest.MonkeyP
     """The sidecar refuses an unverified address; the address is parsed once per token, not
     per request (identity is derived once and cached with the verified token)."""
     calls = 0
-    real = email_validator.validate_email
+    real = emails.check_email
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(email_validator, "validate_email", counting)
+    monkeypatch.setattr("extauthz.identity.fields.check_email", counting)
 
     async def fetch(_url: str) -> dict[str, Any]:
         return jwks(rsa_jwk())
@@ -169,3 +172,45 @@ async def test_through_the_authorizer_once_per_token(monkeypatch: pytest.MonkeyP
         for path in (CHAT, "/v1/embeddings", "/v1/completions"):
             assert isinstance(await authorizer.authorize(request(good, path)), Allow)
     assert calls == 1  # one parse for the token, whatever the number of requests and paths
+
+
+def _library_domain(address: str) -> str | None:
+    try:
+        parsed = email_validator.validate_email(
+            address, check_deliverability=False, globally_deliverable=False
+        )
+    except email_validator.EmailNotValidError:
+        return None
+    return parsed.ascii_domain.lower()
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.from_regex(emails.PLAIN_ADDRESS, fullmatch=True))
+def test_the_fast_path_accepts_only_what_email_validator_accepts(address: str) -> None:
+    """Where the regex fast path answers, email-validator gives the same domain (a subset)."""
+    fast = emails.plain_domain(address)
+    if fast is not None:
+        assert fast == _library_domain(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@x.local",
+        "a@corp.localhost",
+        "a@x.test",
+        "a@x.invalid",
+        "a@x.onion",
+        "a@in-addr.arpa",
+        "a@xn--bcher-kva.ch",
+        "a@ab--cd.com",
+        "l" * 65 + "@example.com",
+        "a@" + ".".join(["d" * 63] * 4) + ".com",
+        "a@x.c0m",
+        "A.B+c@Sub.Example.COM",
+    ],
+)
+def test_edge_addresses_agree_with_email_validator(address: str) -> None:
+    """Special-use names, IDNA labels and length limits: the gate answers as the library does."""
+    check = emails.check_email({}, address)
+    assert check.domain == _library_domain(address)
