@@ -29,9 +29,20 @@ class ModelCatalog:
     provider_models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model -> groups
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> fallbacks
     forced: tuple[str, ...] = ()  # general_settings.completion_model: runs whatever is asked
+    # Answers for the config's own model names (bounded by the config, never caller-chosen).
+    _known_runs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def runs(self, name: str) -> tuple[str, ...]:
         """``name`` and every model group a request for it may run, in the order found."""
+        known = self._known_runs.get(name)
+        if known is not None:
+            return known
+        found = self._resolve(name)
+        if name in self.model_names:
+            self._known_runs[name] = found
+        return found
+
+    def _resolve(self, name: str) -> tuple[str, ...]:
         found = [name]
         pending = [name]
         first = True
