@@ -51,7 +51,7 @@ import bench.__main__ as bench
 from extauthz.dev.envoyconf import (
     EnvoyPorts,
     EnvoyProcess,
-    die_with_parent_preexec,
+    die_with_parent,
     load_config,
     render_envoy_config,
 )
@@ -283,12 +283,11 @@ def to_http_mode(r: Rig, log: Any) -> None:
     authz_port = bench.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "EXTAUTHZ_"))}
     r.sidecar = subprocess.Popen(
-        [*args, "--authz-http-address", f"127.0.0.1:{authz_port}"],
+        die_with_parent([*args, "--authz-http-address", f"127.0.0.1:{authz_port}"]),
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
-        preexec_fn=die_with_parent_preexec(),
     )
     r.wait_ready()
     assert r.envoy.config is not None

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from extauthz.dev.envoyconf import (
     EnvoyPorts,
     EnvoyProcess,
-    die_with_parent_preexec,
+    die_with_parent,
     load_config,
     render_envoy_config,
 )
@@ -139,7 +139,7 @@ class Rig:
             self._log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "EXTAUTHZ_"))}
         self.sidecar = subprocess.Popen(
-            [
+            die_with_parent([
                 str(BIN / "extauthz"),
                 "serve",
                 "--config",
@@ -152,12 +152,11 @@ class Rig:
                 "memory://",
                 "--log-level",
                 "info",
-            ],
+            ]),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
-            preexec_fn=die_with_parent_preexec(),
         )
         self.wait_ready(wait)
 

@@ -37,7 +37,7 @@ import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 
-from extauthz.dev.envoyconf import die_with_parent_preexec, stop_process
+from extauthz.dev.envoyconf import die_with_parent, stop_process
 from extauthz.devtokens import jwks_of, new_private_key, public_jwk
 from harness.hostile import http_get
 from harness.procs import free_port, rss_mb
@@ -74,14 +74,13 @@ class Sidecar:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "EXTAUTHZ_"))}
         log = (self.workdir / "sidecar.log").open("ab")
         self.proc = subprocess.Popen(
-            [
+            die_with_parent([
                 str(BIN / "extauthz"), "serve", "--config", str(policy),
                 "--grpc-address", f"127.0.0.1:{self.grpc_port}",
                 "--http-address", f"127.0.0.1:{self.http_port}",
                 "--state", "memory://", "--log-level", "warning",
-            ],
+            ]),
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            preexec_fn=die_with_parent_preexec(),
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + wait

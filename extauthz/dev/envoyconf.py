@@ -12,13 +12,12 @@ import contextlib
 import copy
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -164,22 +163,16 @@ def validate(path: str | Path, binary: str | None = None) -> subprocess.Complete
     )
 
 
-def die_with_parent_preexec() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when its parent dies (else None)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+def die_with_parent(cmd: Sequence[str]) -> list[str]:
+    """``cmd`` run so that Linux sends it SIGTERM when its parent dies (PR_SET_PDEATHSIG).
 
-    try:
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except OSError:
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return preexec
+    util-linux's ``setpriv --pdeathsig`` sets it and execs ``cmd``, so the child needs no
+    ``preexec_fn``: a Python fork of a process with gRPC's threads running can abort in the child
+    before it execs (seen here: Envoy "exited" with SIGABRT at start). Unchanged where there is
+    no setpriv.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else list(cmd)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
@@ -246,11 +239,10 @@ class EnvoyProcess:
         cmd += list(self.extra_args)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd,
+            die_with_parent(cmd) if self.die_with_parent else cmd,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent_preexec() if self.die_with_parent else None,
         )
 
     def running(self) -> bool:

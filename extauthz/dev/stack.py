@@ -31,7 +31,7 @@ from typing import IO
 from extauthz.dev.envoyconf import (
     EnvoyPorts,
     EnvoyProcess,
-    die_with_parent_preexec,
+    die_with_parent,
     find_binary,
     load_config,
     render_envoy_config,
@@ -104,7 +104,7 @@ class Stack:
         log_path = self.run_dir / f"{name}.log"
         log = log_path.open("wb")
         proc = subprocess.Popen(
-            list(cmd),
+            die_with_parent(cmd),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -112,7 +112,6 @@ class Stack:
             # Own session: Ctrl-C reaches only the stack, which stops the children in order;
             # if the stack itself is killed, Linux sends them SIGTERM (PR_SET_PDEATHSIG).
             start_new_session=True,
-            preexec_fn=die_with_parent_preexec(),
         )
         child = Child(name, proc, log_path, log)
         self.children.append(child)

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from extauthz.dev.envoyconf import (
     EnvoyPorts,
     EnvoyProcess,
-    die_with_parent_preexec,
+    die_with_parent,
     find_binary,
     load_config,
     render_envoy_config,
@@ -292,13 +292,12 @@ class LiteLLMProxy:
         self._log = self.log_path.open("wb")
         self._spawned = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd,
+            die_with_parent(cmd),
             cwd=home,
             env=litellm_env(home),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent_preexec(),
         )
 
     def wait_ready(self, timeout: float = 240.0) -> None:
