@@ -31,7 +31,7 @@ def _print_problems(exc: ConfigError) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from extauthz.listen import parse_address
     from extauthz.logs import setup_logging
-    from extauthz.runtime import ServeOptions, run
+    from extauthz.runtime import DRAIN_DELAY_SECONDS, ServeOptions, run
 
     setup_logging(args.log_level)
     options = ServeOptions(
@@ -41,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state_url=args.state,
         authz_http_address=args.authz_http_address or None,
         authz_http_path_prefix=args.authz_http_path_prefix,
+        drain_delay=DRAIN_DELAY_SECONDS if args.drain_delay is None else args.drain_delay,
     )
     problems = []
     for flag, address in (
@@ -207,6 +208,16 @@ def cmd_dev_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="extauthz", description="LiteLLM's JWT/OIDC access policy for Envoy ext_authz."
@@ -243,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--authz-http-path-prefix",
         default="/extauthz",
         help="the http_service.path_prefix configured in Envoy (default /extauthz)",
+    )
+    serve.add_argument(
+        "--drain-delay",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM, keep serving this long with readiness NOT_SERVING before closing the "
+        "ports, so health checks route checks elsewhere first (default 3; 0 closes at once)",
     )
     serve.add_argument(
         "--log-level",

@@ -3,7 +3,17 @@
 Start-up order: policy (refuse to start if invalid) → keys (background) → gRPC (ext_authz,
 health, reflection) → HTTP. Liveness (health service "") is SERVING once the port is bound;
 readiness (service "readiness") once the policy is loaded and signing keys were fetched.
-SIGTERM: readiness off, in-flight checks drained within the grace period, then exit.
+
+SIGTERM (or SIGINT), in the order load balancers need:
+1. readiness NOT_SERVING on both surfaces (gRPC ``readiness`` and ``GET /readyz``, which says
+   ``draining``) while everything keeps serving, liveness included;
+2. ``drain_delay`` seconds for health checkers (Envoy's, the kubelet's) to notice and send
+   their checks elsewhere; a second signal ends the wait early;
+3. stop accepting (gRPC and HTTP-service mode together), answer every check already received
+   within ``SHUTDOWN_GRACE_SECONDS``, then close the HTTP side and the store, and exit.
+grpc.aio refuses (CANCELLED) checks that reached the server but not yet the application when
+step 3 begins; a client that honours readiness sends none by then, which is what the delay is
+for (the shipped Envoy configs also retry such a check on another replica).
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ READINESS_SERVICE = "readiness"
 AUTHZ_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 GRPC_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # above any sane with_request_body.max_request_bytes
 SHUTDOWN_GRACE_SECONDS = 5.0
+# Above the shipped Envoy health check's worst case to notice NOT_SERVING (1 s interval, plus
+# jitter and the check itself); deployments probed less often set --drain-delay.
+DRAIN_DELAY_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +71,7 @@ class ServeOptions:
     state: StateOptions = field(default_factory=StateOptions)
     authz_http_address: str | None = None  # Envoy's HTTP-service ext_authz mode (off if None)
     authz_http_path_prefix: str = "/extauthz"
+    drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -115,6 +129,8 @@ class Sidecar:
         self.authz_http_port: int | None = None
         self._ready_task: asyncio.Task[None] | None = None
         self._ready = False
+        self.draining = False
+        self._stopped = False
         self._refresh_task: asyncio.Future[bool] | None = None
 
     def apply(self, loaded: LoadedPolicy) -> None:
@@ -147,12 +163,14 @@ class Sidecar:
         policy = self.policy
         needs_keys = policy.enable_jwt_auth
         state_ready, state_detail = self.state.readiness()
-        ready = (not needs_keys or self.keys.ready) and state_ready
+        ready = (not needs_keys or self.keys.ready) and state_ready and not self.draining
         detail: dict[str, Any] = {
             "policy": {"path": self.options.config, "reload_error": self.watcher.last_error},
             "state": state_detail,
             "shadow_mode": policy.shadow_mode,  # true: nothing is denied (see the log)
         }
+        if self.draining:
+            detail["draining"] = True
         if needs_keys:
             detail["keys"] = {
                 "loaded": len(self.keys.ring) if self.keys.ring is not None else 0,
@@ -234,16 +252,40 @@ class Sidecar:
                 log.info("readiness changed", extra={"ready": ready})
             await asyncio.sleep(0.2)
 
+    async def drain(self, delay: float = 0.0, hurry: asyncio.Event | None = None) -> None:
+        """Readiness NOT_SERVING on both surfaces at once, then keep serving for ``delay``
+        seconds (or until ``hurry`` is set) so health checkers route new checks elsewhere."""
+        if not self.draining:
+            self.draining = True
+            if self._ready_task is not None:
+                self._ready_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._ready_task
+                self._ready_task = None
+            self._ready = False
+            await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+            log.info("draining: readiness NOT_SERVING", extra={"drain_delay_seconds": delay})
+        if delay > 0:
+            hurried = hurry if hurry is not None else asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await hurried.wait()
+
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Drain: readiness off first so Envoy stops sending, then let in-flight checks finish."""
-        if self._ready_task is not None:
-            self._ready_task.cancel()
-        await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.health.enter_graceful_shutdown()
+        """Stop accepting and answer every check already received within ``grace`` seconds,
+        then close everything else. Readiness goes off first if ``drain`` did not do it.
+        Stopping again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.drain()
+        await self.health.enter_graceful_shutdown()  # liveness too, from now on
+        closing = []
         if self.authz_http is not None:
-            await self.authz_http.close(grace)
+            closing.append(self.authz_http.close(grace))
         if self.grpc_server is not None:
-            await self.grpc_server.stop(grace)
+            closing.append(self.grpc_server.stop(grace))
+        await asyncio.gather(*closing)  # one grace period for both check ports
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.watcher.stop()
@@ -269,12 +311,22 @@ async def run(options: ServeOptions) -> int:
     # Measured with 50,000 new tokens: p99 80 ms -> 38 ms, +7 % throughput.
     gc.collect()
     gc.freeze()
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()  # a second signal: skip the rest of the delay
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    log.info(
+        "shutting down",
+        extra={"drain_delay_seconds": options.drain_delay, "grace_seconds": SHUTDOWN_GRACE_SECONDS},
+    )
+    await sidecar.drain(options.drain_delay, hurry)
+    log.info("draining: no longer accepting; answering the checks already received")
     await sidecar.stop()
+    log.info("stopped")
     return 0

@@ -234,6 +234,7 @@ class HttpServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         self._inflight: set[asyncio.Task[Response]] = set()  # answers that had to wait
+        self._all_closed: asyncio.Event | None = None  # set by close(): the last one is gone
 
     async def start(self, host: str, port: int) -> None:
         """Bind ``host:port`` (port 0: any free port) and start the timeout sweeper."""
@@ -249,7 +250,9 @@ class HttpServer:
         return len(self._connections)
 
     async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; wait up to ``grace`` s for requests in flight; close all connections."""
+        """Stop accepting; answer every request already received (in progress or pipelined
+        behind one) within ``grace`` s, closing each connection after its last answer and idle
+        ones at once; then drop what is left."""
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -257,8 +260,14 @@ class HttpServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=grace)
+        self._all_closed = asyncio.Event()
+        for conn in list(self._connections):
+            conn.finish()
+        if not self._connections:
+            self._all_closed.set()
+        with contextlib.suppress(TimeoutError):  # answers being decided, written, then closed
+            async with asyncio.timeout(grace):
+                await self._all_closed.wait()
         for conn in list(self._connections):
             conn.abort()
         if self._server is not None:
@@ -321,7 +330,10 @@ class _Connection(asyncio.Protocol):
         self.server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server._connections.discard(self)
+        server = self.server
+        server._connections.discard(self)
+        if server._all_closed is not None and not server._connections:
+            server._all_closed.set()
         self.closing = True
         self.queue.clear()
         self.transport = None
@@ -505,6 +517,16 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(response.wire(close=True))
             self.transport.close()
+
+    def finish(self) -> None:
+        """The server is closing: read nothing more, answer what was received, then close."""
+        self._start_closing()
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.busy or self.queue:
+            self.queue.append(_CLOSE)  # after the answers (as for the client's EOF)
+        else:
+            self.transport.close()  # idle: close now (anything written is still sent)
 
     def _start_closing(self) -> None:
         """No more requests are read; the sweeper aborts if closing stalls (unread answers)."""

@@ -33,6 +33,9 @@ class MemoryStore:
     async def open(self) -> None:
         return None
 
+    async def version(self) -> int:
+        return self._version
+
     async def snapshot(self) -> StateSnapshot:
         return StateSnapshot(
             blocked_teams=frozenset(t.team_id for t in self._teams.values() if t.blocked),

@@ -11,12 +11,18 @@ different schemas of one database do not wake each other.
 
 Connections are made lazily and remade after any failure; every operation is bounded by
 ``op_timeout`` (a cut network must not hang an admin call), and failures become ``StoreError``.
+A query still unanswered at its deadline is abandoned by shutting the connection's socket down,
+not by cancelling it: psycopg answers a cancelled query by asking the server to cancel it and
+then waiting for the query to end, 10 s more against a server that accepts connections but never
+answers (an admin write took 15 s to fail with a 5 s ``op_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -152,17 +158,54 @@ class PostgresStore:
         return StoreError(f"PostgreSQL state store {self.url} is unavailable: {detail}")
 
     async def _op(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run ``fn`` on the query connection, (re)connecting first if needed."""
+        """Run ``fn`` on the query connection, (re)connecting first if needed.
+
+        Done within ``op_timeout`` (waiting for the connection and connecting included), or
+        ``StoreError``.
+        """
+        deadline = asyncio.get_running_loop().time() + self.op_timeout
         try:
-            async with asyncio.timeout(self.op_timeout):
-                async with self._lock:
-                    if self._conn is None or self._conn.closed or self._conn.broken:
-                        await self._discard("_conn")
-                        self._conn = await self._connect()
-                    return await fn(self._conn)
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            async with asyncio.timeout_at(deadline):  # connecting runs no query: cancel is fine
+                conn = self._conn
+                if conn is None or conn.closed or conn.broken:
+                    await self._discard("_conn")
+                    conn = self._conn = await self._connect()
+            return await self._answer_by(fn(conn), conn, deadline)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             await self._discard("_conn")
             raise self._unavailable(exc) from exc
+        finally:
+            self._lock.release()
+
+    async def _answer_by(self, query: Awaitable[T], conn: Conn, deadline: float) -> T:
+        """``await query`` (running on ``conn``), or ``TimeoutError`` at ``deadline``.
+
+        At the deadline the socket is shut down instead of the query being cancelled (see the
+        module's docstring): the query then fails at once and the caller discards ``conn``.
+        """
+        task = asyncio.ensure_future(query)
+        try:
+            await asyncio.wait({task}, timeout=deadline - asyncio.get_running_loop().time())
+        except asyncio.CancelledError:  # our caller gave up (stop): leave nothing running
+            _shut_down(conn)
+            task.add_done_callback(_retrieve)
+            if self._conn is conn:
+                self._conn = None
+                task.add_done_callback(lambda _t: conn.pgconn.finish())
+            raise
+        if not task.done():
+            _shut_down(conn)
+            await asyncio.wait({task}, timeout=1.0)  # it fails with OperationalError at once
+            if not task.done():  # pragma: no cover - a socket shut down always wakes libpq
+                task.cancel()
+            task.add_done_callback(_retrieve)
+            raise TimeoutError
+        return task.result()
 
     async def _discard(self, attr: str) -> None:
         conn: Conn | None = getattr(self, attr)
@@ -233,9 +276,9 @@ class PostgresStore:
                 await self._discard("_listen")
                 conn = await self._connect()
                 try:
-                    async with asyncio.timeout(self.op_timeout):
-                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
-                        await conn.execute(listen)
+                    listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+                    deadline = asyncio.get_running_loop().time() + self.op_timeout
+                    await self._answer_by(conn.execute(listen), conn, deadline)
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -251,6 +294,13 @@ class PostgresStore:
             raise self._unavailable(exc) from exc
 
     # -- reads -------------------------------------------------------------------------------
+
+    async def version(self) -> int:
+        async def read(conn: Conn) -> int:
+            row = await (await conn.execute(_GET_VERSION)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._op(read)
 
     async def snapshot(self) -> StateSnapshot:
         async def read(conn: Conn) -> StateSnapshot:
@@ -379,6 +429,21 @@ class PostgresStore:
                 await cur.executemany(_UPSERT_USER, rows)
 
         await self._op(write)
+
+
+def _shut_down(conn: Conn) -> None:
+    """Shut the connection's socket down: whatever waits on it wakes and fails at once."""
+    with (
+        contextlib.suppress(Exception),  # already closed: nothing waits on it
+        socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,
+    ):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """A done callback: an abandoned query's error is expected, not "never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _is_auth_or_db_error(exc: psycopg.OperationalError) -> bool:

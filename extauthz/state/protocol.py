@@ -87,6 +87,10 @@ class StateStore(Protocol):
         """Connect, create or migrate the schema. Raises ``StoreError`` or ``ConfigError``."""
         ...
 
+    async def version(self) -> int:
+        """The state version now: one cheap round trip (the watcher's heartbeat)."""
+        ...
+
     async def snapshot(self) -> StateSnapshot:
         """The current state, read in full and consistently."""
         ...

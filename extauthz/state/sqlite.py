@@ -242,13 +242,13 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def _version(self) -> int:
+    async def version(self) -> int:
         return await self._run(lambda db: int(db.execute(_GET_VERSION).fetchone()[0]))
 
     async def wait_for_change(self, since: int, max_wait: float) -> None:
         deadline = time.monotonic() + max_wait
         while True:
-            if await self._version() != since:
+            if await self.version() != since:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -3,8 +3,14 @@
 The watcher is the only reader the decision path depends on, and the decision path never waits
 for it: it publishes whole ``StateSnapshot`` values through a callback (one attribute write).
 When the store is unreachable the last snapshot stays in force (blocks keep being enforced),
-the watcher retries with jittered exponential backoff, and ``ready`` turns False only after the
-store has been failing for ``unready_after`` seconds (a blip does not flap readiness).
+the watcher retries with jittered exponential backoff, and ``ready`` turns False only once the
+store has not answered for ``unready_after`` seconds (a blip does not flap readiness).
+
+A change feed that hears nothing proves nothing (a PostgreSQL that accepts connections but never
+answers is silent too), so while healthy the watcher asks the store for its version at least
+every ``heartbeat_interval``: a store that stops answering is noticed within
+``heartbeat_interval`` + the store's ``op_timeout``, and a missed notification costs at most
+``heartbeat_interval`` of propagation.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ class WatchSettings:
     """How the watcher follows the store."""
 
     resync_interval: float = 10.0  # full re-read even when no change was signalled
+    heartbeat_interval: float = 1.0  # the store is asked for its version at least this often
     backoff_initial: float = 0.25
     backoff_max: float = 10.0
-    unready_after: float = 5.0  # readiness debounce while the store is failing
+    unready_after: float = 5.0  # not ready once the store has not answered for this long
 
 
 class StateWatcher:
@@ -52,7 +59,9 @@ class StateWatcher:
         self.current: StateSnapshot | None = None
         self.last_error: str | None = None
         self.failing_since: float | None = None
-        self.last_sync: float | None = None  # wall clock, for /readyz
+        self.last_answer: float | None = None  # monotonic: the store's last successful answer
+        self.last_sync: float | None = None  # wall clock: snapshot last confirmed current
+        self._last_full: float | None = None  # monotonic: last full read
         self._task: asyncio.Task[None] | None = None
         self._sync_lock = asyncio.Lock()
 
@@ -65,12 +74,15 @@ class StateWatcher:
 
     @property
     def ready(self) -> bool:
-        """A snapshot was loaded and the store has not been failing for ``unready_after``."""
+        """A snapshot was loaded, and the store answers or answered less than ``unready_after``
+        seconds ago (a store that hangs is failing from its last answer, not from the moment
+        an operation on it timed out)."""
         if self.current is None:
             return False
         if self.failing_since is None:
             return True
-        return self._clock() - self.failing_since < self.settings.unready_after
+        answered = self.failing_since if self.last_answer is None else self.last_answer
+        return self._clock() - answered < self.settings.unready_after
 
     def report_failure(self, exc: StoreError) -> None:
         """Note a failed store operation (the watcher's own or an admin write's)."""
@@ -85,6 +97,9 @@ class StateWatcher:
             )
 
     def _report_success(self) -> None:
+        self.last_answer = self._clock()
+        self.last_sync = time.time()
+        metrics.STATE_LAST_SYNC.set(self.last_sync)
         if self.failing_since is not None:
             log.info(
                 "state store reachable again",
@@ -108,8 +123,7 @@ class StateWatcher:
                 self.report_failure(exc)
                 raise
             self._report_success()
-            self.last_sync = time.time()
-            metrics.STATE_LAST_SYNC.set(self.last_sync)
+            self._last_full = self.last_answer
             if snapshot != self.current:
                 self.current = snapshot
                 self._publish(snapshot)
@@ -129,17 +143,28 @@ class StateWatcher:
             await cancel_and_wait(self._task)
             self._task = None
 
+    async def _heartbeat(self) -> bool:
+        """Wait for a change or ``heartbeat_interval``, then ask the store for its version:
+        True when a full read is due (a change, or ``resync_interval`` since the last)."""
+        s = self.settings
+        since = self.current.version if self.current is not None else -1
+        await self.store.wait_for_change(since, s.heartbeat_interval)
+        version = await self.store.version()
+        full_due = self._last_full is None or self._clock() - self._last_full >= s.resync_interval
+        if version != since or full_due:
+            return True
+        self._report_success()
+        return False
+
     async def _run(self) -> None:
         s = self.settings
         backoff = s.backoff_initial
         while True:
             try:
-                if self.failing_since is None:
-                    since = self.current.version if self.current is not None else -1
-                    await self.store.wait_for_change(since, s.resync_interval)
                 # While failing, retry the read itself after each backoff: a healthy change
                 # feed must not delay noticing that the store answers again.
-                await self.sync()
+                if self.failing_since is not None or await self._heartbeat():
+                    await self.sync()
                 backoff = s.backoff_initial
             except StoreError as exc:
                 self.report_failure(exc)

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2
 from extauthz.config.loader import load_policy_file
 from extauthz.dev.envoyconf import validate
 from extauthz.mint.plan import load_plan
-from extauthz.runtime import GRPC_MAX_RECEIVE_BYTES
+from extauthz.runtime import DRAIN_DELAY_SECONDS, GRPC_MAX_RECEIVE_BYTES
 from tests.integration.harness import request as http_request
 
 from .kube import (
@@ -102,8 +102,18 @@ def test_keeps_every_safety_setting_of_the_local_envoy_yaml() -> None:
         http_filter(k8s(), "ingress", EXT_AUTHZ),
         http_filter(local(), "ingress", EXT_AUTHZ),
     )
-    for key in ("transport_api_version", "failure_mode_allow", "status_on_error", "grpc_service"):
+    for key in ("transport_api_version", "failure_mode_allow", "status_on_error"):
         assert authz[key] == base[key], key
+    # The check call and the way around a replica that cannot answer: as in envoy.yaml, plus
+    # the move from the pod's own sidecar to the fleet (another priority) on a retry.
+    ours_call, theirs_call = dict(authz["grpc_service"]), base["grpc_service"]
+    ours_retry = dict(ours_call.pop("retry_policy"))
+    priority = ours_retry.pop("retry_priority")
+    assert priority["name"] == "envoy.retry_priorities.previous_priorities"
+    assert ours_call == {k: v for k, v in theirs_call.items() if k != "retry_policy"}
+    assert ours_retry == theirs_call["retry_policy"]
+    for key in ("health_checks", "outlier_detection", "circuit_breakers"):
+        assert cluster(k8s(), "extauthz")[key] == cluster(local(), "extauthz")[key], key
     assert authz["failure_mode_allow"] is False
     assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
     assert authz["with_request_body"]["allow_partial_message"] is True
@@ -118,9 +128,41 @@ def test_keeps_every_safety_setting_of_the_local_envoy_yaml() -> None:
         "http2_protocol_options"
         in http2["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
     )
-    # Both sidecar clusters stay on the pod's loopback.
-    for name in ("extauthz", "extauthz_http", "envoy_admin"):
+    # The admin API and Envoy's own stay on the pod's loopback; checks go to the pod's own
+    # sidecar first (priority 0) and only then to the fleet's (the headless Service).
+    for name in ("extauthz_http", "envoy_admin"):
         assert {e["address"] for e in cluster_endpoints(cluster(k8s(), name))} == {"127.0.0.1"}
+    groups = cluster(k8s(), "extauthz")["load_assignment"]["endpoints"]
+    assert [(g.get("priority", 0), len(g["lb_endpoints"])) for g in groups] == [(0, 1), (1, 1)]
+    own = groups[0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert own["address"] == "127.0.0.1"
+
+
+def test_checks_find_a_sidecar_that_can_answer() -> None:
+    """What routes around a replica that is draining or dead: readiness health checks, outlier
+    detection, retries of undecided checks on another host, and enough retries in flight."""
+    c = cluster(k8s(), "extauthz")
+    (check,) = c["health_checks"]
+    assert check["grpc_health_check"] == {"service_name": "readiness"}
+    # Noticed within the sidecar's drain delay (SIGTERM: NOT_SERVING that long before closing).
+    assert seconds(check["interval"]) + seconds(check["interval_jitter"]) < DRAIN_DELAY_SECONDS
+    assert seconds(check["timeout"]) <= seconds(check["interval"])
+    # Envoy's default (60 s) applies to checks scheduled before the cluster's first traffic.
+    assert seconds(check["no_traffic_interval"]) <= seconds(check["interval"])
+    outlier = c["outlier_detection"]
+    assert outlier["enforcing_consecutive_gateway_failure"] == 100
+    assert c["circuit_breakers"]["thresholds"][0]["max_retries"] > 3  # Envoy's default: 3
+    call = http_filter(k8s(), "ingress", EXT_AUTHZ)["grpc_service"]
+    retry = call["retry_policy"]
+    # Envoy makes max_interval each try's timeout (measured: 50 ms failed every check slower
+    # than that, e.g. any body over 128 KiB, which a worker process reads).
+    assert seconds(retry["retry_back_off"]["max_interval"]) >= seconds(call["timeout"])
+    retry_on = set(retry["retry_on"].split(","))
+    assert {"cancelled", "unavailable", "reset", "connect-failure"} <= retry_on
+    assert not retry_on & {"deadline-exceeded", "5xx", "internal"}, "decisions are never retried"
+    assert [p["name"] for p in retry["retry_host_predicate"]] == [
+        "envoy.retry_host_predicates.previous_hosts"
+    ]
 
 
 def test_routes_management_to_the_sidecar_and_keep_long_timeouts() -> None:

@@ -16,6 +16,7 @@ from .kube import (
     POLICY_K8S,
     REPO,
     all_containers,
+    cluster,
     configmap,
     container,
     container_port,
@@ -187,21 +188,36 @@ def test_only_envoys_listener_is_reachable(name: str) -> None:
     selector = policy["podSelector"]["matchLabels"]
     assert selector and selector.items() <= pod_labels.items()
     assert policy["policyTypes"] == ["Ingress"]
-    opened = {p["port"] for rule in policy["ingress"] for p in rule.get("ports", [])}
     assert all(rule.get("ports") for rule in policy["ingress"]), "a rule without ports opens all"
+    to_all = {p["port"] for rule in policy["ingress"] if "from" not in rule for p in rule["ports"]}
     envoy_config = load_envoy(ENVOY_K8S.read_text())
     ingress_port = listener(envoy_config, "ingress")["address"]["socket_address"]["port_value"]
-    assert opened == {ingress_port}
+    assert to_all == {ingress_port}
+    # The sidecar's gRPC port, to the other gateway pods only (their Envoys' fallback).
     pod = pod_spec(docs)
+    grpc_port = container_port(container(pod, "extauthz"), "grpc")
+    for rule in (r for r in policy["ingress"] if "from" in r):
+        assert [p["port"] for p in rule["ports"]] == [grpc_port]
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"}, "no namespaceSelector or ipBlock"
+            assert peer["podSelector"]["matchLabels"].items() <= pod_labels.items()
     declared = {p["containerPort"] for c in all_containers(pod) for p in c.get("ports", [])}
-    assert declared >= SIDECAR_PORTS and not (opened & SIDECAR_PORTS)
+    assert declared >= SIDECAR_PORTS and not (to_all & SIDECAR_PORTS)
     # Envoy's admin API: loopback only, and never a container port.
     admin = envoy_config["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1" and admin["port_value"] not in declared
-    service = one(docs, "Service")["spec"]
+    service = one(docs, "Service", "extauthz-gateway")["spec"]
     assert service["selector"].items() <= pod_labels.items()
     assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(ingress_port, "http")]
     assert container_port(container(pod, "envoy"), "http") == ingress_port
+    # The fleet's sidecars, for Envoy's fallback: ready pods only, the gRPC port only.
+    sidecars = one(docs, "Service", "extauthz-gateway-sidecars")["spec"]
+    assert sidecars["clusterIP"] == "None" and not sidecars.get("publishNotReadyAddresses")
+    assert sidecars["selector"].items() <= pod_labels.items()
+    assert [(p["port"], p["targetPort"]) for p in sidecars["ports"]] == [(grpc_port, "grpc")]
+    fleet = cluster(envoy_config, "extauthz")["load_assignment"]["endpoints"][1]
+    address = fleet["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("extauthz-gateway-sidecars", grpc_port)
     pdb = one(docs, "PodDisruptionBudget")["spec"]
     assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
 

@@ -437,6 +437,34 @@ def test_close_lets_a_waiting_decision_finish(loop_thread: LoopThread, echo: Ech
         assert conn.closed_by_server()
 
 
+def test_close_answers_every_check_already_received(loop_thread: LoopThread, echo: Echo) -> None:
+    """Checks pipelined behind one whose decision waits are answered too before the close (they
+    were dropped once the first was answered), and an idle connection is closed, not reset."""
+    srv = loop_thread.run(start_authz_http(echo, "127.0.0.1", 0))
+    paths = ["/v1/slow/1", "/v1/slow/2", "/v1/fast/3", "/v1/slow/4"]
+    with Conn(srv.port) as conn, Conn(srv.port) as idle:
+        assert message(exchange_on(idle, "/v1/fast/0")) == "POST /v1/fast/0"
+        conn.send(b"".join(check_request(path=p) for p in paths))
+        while not echo.seen or echo.seen[-1].path != "/v1/slow/1":
+            loop_thread.run(asyncio.sleep(0.01))
+        loop_thread.run(srv.close(5.0))
+        got: list[str] = []
+        for _ in paths:
+            reply = conn.read()
+            assert reply is not None, f"answered only {got}"
+            got.append(message(reply).removeprefix("POST "))
+        assert got == paths
+        assert conn.closed_by_server()
+        assert idle.sock.recv(1) == b""  # a close (FIN), not a reset
+
+
+def exchange_on(conn: Conn, path: str) -> Any:
+    conn.send(check_request(path=path))
+    reply = conn.read()
+    assert reply is not None
+    return reply
+
+
 def test_bad_prefix_configuration_is_refused() -> None:
     for prefix in ("extauthz", "/extauthz/"):
         with pytest.raises(ValueError):

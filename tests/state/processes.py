@@ -17,12 +17,21 @@ from tests.state.conftest import PolicyFiles, free_port
 class ServeProcess:
     """One ``extauthz serve`` child; its log goes to ``workdir/<name>.log``."""
 
-    def __init__(self, files: PolicyFiles, state_url: str, workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        files: PolicyFiles,
+        state_url: str,
+        workdir: Path,
+        name: str,
+        *,
+        drain_delay: float | None = 0.0,  # None: the shipped default
+    ) -> None:
         self.files = files
         self.state_url = state_url
         self.log_path = workdir / f"{name}.log"
         self.grpc_port = free_port()
         self.http_port = free_port()
+        self.drain_delay = drain_delay
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -42,6 +51,7 @@ class ServeProcess:
                     f"127.0.0.1:{self.http_port}",
                     "--state",
                     self.state_url,
+                    *([] if self.drain_delay is None else ["--drain-delay", str(self.drain_delay)]),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -67,6 +67,13 @@ async def test_block_and_unblock_a_team(store: StateStore) -> None:
     assert [t.team_id for t in await store.list_teams()] == ["team-a"]
 
 
+async def test_version_is_the_snapshots(store: StateStore) -> None:
+    """``version()`` (the watcher's heartbeat) reads the version the snapshot carries."""
+    assert await store.version() == (await store.snapshot()).version
+    await store.set_team_blocked("t", True, "alice", 1.0)
+    assert await store.version() == (await store.snapshot()).version > 0
+
+
 async def test_writes_are_idempotent(store: StateStore) -> None:
     """Repeating a block keeps the first record and does not bump the version."""
     first = await store.set_team_blocked("t", True, "alice", 1.0)
