@@ -57,6 +57,8 @@ class Reason(StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     # 403
     NO_ROLE = "no_role"
+    NO_TEAM = "no_team"
+    TEAM_NOT_ALLOWED = "team_not_allowed"
     ROUTE_NOT_ALLOWED = "route_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     MODEL_UNCHECKABLE = "model_uncheckable"
