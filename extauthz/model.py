@@ -115,6 +115,9 @@ class Identity(NamedTuple):
     # gate): the ASCII domain of a valid address not said to be unverified, else why not.
     email_domain: str | None = None
     email_problem: str | None = None
+    # The user id is the email, taken because the token has no user id claim (LiteLLM: the id
+    # spend is attributed to, but not one that makes an internal_user).
+    user_id_from_email: bool = False
 
 
 class Allow(NamedTuple):

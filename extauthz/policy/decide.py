@@ -51,7 +51,9 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
     if policy.user_allowed_roles is not None:
         # Deliberate difference: with an allow-list, a user id alone is not enough.
         return Role.INTERNAL_USER if identity.roles & policy.user_allowed_roles else None
-    if identity.user_id is not None:
+    if identity.user_id is not None and not identity.user_id_from_email:
+        # LiteLLM's role reads the user id claim alone (get_rbac_role); the email fallback
+        # names whom spend is attributed to but makes no internal_user.
         return Role.INTERNAL_USER
     return None
 

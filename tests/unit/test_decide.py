@@ -660,3 +660,18 @@ def test_star_in_models_warns_without_opt_in() -> None:
     assert any("model_globs" in w and "claude-*" in w for w in warned)
     opted = compile_policy(parse_yaml(SPEND + "extauthz: {model_globs: true}\n"), ENV).warnings
     assert not any("model_globs" in w for w in opted)
+
+
+def test_email_fallback_user_id_makes_no_internal_user() -> None:
+    """LiteLLM's role reads the user id claim only: an id that is the email fallback is
+    attributed (x-auth-user-id) but makes no internal_user (found by the differential test)."""
+    policy = policy_of(
+        "general_settings:\n  enable_jwt_auth: true\n  litellm_jwtauth:\n"
+        "    user_email_jwt_field: email\n"
+    )
+    identity = identity_from_claims({"email": "a@example.com"}, policy)
+    assert isinstance(identity, Identity) and identity.user_id == "a@example.com"
+    assert resolve_role(identity, policy) is None
+    with_claim = identity_from_claims({"email": "a@example.com", "sub": "a"}, POLICIES["email"])
+    assert isinstance(with_claim, Identity)
+    assert resolve_role(with_claim, POLICIES["email"]) is Role.INTERNAL_USER

@@ -33,7 +33,7 @@ from extauthz.config.loader import compile_policy
 from extauthz.devtokens import private_pem, public_jwk, sign_token
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.model import Allow, Decision, Deny, Reason, RequestView
+from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Role
 from tests.unit.keys import jwks, rsa_jwk, rsa_key
 from tests.unit.litellm_oracle import Outcome, litellm_decides
 
@@ -109,6 +109,22 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "enforce_rbac": True,
         },
         "role_permissions": [{"role": "internal_user", "models": ["gpt-*"]}],
+    },
+    # From LiteLLM's own JWT tests: the user id falls back to the email claim
+    # (JWTAuthManager.get_user_info), and role_permissions per role under enforce_rbac.
+    "email-as-user-id": {
+        "litellm_jwtauth": {"user_email_jwt_field": "email", "enforce_rbac": True},
+    },
+    "rbac-models": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_id_jwt_field": "client_id",
+            "enforce_rbac": True,
+        },
+        "role_permissions": [
+            {"role": "internal_user", "models": ["gpt-4o"]},
+            {"role": "team", "models": ["anthropic-claude"], "routes": ["openai_routes"]},
+        ],
     },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
@@ -463,6 +479,26 @@ def test_every_disagreement_is_a_listed_difference(run: Run) -> None:
         f"explains it: {dict(used.most_common())}"
     )
     assert not unexplained, f"{len(unexplained)} unexplained:\n" + "\n".join(unexplained[:60])
+
+
+def test_allowed_callers_are_attributed_to_the_same_team(run: Run) -> None:
+    """Where both allow, the team LiteLLM attributes spend to is ours (x-auth-team-id), except
+    for the two README differences about attribution: an `scp` admin (an admin here, so no
+    team) and an admin's ``x-litellm-team-id`` (ignored here, attached by LiteLLM)."""
+    differ = []
+    for case in CASES:
+        ours, theirs = run.ours[case.id], run.theirs[case.id]
+        if not (isinstance(ours, Allow) and theirs.allowed):
+            continue
+        if DIFFERENCES["scp-scopes"].explains(case, ours, theirs):
+            continue
+        admin_header = ours.role is Role.PROXY_ADMIN and "x-litellm-team-id" in case.request.headers
+        if admin_header and theirs.team_id == case.request.headers["x-litellm-team-id"]:
+            continue
+        theirs_team = None if theirs.team_id is None else str(theirs.team_id)
+        if ours.identity.team_id != theirs_team:
+            differ.append(f"{case.id}: ours {ours.identity.team_id!r}, LiteLLM {theirs_team!r}")
+    assert not differ, "\n".join(differ[:40])
 
 
 def test_denials_agree_on_who_is_refused_for_tokens(run: Run) -> None:
