@@ -57,6 +57,8 @@ class Reason(StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     # 403
     NO_ROLE = "no_role"
+    NO_TEAM = "no_team"
+    TEAM_NOT_ALLOWED = "team_not_allowed"
     ROUTE_NOT_ALLOWED = "route_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     MODEL_UNCHECKABLE = "model_uncheckable"
@@ -113,6 +115,9 @@ class Identity(NamedTuple):
     # gate): the ASCII domain of a valid address not said to be unverified, else why not.
     email_domain: str | None = None
     email_problem: str | None = None
+    # The user id is the email, taken because the token has no user id claim (LiteLLM: the id
+    # spend is attributed to, but not one that makes an internal_user).
+    user_id_from_email: bool = False
 
 
 class Allow(NamedTuple):

@@ -208,7 +208,14 @@ def compile_policy(
             if rs is not None:
                 perm_routes[role] = rs
         if perm.models is not None:
-            role_models[role] = ModelRule(tuple(perm.models))
+            role_models[role] = ModelRule(tuple(perm.models), globs=ours.model_globs)
+            starred = [m for m in perm.models if "*" in m]
+            if starred and not ours.model_globs:
+                warnings.append(
+                    f"{where}.models: {', '.join(starred)}: '*' is a literal character here, as "
+                    "in LiteLLM (an exact model name); set extauthz.model_globs: true to make it "
+                    "a wildcard"
+                )
             unknown = [m for m in perm.models if "*" not in m and m not in model_names]
             if unknown and model_names:
                 warnings.append(
@@ -290,6 +297,7 @@ def compile_policy(
             roles=_field(jwt.user_roles_jwt_field),
         ),
         team_id_default=team_id_default,
+        refuse_missing_team=ours.missing_team_claim == "refuse",
         user_allowed_roles=None
         if jwt.user_allowed_roles is None
         else frozenset(jwt.user_allowed_roles),

@@ -21,7 +21,14 @@ DEFAULT_ADMIN_ROUTES = (
     "global_spend_tracking_routes",
     "info_routes",
 )
-DEFAULT_TEAM_ROUTES = ("openai_routes", "info_routes")
+# LiteLLM_JWTAuth.team_allowed_routes in the pinned LiteLLM (tests/unit/test_litellm_routes.py).
+DEFAULT_TEAM_ROUTES = (
+    "openai_routes",
+    "info_routes",
+    "mcp_routes",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+)
 DEFAULT_INTERNAL_USER_ROUTES = ("openai_routes", "anthropic_routes", "info_routes")
 
 # litellm_jwtauth keys LiteLLM has that would change who gets in; refused unless "off".
@@ -90,7 +97,9 @@ class JwtAuthSettings(_Strict):
 
     admin_jwt_scope: str = "litellm_proxy_admin"
     admin_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMIN_ROUTES))
-    team_id_jwt_field: str | None = "client_id"
+    # No default: LiteLLM's code has none (only its docstring says client_id); a default would
+    # make any token with that claim an unrestricted team under a config that never named it.
+    team_id_jwt_field: str | None = None
     team_id_default: str | None = None
     team_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_TEAM_ROUTES))
     user_id_jwt_field: str | None = None
@@ -174,6 +183,13 @@ class ExtauthzSettings(_Strict):
     # false: no dynamic-metadata keys on denials (HTTP mode sends them as response headers, which
     # a proxy without allowed_client_headers, such as Envoy Gateway's HTTP ext auth, shows clients).
     metadata_on_deny: bool = True
+    # true: a "*" in role_permissions[].models is a wildcard ("claude-*"). LiteLLM compares the
+    # names exactly ("*" is a literal character), so the same YAML grants more with this on.
+    model_globs: bool = False
+    # With team_id_jwt_field set, LiteLLM refuses a non-admin token without that claim ("No team
+    # found in token") unless team_id_default names a team. "as_user" lets such a token go on
+    # to the user roles instead (wider than LiteLLM: an opt-in for configs mixing teams and users).
+    missing_team_claim: Literal["refuse", "as_user"] = "refuse"
     internal_user_allowed_routes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INTERNAL_USER_ROUTES)
     )

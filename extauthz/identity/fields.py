@@ -62,7 +62,8 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
     fields = policy.fields
     try:
         email = _claim(claims, fields.email)
-        user_id = _claim(claims, fields.user_id) or email  # LiteLLM falls back to the email
+        claimed_user_id = _claim(claims, fields.user_id)
+        user_id = claimed_user_id or email  # LiteLLM falls back to the email (attribution only)
         team_id = _claim(claims, fields.team_id) or policy.team_id_default
         org_id = _claim(claims, fields.org_id)
         end_user_id = _claim(claims, fields.end_user_id)
@@ -88,4 +89,5 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         subject=sub if isinstance(sub, str) else None,
         email_domain=email_check.domain,
         email_problem=email_check.problem,
+        user_id_from_email=claimed_user_id is None and email is not None,
     )

@@ -36,16 +36,17 @@ class HeaderNames:
 
 
 class ModelRule:
-    """An allow-list of model names: exact names and ``*`` wildcards (``gpt-4o*``)."""
+    """An allow-list of model names, compared exactly as LiteLLM does (``*`` is a literal
+    character); with ``globs`` (``extauthz.model_globs: true``) a ``*`` is a wildcard."""
 
     __slots__ = ("_exact", "_pattern", "entries")
 
-    def __init__(self, entries: tuple[str, ...]) -> None:
+    def __init__(self, entries: tuple[str, ...], *, globs: bool = False) -> None:
         self.entries = entries
-        self._exact = frozenset(e for e in entries if "*" not in e)
-        globs = [e for e in entries if "*" in e]
+        self._exact = frozenset(e for e in entries if not globs or "*" not in e)
+        globs_ = [e for e in entries if globs and "*" in e]
         # fnmatch would also treat ? and [ as special; only * is a wildcard here.
-        parts = [".*".join(re.escape(p) for p in g.split("*")) for g in globs]
+        parts = [".*".join(re.escape(p) for p in g.split("*")) for g in globs_]
         self._pattern = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
     def allows(self, model: str) -> bool:
@@ -78,6 +79,7 @@ class Policy:
     admin_scope: str = "litellm_proxy_admin"
     fields: ClaimFields = field(default_factory=ClaimFields)
     team_id_default: str | None = None
+    refuse_missing_team: bool = True  # LiteLLM's "No team found in token" (extauthz opt-out)
     user_allowed_roles: frozenset[str] | None = None
     enforce_rbac: bool = False
     email_domains: frozenset[str] | None = None

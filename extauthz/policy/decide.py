@@ -2,7 +2,8 @@
 
 Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
 and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
-role (403) → blocked team / end user (403) → email domain (403) → route (403) →
+role (403) → team claim when one is configured (403) → blocked team / end user (403) →
+email domain (403) → route (403) → x-litellm-team-id among the token's teams (403) →
 readable model (400) → cut body when the model matters (413) → model allowed (403).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from extauthz.model import (
+    JWT,
     MASTER_KEY,
     PASSTHROUGH,
     Allow,
@@ -32,6 +34,7 @@ from extauthz.state.protocol import StateSnapshot
 # provider pass-through routes (provider-native requests whose model we do not read).
 _LLM_ROUTES = compile_routes(["openai_routes", "anthropic_routes", "google_routes"])
 _PASS_THROUGH = compile_routes(["passthrough_routes_wildcard"])
+TEAM_HEADER = "x-litellm-team-id"  # LiteLLM: pick one of the token's teams
 _UNREAD_PROVIDER_ROUTE = (
     "provider pass-through routes carry the model in provider-specific places the "
     "authorization service does not read; a role with a model list may not use them"
@@ -48,7 +51,9 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
     if policy.user_allowed_roles is not None:
         # Deliberate difference: with an allow-list, a user id alone is not enough.
         return Role.INTERNAL_USER if identity.roles & policy.user_allowed_roles else None
-    if identity.user_id is not None:
+    if identity.user_id is not None and not identity.user_id_from_email:
+        # LiteLLM's role reads the user id claim alone (get_rbac_role); the email fallback
+        # names whom spend is attributed to but makes no internal_user.
         return Role.INTERNAL_USER
     return None
 
@@ -56,7 +61,12 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
 def _no_role_message(policy: Policy) -> str:
     f = policy.fields
     parts = [f"no admin scope {policy.admin_scope!r}"]
-    parts.append(f"no team id in claim {f.team_id.name!r}" if f.team_id else "team detection off")
+    parts.append(
+        f"no team id in claim {f.team_id.name!r}"
+        if f.team_id
+        else "team detection off (set team_id_jwt_field, e.g. client_id, to make OAuth "
+        "clients teams)"
+    )
     if policy.user_allowed_roles is not None and f.roles is not None:
         parts.append(
             f"no role from {', '.join(sorted(policy.user_allowed_roles))} in claim {f.roles.name!r}"
@@ -105,6 +115,27 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     role = resolve_role(identity, policy)
     if role is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
+    if role is Role.PROXY_ADMIN and identity.team_id is not None:
+        # LiteLLM's admin identity carries no team (check_admin_access returns team_id=None).
+        identity = identity._replace(team_id=None)
+    elif (
+        role is not Role.PROXY_ADMIN
+        and identity.team_id is None
+        and policy.fields.team_id is not None
+        and policy.refuse_missing_team
+    ):
+        # LiteLLM: with team_id_jwt_field set, a non-admin token without the claim (and no
+        # team_id_default) is refused, "No team found in token".
+        return Deny(
+            403,
+            Reason.NO_TEAM,
+            f"no team found in the token: claim {policy.fields.team_id.name!r} "
+            "(team_id_jwt_field) is missing or empty; set "
+            "general_settings.litellm_jwtauth.team_id_default for tokens without a team, or "
+            "extauthz.missing_team_claim: as_user to let them go on as users",
+            identity,
+            role,
+        )
     if identity.team_id is not None and identity.team_id in state.blocked_teams:
         return Deny(
             403,
@@ -181,6 +212,18 @@ def judge_body(
     identity, role, rule = admission.identity, admission.role, admission.rule
     if not admission.read_body:
         return Allow(identity, role)
+    if identity.kind == JWT and role is not Role.PROXY_ADMIN:
+        wanted = request.headers.get(TEAM_HEADER)
+        if wanted and wanted != identity.team_id:
+            # LiteLLM refuses x-litellm-team-id naming a team outside the token's teams (403).
+            held = "none" if identity.team_id is None else repr(identity.team_id)
+            return Deny(
+                403,
+                Reason.TEAM_NOT_ALLOWED,
+                f"{TEAM_HEADER} {wanted[:200]!r} is not a team of this token (its team: {held})",
+                identity,
+                role,
+            )
     if read is None:  # else read already (large bodies: in the worker process)
         headers = request.headers
         read = read_models(

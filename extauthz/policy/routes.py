@@ -1,5 +1,8 @@
 """LiteLLM's route groups and a compiled, anchored matcher for allowed-route lists.
 
+The groups are generated from the pinned LiteLLM (``litellm_routes.py``, by
+scripts/gen_litellm_routes.py), with our few ``EXTENSIONS``.
+
 LiteLLM matches a group's templates with Starlette's ``compile_path`` (``{p}`` is one segment,
 ``{p:path}`` any depth, everything else literal) and any other entry by string equality. We keep
 the group semantics exactly, and add ``/prefix/*`` wildcards for our own entries, because an
@@ -14,322 +17,40 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from extauthz.policy.litellm_routes import GROUPS
+
 
 class RouteError(ValueError):
     """An allowed-route entry cannot be compiled; the message says what to change."""
 
 
-def _pm_v1(*paths: str) -> tuple[str, ...]:
-    """Each path bare and ``/v1``-prefixed, in that order, as LiteLLM lists them ("±v1")."""
-    out: list[str] = []
-    for p in paths:
-        out += [p, "/v1" + p]
-    return tuple(out)
-
-
-def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
-    """Concatenate groups, dropping repeats but keeping first-seen order (stable for explain)."""
-    return tuple(dict.fromkeys(t for g in groups for t in g))
-
-
-def _llm_triplet(op: str) -> tuple[str, ...]:
-    """The engines/deployments/bare/v1 forms LiteLLM lists for chat, completions, embeddings."""
-    return (
-        f"/engines/{{model}}/{op}",
-        f"/openai/deployments/{{model}}/{op}",
-        f"/{op}",
-        f"/v1/{op}",
-    )
-
-
-_OPENAI: tuple[str, ...] = (
-    *_llm_triplet("chat/completions"),
-    "/cursor/chat/completions",
-    *_llm_triplet("completions"),
-    *_llm_triplet("embeddings"),
-    *_pm_v1(
-        "/images/generations",
-        "/images/edits",
-        "/videos",
-        "/videos/{video_id}",
-        "/videos/{video_id}/content",
-        "/videos/{video_id}/remix",
-        "/audio/transcriptions",
-        "/audio/speech",
-        "/moderations",
-        "/batches",
-        "/batches/{batch_id}",
-        "/batches/{batch_id}/cancel",
-        "/files",
-        "/files/{file_id}",
-        "/files/{file_id}/content",
-        "/fine_tuning/jobs",
-        "/fine_tuning/jobs/{fine_tuning_job_id}/cancel",
-        "/assistants",
-        "/assistants/{assistant_id}",
-        "/threads",
-        "/threads/{thread_id}",
-        "/threads/{thread_id}/messages",
-        "/threads/{thread_id}/runs",
-        "/models",
-        # LiteLLM also lists "/realtime?{model}"; the query is never part of matching.
-        "/realtime",
-        "/responses",
-        "/responses/{response_id}",
-        "/responses/{response_id}/input_items",
-        "/responses/{response_id}/cancel",
-        "/vector_stores",
-        "/vector_stores/{vector_store_id}/search",
-        "/vector_stores/{vector_store_id}/files",
-        "/vector_stores/{vector_store_id}/files/{file_id}",
-        "/vector_stores/{vector_store_id}/files/{file_id}/content",
-        "/vector_store/list",
-        "/search",
-        "/search/{search_tool_name}",
-        "/ocr",
-        "/containers",
-        # Literal '*' under Starlette semantics, exactly as LiteLLM matches it.
-        "/containers/*",
-    ),
-    # LiteLLM 1.108 also serves the Responses API under /openai/v1 (and its input_tokens).
-    "/responses/input_tokens",
-    "/v1/responses/input_tokens",
-    "/openai/v1/responses",
-    "/openai/v1/responses/{response_id}",
-    "/openai/v1/responses/{response_id}/input_items",
-    "/openai/v1/responses/{response_id}/cancel",
-    "/openai/v1/responses/input_tokens",
-    "/utils/token_counter",
-    "/utils/transform_request",
-    "/rerank",
-    "/v1/rerank",
-    "/v2/rerank",
-)
-
-_ANTHROPIC = ("/v1/messages", "/v1/messages/count_tokens", "/v1/skills", "/v1/skills/{skill_id}")
-
-_MCP = (
-    "/mcp",
-    "/mcp/",
-    "/mcp/{subpath}",
-    "/mcp/tools",
-    "/mcp/tools/list",
-    "/mcp/tools/call",
-    "/mcp-rest/tools/list",
-    "/mcp-rest/tools/call",
-    "/v1/mcp/server",
-    "/v1/mcp/server/{path:path}",
-)
-
-_AGENT = (
-    "/v1/agents",
-    "/v1/agents/{agent_id}",
-    "/agents",
-    "/a2a/{agent_id}",
-    "/a2a/{agent_id}/message/send",
-    "/a2a/{agent_id}/message/stream",
-    "/a2a/{agent_id}/.well-known/agent-card.json",
-)
-
-_GOOGLE_BARE = (
-    "/models/{model_name:path}:countTokens",
-    "/models/{model_name:path}:generateContent",
-    "/models/{model_name:path}:streamGenerateContent",
-    "/interactions",
-    "/interactions/{interaction_id}",
-    "/interactions/{interaction_id}/cancel",
-)
-_GOOGLE = _GOOGLE_BARE + tuple("/v1beta" + t for t in _GOOGLE_BARE)
-
-_MAPPED_PASS_THROUGH = (
-    "/bedrock",
-    "/vertex-ai",
-    "/vertex_ai",
-    "/cohere",
-    "/cursor",
-    "/gemini",
-    "/anthropic",
-    "/langfuse",
-    "/azure",
-    "/azure_ai",
-    "/openai",
-    "/openai_passthrough",
-    "/assemblyai",
-    "/eu.assemblyai",
-    "/vllm",
-    "/mistral",
-    "/milvus",
-)
-_PASS_THROUGH_WILDCARD = tuple(p + "/*" for p in _MAPPED_PASS_THROUGH)
-
-_LITELLM_NATIVE = _pm_v1("/rag/ingest", "/rag/query")
-_APPLY_GUARDRAIL = ("/guardrails/apply_guardrail",)
-
-_INFO = (
-    "/key/info",
-    "/key/health",
-    "/team/info",
-    "/team/list",
-    "/v2/team/list",
-    "/organization/list",
-    "/team/available",
-    "/user/info",
-    "/v2/user/info",
-    "/model/info",
-    "/v1/model/info",
-    "/v2/model/info",
-    "/v2/key/info",
-    "/model_group/info",
-    "/health",
-    "/health/services",
-    "/key/list",
-    "/user/filter/ui",
-    "/models",
-    "/v1/models",
-    "/sso/get/ui_settings",
-)
-
-_KEY_MANAGEMENT = (
-    "/key/generate",
-    "/key/update",
-    "/key/delete",
-    "/key/info",
-    "/key/regenerate",
-    "/key/service-account/generate",
-    "/key/{key_id}/regenerate",
-    "/key/list",
-    "/key/block",
-    "/key/unblock",
-    "/key/bulk_update",
-    "/team/daily/activity",
-    "/spend/logs",
-    "/key/{key_id}/reset_spend",
-    "/key/aliases",
-)
-
-_MANAGEMENT = _union(
-    _KEY_MANAGEMENT,
-    (
-        "/user/new",
-        "/user/update",
-        "/user/bulk_update",
-        "/user/delete",
-        "/user/info",
-        "/user/list",
-        "/user/daily/activity",
-        "/user/daily/activity/aggregated",
-        "/team/new",
-        "/team/update",
-        "/team/delete",
-        "/team/list",
-        "/v2/team/list",
-        "/team/info",
-        "/team/block",
-        "/team/unblock",
-        "/team/available",
-        "/team/permissions_list",
-        "/team/permissions_update",
-        "/team/daily/activity",
-        "/model/new",
-        "/model/update",
-        "/model/delete",
-        "/model/info",
-        "/jwt/key/mapping/new",
-        "/jwt/key/mapping/update",
-        "/jwt/key/mapping/delete",
-        "/jwt/key/mapping/list",
-        "/jwt/key/mapping/info",
-        # End-user (customer) administration: LiteLLM serves these as management routes.
-        "/customer/block",
-        "/customer/unblock",
-        "/customer/info",
-        "/customer/list",
-    ),
-)
-
-_SPEND_TRACKING = (
-    "/spend/keys",
-    "/spend/users",
-    "/spend/tags",
-    "/spend/calculate",
-    "/spend/logs",
-    "/spend/logs/ui",
-    "/spend/logs/session/ui",
-    "/cost/estimate",
-)
-
-_GLOBAL_SPEND_TRACKING = (
-    "/global/spend/logs",
-    "/global/spend",
-    "/global/spend/keys",
-    "/global/spend/teams",
-    "/global/spend/end_users",
-    "/global/spend/models",
-    "/global/predict/spend/logs",
-    "/global/spend/report",
-    "/global/spend/provider",
-    "/global/spend/tags",
-    "/global/spend/all_tag_names",
-)
-
-_MASTER_KEY_ONLY = (
-    "/global/spend/reset",
-    "/memory-usage-in-mem-cache",
-    "/memory-usage-in-mem-cache-items",
-)
-
-_PUBLIC = (
-    "/routes",
-    "/",
-    "/health/liveliness",
-    "/health/liveness",
-    "/health/readiness",
-    "/test",
-    "/config/yaml",
-    "/metrics",
-    "/litellm/.well-known/litellm-ui-config",
-    "/.well-known/litellm-ui-config",
-    "/public/model_hub",
-    "/public/agent_hub",
-    "/public/mcp_hub",
-    "/public/litellm_model_cost_map",
+# Our additions to LiteLLM's groups, each for a path the sidecar itself serves: the admin API's
+# end-user (customer) calls (extauthz.policy.admin_paths), which LiteLLM 1.108 keeps out of
+# management_routes. Everything else is LiteLLM's table as generated.
+EXTENSIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "management_routes": (
+            "/customer/block",
+            "/customer/unblock",
+            "/customer/info",
+            "/customer/list",
+        ),
+    }
 )
 
 ROUTE_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "openai_routes": _OPENAI,
-        "anthropic_routes": _ANTHROPIC,
-        "mcp_routes": _MCP,
-        "agent_routes": _AGENT,
-        "google_routes": _GOOGLE,
-        "mapped_pass_through_routes": _MAPPED_PASS_THROUGH,
-        "passthrough_routes_wildcard": _PASS_THROUGH_WILDCARD,
-        "litellm_native_routes": _LITELLM_NATIVE,
-        "apply_guardrail_routes": _APPLY_GUARDRAIL,
-        "llm_api_routes": _union(
-            _OPENAI,
-            _ANTHROPIC,
-            _MCP,
-            _AGENT,
-            _GOOGLE,
-            _MAPPED_PASS_THROUGH,
-            _PASS_THROUGH_WILDCARD,
-            _LITELLM_NATIVE,
-            _APPLY_GUARDRAIL,
-        ),
-        "info_routes": _INFO,
-        "key_management_routes": _KEY_MANAGEMENT,
-        "management_routes": _MANAGEMENT,
-        "spend_tracking_routes": _SPEND_TRACKING,
-        "global_spend_tracking_routes": _GLOBAL_SPEND_TRACKING,
-        "master_key_only_routes": _MASTER_KEY_ONLY,
-        "public_routes": _PUBLIC,
+        name: tuple(dict.fromkeys(templates + EXTENSIONS.get(name, ())))
+        for name, templates in GROUPS.items()
     }
 )
-"""Every LiteLLM route group (spec §2) and its Starlette path templates."""
+"""Every LiteLLM route group and its Starlette path templates: ``litellm_routes.GROUPS``
+(generated from the pinned LiteLLM by scripts/gen_litellm_routes.py) plus ``EXTENSIONS``."""
 
 # Group templates whose trailing "/*" is a wildcard; in every other group template '*' is literal.
-_WILDCARD_GROUP_TEMPLATES = frozenset(_PASS_THROUGH_WILDCARD)
+# (LiteLLM compiles every group template with Starlette, so its "/bedrock/*" is literal and
+# names no request; here it means every path below /bedrock/, as our own "/prefix/*" entries do.)
+_WILDCARD_GROUP_TEMPLATES = frozenset(GROUPS["passthrough_routes_wildcard"])
 
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

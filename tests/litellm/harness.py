@@ -128,6 +128,8 @@ general_settings:
 
 extauthz:
   public_key_url: ${jwks}
+  model_globs: true            # the team's "claude-*" is a pattern (LiteLLM: a literal name)
+  missing_team_claim: as_user  # the user's token has no client_id (LiteLLM would refuse it)
 """
 
 

@@ -102,23 +102,31 @@ class PolicyFiles:
 
 
 POLICY = """
+extauthz:
+  missing_team_claim: as_user   # users (sub only) and teams (client_id) side by side
+%(ours)s
 general_settings:
   enable_jwt_auth: true
   master_key: %(master)s
   litellm_jwtauth:
     user_id_jwt_field: sub
+    team_id_jwt_field: client_id
     user_email_jwt_field: email
     end_user_id_jwt_field: end_user
     user_id_upsert: %(upsert)s
 """
 
 
-def write_policy(directory: Path, *, upsert: bool = True, extra: str = "") -> PolicyFiles:
+def write_policy(
+    directory: Path, *, upsert: bool = True, extra: str = "", ours: str = ""
+) -> PolicyFiles:
+    """The state tests' policy; ``extra`` continues litellm_jwtauth, ``ours`` extauthz."""
     jwks = directory / "jwks.json"
     jwks.write_text(json.dumps(jwks_of(signing_key())))
     policy = directory / "policy.yaml"
     policy.write_text(
-        POLICY % {"master": MASTER_KEY, "upsert": "true" if upsert else "false"} + extra
+        POLICY % {"master": MASTER_KEY, "upsert": "true" if upsert else "false", "ours": ours}
+        + extra
     )
     return PolicyFiles(policy, f"file://{jwks}")
 

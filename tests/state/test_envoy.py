@@ -20,7 +20,7 @@ TEAM_A = token({"sub": "svc-a", "client_id": "team-a"})
 TEAM_B = token({"sub": "svc-b", "client_id": "team-b"})
 
 
-KEEP_CREDENTIALS = "extauthz:\n  remove_credential_headers: false\n"
+KEEP_CREDENTIALS = "  remove_credential_headers: false"
 
 
 @pytest.mark.envoy
@@ -36,7 +36,7 @@ async def test_admin_block_through_envoy(
 ) -> None:
     """/team/block through Envoy blocks the team; others still reach the upstream; the admin
     routes refuse a non-admin at Envoy's ext_authz and again at the sidecar."""
-    policy_files = write_policy(tmp_path, extra=extra)
+    policy_files = write_policy(tmp_path, ours=extra)
     for k, v in policy_files.env.items():
         monkeypatch.setenv(k, v)
     runner = aiohttp.web.AppRunner(upstream.build_app(), access_log=None)

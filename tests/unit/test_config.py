@@ -56,10 +56,13 @@ general_settings:
     assert "alerting" in text and "database_url" in text
 
 
-def test_defaults_follow_the_seeds() -> None:
-    """team_id_jwt_field defaults to client_id, the admin scope to litellm_proxy_admin."""
+def test_defaults_follow_litellms_code() -> None:
+    """No team_id_jwt_field by default (LiteLLM's code has none; only its docstring says
+    client_id), the admin scope litellm_proxy_admin, LiteLLM's team routes."""
     policy = compile_policy(parse_yaml("general_settings: {enable_jwt_auth: true}"), ENV).policy
-    assert policy.fields.team_id is not None and policy.fields.team_id.name == "client_id"
+    assert policy.fields.team_id is None
+    for path in ("/v1/messages", "/v1/messages/count_tokens", "/mcp/tools/list"):
+        assert policy.role_routes[Role.TEAM].matches(path), path
     assert policy.admin_scope == "litellm_proxy_admin"
     assert policy.keys.ttl == 600
     assert policy.role_routes[Role.TEAM].matches("/v1/chat/completions")

@@ -72,6 +72,17 @@ general_settings:
       routes: ["/v1/embeddings", "/v1/models"]
 """
 
+# No team_id_jwt_field: LiteLLM has no default for it, so client_id is just a claim.
+PLAIN = """
+general_settings:
+  enable_jwt_auth: True
+  litellm_jwtauth:
+    user_id_jwt_field: sub
+  role_permissions:
+    - role: internal_user
+      models: ["anthropic-claude"]
+"""
+
 
 def policy_of(text: str) -> Policy:
     return compile_policy(parse_yaml(text), ENV).policy
@@ -85,6 +96,8 @@ POLICIES = {
         "spend": SPEND,
         "email": EMAIL,
         "narrow": NARROW,
+        "globs": SPEND + "extauthz: {model_globs: true}\n",
+        "plain": PLAIN,
     }.items()
 }
 CHAT = "/v1/chat/completions"
@@ -302,7 +315,17 @@ CASES = [
         status=403,
     ),
     Case("team-chat-allowed-model", "spend", TEAM, body={"model": "gpt-4o"}, role=Role.TEAM),
-    Case("team-wildcard-model", "spend", TEAM, body={"model": "claude-3-5-sonnet"}, role=Role.TEAM),
+    # "*" is a literal character in LiteLLM's model lists; a wildcard only with model_globs.
+    Case(
+        "team-star-is-literal",
+        "spend",
+        TEAM,
+        body={"model": "claude-3-5-sonnet"},
+        expect=Reason.MODEL_NOT_ALLOWED,
+        status=403,
+    ),
+    Case("team-star-exact-name", "spend", TEAM, body={"model": "claude-*"}, role=Role.TEAM),
+    Case("team-glob-opted-in", "globs", TEAM, body={"model": "claude-3-5-sonnet"}, role=Role.TEAM),
     Case(
         "team-model-outside-list",
         "spend",
@@ -320,12 +343,21 @@ CASES = [
         expect=Reason.ROUTE_NOT_ALLOWED,
         status=403,
     ),
+    # LiteLLM's default team_allowed_routes include /v1/messages and the MCP routes.
     Case(
-        "team-anthropic-route-not-default",
+        "team-anthropic-messages-default",
         "spend",
         TEAM,
         path="/v1/messages",
         body={"model": "gpt-4o"},
+        role=Role.TEAM,
+    ),
+    Case("team-mcp-default", "spend", TEAM, path="/mcp/tools/list", method="GET", role=Role.TEAM),
+    Case(
+        "team-google-route-not-default",
+        "spend",
+        TEAM,
+        path="/v1beta/models/gpt-4o:generateContent",
         expect=Reason.ROUTE_NOT_ALLOWED,
         status=403,
     ),
@@ -365,13 +397,65 @@ CASES = [
         expect=Reason.BODY_CUT,
         status=413,
     ),
+    # team_id_jwt_field set and no such claim: LiteLLM's "No team found in token".
     Case(
-        "user-id-only-is-internal-user",
+        "team-claim-missing-refused",
         "spend",
         {"sub": "u"},
         path="/v1/messages",
         body={"model": "x"},
+        expect=Reason.NO_TEAM,
+        status=403,
+    ),
+    Case(
+        "team-claim-missing-default-team",
+        "narrow",
+        {"sub": "u"},
+        path="/v1/embeddings",
+        role=Role.TEAM,
+    ),
+    Case(
+        "user-id-only-is-internal-user",
+        "email",
+        {"sub": "u", "email": "u@example.com"},
+        path="/v1/messages",
+        body={"model": "x"},
         role=Role.INTERNAL_USER,
+    ),
+    # x-litellm-team-id must name the token's own team (LiteLLM: 403 otherwise).
+    Case(
+        "team-header-own-team",
+        "spend",
+        TEAM,
+        body={"model": "gpt-4o"},
+        headers={"x-litellm-team-id": "my-unique-team"},
+        role=Role.TEAM,
+    ),
+    Case(
+        "team-header-other-team",
+        "spend",
+        TEAM,
+        body={"model": "gpt-4o"},
+        headers={"x-litellm-team-id": "someone-elses-team"},
+        expect=Reason.TEAM_NOT_ALLOWED,
+        status=403,
+    ),
+    Case(
+        "user-header-any-team",
+        "email",
+        {"sub": "u", "email": "u@example.com"},
+        headers={"x-litellm-team-id": "t"},
+        expect=Reason.TEAM_NOT_ALLOWED,
+        status=403,
+    ),
+    Case(
+        "admin-header-ignored",
+        "spend",
+        ADMIN_LIST,
+        path="/team/info",
+        method="GET",
+        headers={"x-litellm-team-id": "t"},
+        role=Role.PROXY_ADMIN,
     ),
     Case("nothing-maps-to-a-role", "spend", {"foo": "bar"}, expect=Reason.NO_ROLE, status=403),
     Case(
@@ -494,6 +578,8 @@ def test_every_policy_deny_reason_has_a_row() -> None:
     """The table covers every reason the pure decision function can return."""
     decide_reasons = {
         Reason.NO_ROLE,
+        Reason.NO_TEAM,
+        Reason.TEAM_NOT_ALLOWED,
         Reason.ROUTE_NOT_ALLOWED,
         Reason.MODEL_NOT_ALLOWED,
         Reason.TEAM_BLOCKED,
@@ -542,3 +628,50 @@ def test_admin_scope_wins_over_team() -> None:
     identity = identity_from_claims({**TEAM, "scope": "litellm-proxy-admin"}, POLICIES["spend"])
     assert isinstance(identity, Identity)
     assert resolve_role(identity, POLICIES["spend"]) is Role.PROXY_ADMIN
+
+
+def test_client_id_is_not_a_team_unless_configured() -> None:
+    """Without team_id_jwt_field a client_id claim makes no team (no default, as in LiteLLM's
+    code): the internal_user's model list still applies."""
+    claims = {"sub": "u", "client_id": "some-oauth-client"}
+    decision = run(Case("c", "plain", claims, body={"model": "gpt-4o"}))
+    assert isinstance(decision, Deny) and decision.reason is Reason.MODEL_NOT_ALLOWED
+    assert decision.identity is not None and decision.identity.team_id is None
+    allowed = run(Case("c", "plain", claims, body={"model": "anthropic-claude"}))
+    assert isinstance(allowed, Allow) and allowed.role is Role.INTERNAL_USER
+
+
+def test_admin_identity_carries_no_team() -> None:
+    """LiteLLM's admin result has team_id None: no x-auth-team-id, no team block check."""
+    admin = {**ADMIN_LIST, "client_id": "team-blocked"}
+    decision = run(Case("a", "spend", admin, path="/team/info", method="GET"))
+    assert isinstance(decision, Allow) and decision.role is Role.PROXY_ADMIN
+    assert decision.identity.team_id is None
+    blocked = Case(
+        "a", "spend", admin, path="/team/info", method="GET",
+        blocked_teams=frozenset({"team-blocked"}),
+    )
+    assert isinstance(run(blocked), Allow)
+
+
+def test_star_in_models_warns_without_opt_in() -> None:
+    """check-config says that "*" is literal unless extauthz.model_globs is set."""
+    warned = compile_policy(parse_yaml(SPEND), ENV).warnings
+    assert any("model_globs" in w and "claude-*" in w for w in warned)
+    opted = compile_policy(parse_yaml(SPEND + "extauthz: {model_globs: true}\n"), ENV).warnings
+    assert not any("model_globs" in w for w in opted)
+
+
+def test_email_fallback_user_id_makes_no_internal_user() -> None:
+    """LiteLLM's role reads the user id claim only: an id that is the email fallback is
+    attributed (x-auth-user-id) but makes no internal_user (found by the differential test)."""
+    policy = policy_of(
+        "general_settings:\n  enable_jwt_auth: true\n  litellm_jwtauth:\n"
+        "    user_email_jwt_field: email\n"
+    )
+    identity = identity_from_claims({"email": "a@example.com"}, policy)
+    assert isinstance(identity, Identity) and identity.user_id == "a@example.com"
+    assert resolve_role(identity, policy) is None
+    with_claim = identity_from_claims({"email": "a@example.com", "sub": "a"}, POLICIES["email"])
+    assert isinstance(with_claim, Identity)
+    assert resolve_role(with_claim, POLICIES["email"]) is Role.INTERNAL_USER

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from extauthz.policy.litellm_routes import GROUPS
 from extauthz.policy.routes import ROUTE_GROUPS, RouteError, RouteSet, compile_routes
 
-EXPECTED_GROUPS = {
-    "openai_routes",
-    "anthropic_routes",
-    "mcp_routes",
-    "agent_routes",
-    "google_routes",
-    "mapped_pass_through_routes",
-    "passthrough_routes_wildcard",
-    "litellm_native_routes",
-    "apply_guardrail_routes",
-    "llm_api_routes",
-    "info_routes",
-    "key_management_routes",
-    "management_routes",
-    "spend_tracking_routes",
-    "global_spend_tracking_routes",
-    "master_key_only_routes",
-    "public_routes",
-}
+# Every LiteLLMRoutes group of the pinned LiteLLM (16 of them were unknown before the table was
+# generated: a config naming one was refused whole).
+EXPECTED_GROUPS = set(GROUPS)
 
 # (group, paths that must match, paths that must not)
 GROUP_SAMPLES: list[tuple[str, list[str], list[str]]] = [
@@ -65,7 +50,6 @@ GROUP_SAMPLES: list[tuple[str, list[str], list[str]]] = [
             "/v1/files/a/b",
             "/v1/files/",
             "/v1/containers/abc",
-            "/v1/realtime?model=x",
             "/v2/chat/completions",
             "/v1/utils/token_counter",
             "/engines/a/b/chat/completions",
@@ -142,7 +126,7 @@ GROUP_SAMPLES: list[tuple[str, list[str], list[str]]] = [
             "/customer/info",
             "/customer/list",
         ],
-        ["/team/blocked", "/customer/new", "/jwt/key/mapping"],
+        ["/team/blocked/x", "/customer/new", "/jwt/key/mapping"],
     ),
     ("spend_tracking_routes", ["/spend/logs/session/ui", "/cost/estimate"], ["/spend"]),
     (
@@ -188,21 +172,25 @@ def test_group_samples(group: str, hits: list[str], misses: list[str]) -> None:
         assert not routes.matches(path), path
 
 
-def test_llm_api_routes_is_the_union_of_the_llm_groups() -> None:
-    """llm_api_routes is exactly the union of the LLM groups listed in the spec."""
-    members = [
-        "openai_routes",
-        "anthropic_routes",
-        "mcp_routes",
-        "agent_routes",
-        "google_routes",
-        "mapped_pass_through_routes",
-        "passthrough_routes_wildcard",
-        "litellm_native_routes",
-        "apply_guardrail_routes",
-    ]
-    union = {t for m in members for t in ROUTE_GROUPS[m]}
-    assert set(ROUTE_GROUPS["llm_api_routes"]) == union
+def test_groups_named_by_litellm_1_108_are_known() -> None:
+    """Groups LiteLLM added since the hand-written table compile (a config may name them)."""
+    for name in (
+        "ui_routes",
+        "internal_user_routes",
+        "mcp_inference_routes",
+        "org_admin_only_routes",
+    ):
+        assert name in ROUTE_GROUPS
+        compile_routes([name])
+
+
+def test_agents_and_mcp_servers_moved_to_management_routes() -> None:
+    """LiteLLM 1.108 lists /v1/agents and /v1/mcp/server as management, not LLM API, routes."""
+    llm = compile_routes(["llm_api_routes"])
+    management = compile_routes(["management_routes"])
+    for path in ("/v1/agents", "/v1/mcp/server"):
+        assert not llm.matches(path), path
+        assert management.matches(path), path
 
 
 def test_management_routes_include_key_management_routes() -> None:
@@ -211,22 +199,12 @@ def test_management_routes_include_key_management_routes() -> None:
 
 
 def test_openai_routes_are_listed_with_and_without_v1() -> None:
-    """The ±v1 block lists both forms, and the realtime query form is plain /realtime."""
+    """The ±v1 block lists both forms."""
     openai = set(ROUTE_GROUPS["openai_routes"])
     for bare in ("/videos/{video_id}/content", "/files/{file_id}/content", "/vector_store/list"):
         assert bare in openai
         assert "/v1" + bare in openai
-    assert not any("?" in t for t in openai)
     assert "/v1/utils/token_counter" not in openai
-
-
-def test_google_routes_have_v1beta_twins() -> None:
-    """Every google template exists bare and with the /v1beta prefix."""
-    google = ROUTE_GROUPS["google_routes"]
-    bare = [t for t in google if not t.startswith("/v1beta")]
-    assert sorted("/v1beta" + t for t in bare) == sorted(
-        t for t in google if t.startswith("/v1beta")
-    )
 
 
 ENTRY_CASES: list[tuple[str, list[str], list[str], list[str]]] = [

@@ -24,7 +24,6 @@ general_settings:
   enable_jwt_auth: True
   litellm_jwtauth:
     user_id_jwt_field: sub
-    team_id_jwt_field: client_id
     user_roles_jwt_field: roles
     user_allowed_roles: [basic_user]
     admin_allowed_routes: [openai_routes]
@@ -52,6 +51,8 @@ router_settings:
     claude-fast: openai-gpt-4o
     claude-hidden: {model: openai-gpt-4o, hidden: true}
   fallbacks: [{claude-flaky: [openai-gpt-4o]}]
+extauthz:
+  model_globs: true   # "claude-*" is a wildcard (LiteLLM: a literal name)
 """
 POLICY = compile_policy(parse_yaml(CONFIG), ENV).policy
 USER = Identity(kind="jwt", user_id="alice", roles=frozenset({"basic_user"}))
@@ -248,7 +249,7 @@ def test_forced_completion_model_is_checked() -> None:
 def test_pass_through_routes_are_refused_for_restricted_roles() -> None:
     """A provider pass-through route carries its model where we do not read it."""
     text = CONFIG + (
-        "extauthz:\n  internal_user_allowed_routes: [openai_routes, passthrough_routes_wildcard]\n"
+        "  internal_user_allowed_routes: [openai_routes, passthrough_routes_wildcard]\n"
     )
     policy = compile_policy(parse_yaml(text), ENV).policy
     path = "/bedrock/model/openai-gpt-4o/invoke"
