@@ -94,6 +94,9 @@ class Minter:
     def wait(self, timeout: float = 30.0) -> int:
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):  # no file left for the collector
+            if stream is not None:
+                stream.close()
         return code
 
     def stop(self) -> int:
