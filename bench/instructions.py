@@ -56,10 +56,11 @@ def request(token):
     h.raw_body = body
     return r.SerializeToString()
 
-policy = load_policy_file("{policy}", os.environ).policy
-keys = JwksSource(policy.keys.urls, fetch=None)
+loaded = load_policy_file("{policy}", os.environ)
+policy, key_settings = loaded.policy, loaded.settings.keys
+keys = JwksSource(key_settings.urls, fetch=None)
 keys.ring = KeyRing.from_jwks([json.load(open("{jwks}"))])
-verifier = TokenVerifier(keys, policy.token_rules, cache_size=policy.keys.token_cache_size)
+verifier = TokenVerifier(keys, policy.token_rules, cache_size=key_settings.token_cache_size)
 service = AuthorizationService(Authorizer(policy, verifier, on_identity=lambda i, p: None))
 tokens = open("{tokens}").read().split()[:{count}]
 requests = itertools.cycle([request(t) for t in tokens])

@@ -98,8 +98,11 @@ class Authorizer:
         state: StateView | None = None,
         body_reader: BodyReader | None = None,
         on_identity: Callable[[Identity, Policy], None] | None = None,
+        check_timeout: float = 0.8,
     ) -> None:
         self.policy = policy
+        # How long a check may wait for keys or the body worker (ServeSettings.check_timeout).
+        self.check_timeout = check_timeout
         self.verifier = verifier
         self.state = state or StateView()
         # Called with every caller authenticated by a verified JWT (the user recorder).
@@ -114,10 +117,12 @@ class Authorizer:
         self._memo_policy: Policy | None = None
         self._memo_state: StateSnapshot | None = None
 
-    def set_policy(self, policy: Policy) -> None:
+    def set_policy(self, policy: Policy, check_timeout: float | None = None) -> None:
         """Swap in a reloaded policy (one attribute write: requests see old or new, never a mix)."""
         if self.verifier is not None:
             self.verifier.set_rules(policy.token_rules)
+        if check_timeout is not None:
+            self.check_timeout = check_timeout
         self.policy = policy
 
     async def authorize(self, request: RequestView) -> Decision:
@@ -191,7 +196,7 @@ class Authorizer:
         assert self.body_reader is not None  # only _decide makes a _LargeBody, with a reader
         admission = step.admission
         read = await self.body_reader.read(
-            self.policy.check_timeout,
+            self.check_timeout,
             step.path,
             step.query,
             request.method,
@@ -244,7 +249,7 @@ class Authorizer:
     async def _verify(self, token: str, policy: Policy) -> Identity | Deny:
         """A JWT ``identify_now`` found no cached verdict for (so a verifier exists)."""
         assert self.verifier is not None  # identify_now answers itself without one
-        result = await self.verifier.verify(token, wait=policy.check_timeout)
+        result = await self.verifier.verify(token, wait=self.check_timeout)
         if isinstance(result, TokenFailure):
             status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
             return Deny(status, result.reason, result.message)

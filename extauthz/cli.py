@@ -84,8 +84,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{'passed through' if p.non_jwt_passthrough else 'refused'}"
     )
     if p.enable_jwt_auth:
-        shown = ", ".join(redact_url(u) for u in p.keys.urls)
-        print(f"  signing keys: {shown} (cached {p.keys.ttl:g}s)")
+        keys = loaded.settings.keys
+        shown = ", ".join(redact_url(u) for u in keys.urls)
+        print(f"  signing keys: {shown} (cached {keys.ttl:g}s)")
         rules = p.token_rules
         print(
             f"  audience: {', '.join(sorted(rules.audiences)) or 'not checked'}; issuer: "
@@ -122,13 +123,18 @@ async def _explain(args: argparse.Namespace) -> int:
 
     loaded = load_policy_file(args.config, os.environ)
     policy = loaded.policy
-    fetcher = HttpFetcher(policy.keys.fetch_timeout)
-    keys = JwksSource(policy.keys.urls, ttl=policy.keys.ttl, fetch=fetcher)
+    key_settings = loaded.settings.keys
+    fetcher = HttpFetcher(key_settings.fetch_timeout)
+    keys = JwksSource(key_settings.urls, ttl=key_settings.ttl, fetch=fetcher)
     try:
         if policy.enable_jwt_auth:
             await keys.refresh("startup")
         verifier = TokenVerifier(keys, policy.token_rules, cache_size=0)
-        authorizer = Authorizer(policy, verifier if policy.enable_jwt_auth else None)
+        authorizer = Authorizer(
+            policy,
+            verifier if policy.enable_jwt_auth else None,
+            check_timeout=loaded.settings.check_timeout,
+        )
         extra = dict(h.partition(":")[::2] for h in args.header or [])
         view = explain_request(
             args.token or "", args.method, args.path, (args.body or "").encode(), extra

@@ -92,19 +92,17 @@ class Sidecar:
 
     def __init__(self, options: ServeOptions, loaded: LoadedPolicy) -> None:
         self.options = options
-        policy = loaded.policy
-        self.fetcher = HttpFetcher(policy.keys.fetch_timeout)
+        policy, settings = loaded.policy, loaded.settings
+        keys = settings.keys
+        self.fetcher = HttpFetcher(keys.fetch_timeout)
         self.keys = JwksSource(
-            policy.keys.urls,
-            ttl=policy.keys.ttl,
-            refetch_interval=policy.keys.refetch_interval,
-            fetch=self.fetcher,
+            keys.urls, ttl=keys.ttl, refetch_interval=keys.refetch_interval, fetch=self.fetcher
         )
         verifier = TokenVerifier(
             self.keys,
             policy.token_rules,
-            cache_size=policy.keys.token_cache_size,
-            max_age=policy.keys.token_cache_max_age,
+            cache_size=keys.token_cache_size,
+            max_age=keys.token_cache_max_age,
         )
         # Blocks and the user registry (--state); a URL that cannot work fails here.
         self.state = StateRuntime(options.state_url, options.state)
@@ -115,10 +113,11 @@ class Sidecar:
             state=self.state.view,
             body_reader=self.body_reader,
             on_identity=self.state.note_identity,
+            check_timeout=settings.check_timeout,
         )
         self.admin = self.state.admin_service(self.authorizer)
         self.watcher = PolicyWatcher(
-            options.config, os.environ, self.apply, interval=policy.reload_interval
+            options.config, os.environ, self.apply, interval=settings.reload_interval
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server | None = None
@@ -135,12 +134,12 @@ class Sidecar:
 
     def apply(self, loaded: LoadedPolicy) -> None:
         """Take a reloaded policy; key settings that changed are applied to the key source."""
-        policy = loaded.policy
-        keys = policy.keys
+        policy, settings = loaded.policy, loaded.settings
+        keys = settings.keys
         refresh = self.keys.reconfigure(keys.urls, keys.ttl, keys.refetch_interval)
         if refresh is not None:
             self._refresh_task = refresh
-        self.watcher.interval = policy.reload_interval
+        self.watcher.interval = settings.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(
                 self.keys,
@@ -151,7 +150,7 @@ class Sidecar:
             self.keys.start()
         if policy.shadow_mode != self.policy.shadow_mode:
             announce_shadow_mode(policy.shadow_mode, changed=True)
-        self.authorizer.set_policy(policy)
+        self.authorizer.set_policy(policy, settings.check_timeout)
 
     @property
     def policy(self) -> Policy:

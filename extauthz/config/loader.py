@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,7 @@ from extauthz.config.schema import (
     JwtAuthSettings,
     ModelEntry,
 )
+from extauthz.config.settings import KeySettings, ServeSettings
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
 from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
@@ -34,7 +35,6 @@ from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.compiled import (
     HeaderNames,
-    KeySettings,
     ModelRule,
     Policy,
 )
@@ -46,9 +46,10 @@ JWTAUTH_KEYS = frozenset(JwtAuthSettings.model_fields)
 
 @dataclass(frozen=True, slots=True)
 class LoadedPolicy:
-    """A compiled policy and the warnings worth one log line each."""
+    """A compiled policy, how to run it, and the warnings worth one log line each."""
 
     policy: Policy
+    settings: ServeSettings
     warnings: tuple[str, ...]
 
 
@@ -93,13 +94,90 @@ def _field(name: str | None) -> ClaimField | None:
     return None if name is None else ClaimField(name, parse_field_path(name))
 
 
+class _Sections(NamedTuple):
+    """The validated sections a policy is compiled from."""
+
+    general_raw: dict[str, Any]  # the general_settings keys we read, env references resolved
+    general: GeneralSettings
+    ours: ExtauthzSettings
+    model_names: tuple[str, ...]
+
+
+_JWT_WHERE = "general_settings.litellm_jwtauth"
+
+
 def compile_policy(
     data: Mapping[str, Any], environ: Mapping[str, str], source: str = "config"
 ) -> LoadedPolicy:
-    """Validate a parsed config and compile it. Raises ConfigError listing every problem."""
+    """Validate a parsed config and compile it. Raises ConfigError listing every problem.
+
+    Phases: read the sections, then the routes per role, the role permissions, how claims map
+    to a caller, the runtime settings and the model catalog; every problem of every phase is
+    collected before the policy is refused.
+    """
     problems: list[str] = []
     warnings: list[str] = []
+    sections = _read_sections(data, environ, problems, warnings)
+    if sections is None:
+        raise ConfigError(problems, source)
+    role_routes = _role_routes(sections, problems)
+    perm_routes, role_models = _role_permissions(sections, problems, warnings)
+    fields, team_id_default, email_domains = _claim_rules(sections, problems)
+    settings = _serve_settings(sections, environ, problems, warnings)
+    catalog = build_catalog(
+        {**data, "general_settings": sections.general_raw}, problems, warnings
+    )
+    warnings.extend(reach_warnings(catalog, role_models))
+    if problems:
+        raise ConfigError(problems, source)
 
+    general, ours = sections.general, sections.ours
+    jwt = general.litellm_jwtauth
+    policy = Policy(
+        enable_jwt_auth=general.enable_jwt_auth,
+        master_key=general.master_key,
+        admin_scope=jwt.admin_jwt_scope,
+        fields=fields,
+        team_id_default=team_id_default,
+        refuse_missing_team=ours.missing_team_claim == "refuse",
+        user_allowed_roles=None
+        if jwt.user_allowed_roles is None
+        else frozenset(jwt.user_allowed_roles),
+        enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
+        email_domains=email_domains,
+        role_routes=role_routes,
+        role_permission_routes=perm_routes,
+        role_models=role_models,
+        user_id_upsert=jwt.user_id_upsert,
+        non_jwt_passthrough=ours.non_jwt_tokens == "passthrough",
+        remove_credential_headers=ours.remove_credential_headers,
+        shadow_mode=ours.shadow_mode,
+        metadata_on_deny=ours.metadata_on_deny,
+        headers=HeaderNames(**ours.headers.model_dump()),
+        token_rules=TokenRules(
+            audiences=_env_list(ours.audience, environ.get("JWT_AUDIENCE")),
+            issuers=_env_list(ours.issuer, environ.get("JWT_ISSUER")),
+            leeway=ours.leeway_seconds,
+            require_exp=ours.require_exp,
+            max_token_bytes=ours.max_token_bytes,
+        ),
+        model_names=sections.model_names,
+        catalog=catalog,
+        source=source,
+    )
+    return LoadedPolicy(policy, settings, tuple(warnings))
+
+
+def _read_sections(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    problems: list[str],
+    warnings: list[str],
+) -> _Sections | None:
+    """The top level, general_settings, litellm_jwtauth, extauthz and model_list, validated.
+
+    None when general_settings cannot be read at all (nothing else can be checked then).
+    """
     ignored_top = sorted(str(k) for k in data if k not in KNOWN_TOP_LEVEL)
     if ignored_top:
         warnings.append("ignored top-level keys (not used by extauthz): " + ", ".join(ignored_top))
@@ -173,30 +251,40 @@ def compile_policy(
                 model_names.append(m.model_name)
 
     if general is None:
-        raise ConfigError(problems, source)
+        return None
     # Keep checking with defaults so every problem is reported in one run.
     ours: ExtauthzSettings = ours_model if ours_model is not None else ExtauthzSettings()
-    jwt = general.litellm_jwtauth
-    jwt_where = "general_settings.litellm_jwtauth"
+    return _Sections(general_raw, general, ours, tuple(model_names))
 
+
+def _role_routes(sections: _Sections, problems: list[str]) -> dict[Role, RouteSet]:
+    """Each role's allowed routes (LiteLLM's settings, ours for internal_user)."""
+    jwt = sections.general.litellm_jwtauth
     role_routes: dict[Role, RouteSet] = {}
     for role, entries, where in (
-        (Role.PROXY_ADMIN, jwt.admin_allowed_routes, f"{jwt_where}.admin_allowed_routes"),
-        (Role.TEAM, jwt.team_allowed_routes, f"{jwt_where}.team_allowed_routes"),
+        (Role.PROXY_ADMIN, jwt.admin_allowed_routes, f"{_JWT_WHERE}.admin_allowed_routes"),
+        (Role.TEAM, jwt.team_allowed_routes, f"{_JWT_WHERE}.team_allowed_routes"),
         (
             Role.INTERNAL_USER,
-            ours.internal_user_allowed_routes,
+            sections.ours.internal_user_allowed_routes,
             "extauthz.internal_user_allowed_routes",
         ),
     ):
         rs = _routes(entries, where, problems)
         if rs is not None:
             role_routes[role] = rs
+    return role_routes
 
+
+def _role_permissions(
+    sections: _Sections, problems: list[str], warnings: list[str]
+) -> tuple[dict[Role, RouteSet], dict[Role, ModelRule]]:
+    """``role_permissions``: the routes that narrow a role and its model allow-list."""
+    ours, model_names = sections.ours, sections.model_names
     perm_routes: dict[Role, RouteSet] = {}
     role_models: dict[Role, ModelRule] = {}
     seen_roles: set[str] = set()
-    for i, perm in enumerate(general.role_permissions):
+    for i, perm in enumerate(sections.general.role_permissions):
         where = f"general_settings.role_permissions[{i}]"
         if perm.role in seen_roles:
             problems.append(f"{where}.role: role {perm.role!r} appears twice; merge the entries")
@@ -222,6 +310,15 @@ def compile_policy(
                     f"{where}.models: {', '.join(unknown)} not in model_list (allowed anyway)"
                 )
 
+    return perm_routes, role_models
+
+
+def _claim_rules(
+    sections: _Sections, problems: list[str]
+) -> tuple[ClaimFields, str | None, frozenset[str] | None]:
+    """Which claims carry which attribute, the default team, and the email-domain gate."""
+    jwt = sections.general.litellm_jwtauth
+    jwt_where = _JWT_WHERE
     if (jwt.user_roles_jwt_field is None) != (jwt.user_allowed_roles is None):
         problems.append(
             f"{jwt_where}: user_roles_jwt_field and user_allowed_roles must be set together "
@@ -257,6 +354,27 @@ def compile_policy(
     except ClaimValueError as exc:
         problems.append(str(exc))
 
+    fields = ClaimFields(
+        user_id=_field(jwt.user_id_jwt_field),
+        team_id=_field(jwt.team_id_jwt_field),
+        org_id=_field(jwt.org_id_jwt_field),
+        end_user_id=_field(jwt.end_user_id_jwt_field),
+        email=_field(jwt.user_email_jwt_field),
+        roles=_field(jwt.user_roles_jwt_field),
+    )
+    return fields, team_id_default, email_domains
+
+
+def _serve_settings(
+    sections: _Sections,
+    environ: Mapping[str, str],
+    problems: list[str],
+    warnings: list[str],
+) -> ServeSettings:
+    """How the sidecar runs: signing keys, the check deadline, reloads; and the credential
+    checks that do not fit a single section (master key, keys for JWT auth)."""
+    general, ours = sections.general, sections.ours
+    jwt = general.litellm_jwtauth
     if general.master_key is not None and len(general.master_key) < 8:
         problems.append(
             "general_settings.master_key: shorter than 8 characters; use a long random key"
@@ -278,47 +396,7 @@ def compile_policy(
             "enable_jwt_auth is false and there is no master_key: every request will be refused"
         )
 
-    catalog = build_catalog({**data, "general_settings": general_raw}, problems, warnings)
-    warnings.extend(reach_warnings(catalog, role_models))
-
-    if problems:
-        raise ConfigError(problems, source)
-
-    policy = Policy(
-        enable_jwt_auth=general.enable_jwt_auth,
-        master_key=general.master_key,
-        admin_scope=jwt.admin_jwt_scope,
-        fields=ClaimFields(
-            user_id=_field(jwt.user_id_jwt_field),
-            team_id=_field(jwt.team_id_jwt_field),
-            org_id=_field(jwt.org_id_jwt_field),
-            end_user_id=_field(jwt.end_user_id_jwt_field),
-            email=_field(jwt.user_email_jwt_field),
-            roles=_field(jwt.user_roles_jwt_field),
-        ),
-        team_id_default=team_id_default,
-        refuse_missing_team=ours.missing_team_claim == "refuse",
-        user_allowed_roles=None
-        if jwt.user_allowed_roles is None
-        else frozenset(jwt.user_allowed_roles),
-        enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
-        email_domains=email_domains,
-        role_routes=role_routes,
-        role_permission_routes=perm_routes,
-        role_models=role_models,
-        user_id_upsert=jwt.user_id_upsert,
-        non_jwt_passthrough=ours.non_jwt_tokens == "passthrough",
-        remove_credential_headers=ours.remove_credential_headers,
-        shadow_mode=ours.shadow_mode,
-        metadata_on_deny=ours.metadata_on_deny,
-        headers=HeaderNames(**ours.headers.model_dump()),
-        token_rules=TokenRules(
-            audiences=_env_list(ours.audience, environ.get("JWT_AUDIENCE")),
-            issuers=_env_list(ours.issuer, environ.get("JWT_ISSUER")),
-            leeway=ours.leeway_seconds,
-            require_exp=ours.require_exp,
-            max_token_bytes=ours.max_token_bytes,
-        ),
+    return ServeSettings(
         keys=KeySettings(
             urls=urls,
             ttl=jwt.public_key_ttl,
@@ -327,13 +405,9 @@ def compile_policy(
             token_cache_size=ours.token_cache_size,
             token_cache_max_age=ours.token_cache_max_age_seconds,
         ),
-        model_names=tuple(model_names),
-        catalog=catalog,
         check_timeout=ours.check_timeout_seconds,
         reload_interval=ours.reload_interval_seconds,
-        source=source,
     )
-    return LoadedPolicy(policy, tuple(warnings))
 
 
 def load_policy_file(path: str, environ: Mapping[str, str]) -> LoadedPolicy:

@@ -59,20 +59,12 @@ class ModelRule:
 
 
 @dataclass(frozen=True, slots=True)
-class KeySettings:
-    """Where signing keys come from and how long they are trusted."""
-
-    urls: tuple[str, ...] = ()
-    ttl: float = 600.0
-    refetch_interval: float = 5.0
-    fetch_timeout: float = 5.0
-    token_cache_size: int = 10_000
-    token_cache_max_age: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
 class Policy:
-    """Everything a decision needs from config. Replaced whole on reload, never mutated."""
+    """Everything a decision needs from config. Replaced whole on reload, never mutated.
+
+    How the process runs (signing-key fetching, the check deadline, reload interval) is not here:
+    it is ``config.settings.ServeSettings``, compiled beside it.
+    """
 
     enable_jwt_auth: bool = False
     master_key: str | None = None
@@ -93,9 +85,6 @@ class Policy:
     metadata_on_deny: bool = True
     headers: HeaderNames = field(default_factory=HeaderNames)
     token_rules: TokenRules = field(default_factory=TokenRules)
-    keys: KeySettings = field(default_factory=KeySettings)
     model_names: tuple[str, ...] = ()
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
-    check_timeout: float = 0.8
-    reload_interval: float = 1.0
     source: str = "<defaults>"

@@ -193,10 +193,10 @@ def test_body_limits_agree_with_the_sidecar() -> None:
 
 
 def test_sidecar_deadline_is_below_envoys_timeout() -> None:
-    policy = load_policy_file(str(POLICY_K8S), pod_env()).policy
+    settings = load_policy_file(str(POLICY_K8S), pod_env()).settings
     envoy_timeout = seconds(http_filter(k8s(), "ingress", EXT_AUTHZ)["grpc_service"]["timeout"])
-    assert 0 < policy.check_timeout < envoy_timeout
-    assert envoy_timeout - policy.check_timeout >= 0.1
+    assert 0 < settings.check_timeout < envoy_timeout
+    assert envoy_timeout - settings.check_timeout >= 0.1
 
 
 def test_credential_files_agree_with_the_policys_model_list() -> None:

@@ -222,5 +222,5 @@ def test_the_authorizer_policy_is_valid_and_answers_in_time() -> None:
         mesh._duration(security_policy()["spec"]["extAuth"]["timeout"]),
     ]
     for timeout in timeouts:
-        assert loaded.policy.check_timeout < float(timeout.rstrip("s"))
+        assert loaded.settings.check_timeout < float(timeout.rstrip("s"))
     assert loaded.policy.shadow_mode is False  # never on unless the user turns it on

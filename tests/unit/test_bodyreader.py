@@ -97,7 +97,7 @@ async def test_a_dead_worker_is_replaced(reader: BodyReader) -> None:
 async def test_a_busy_worker_is_a_503_busy(reader: BodyReader) -> None:
     """The authorizer answers 503 busy when the worker cannot read in the check's time."""
     auth = await authorizer(reader)
-    object.__setattr__(auth.policy, "check_timeout", 0.0)
+    auth.check_timeout = 0.0
     verdict = await auth.authorize(request(BODIES[0]))
     assert isinstance(verdict, Deny) and (verdict.status, verdict.reason) == (503, Reason.BUSY)
 

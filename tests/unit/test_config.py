@@ -47,7 +47,7 @@ general_settings:
     )
     policy = loaded.policy
     assert policy.enable_jwt_auth and policy.master_key == "sk-1234-abcd"
-    assert policy.keys.urls == ("https://idp.example/jwks", "file:///etc/jwks.json")
+    assert loaded.settings.keys.urls == ("https://idp.example/jwks", "file:///etc/jwks.json")
     assert policy.role_routes[Role.PROXY_ADMIN].matches("/v1/embeddings")
     assert not policy.role_routes[Role.PROXY_ADMIN].matches("/key/generate")
     assert policy.model_names == ("azure-gpt-3.5",)
@@ -59,12 +59,13 @@ general_settings:
 def test_defaults_follow_litellms_code() -> None:
     """No team_id_jwt_field by default (LiteLLM's code has none; only its docstring says
     client_id), the admin scope litellm_proxy_admin, LiteLLM's team routes."""
-    policy = compile_policy(parse_yaml("general_settings: {enable_jwt_auth: true}"), ENV).policy
+    loaded = compile_policy(parse_yaml("general_settings: {enable_jwt_auth: true}"), ENV)
+    policy = loaded.policy
     assert policy.fields.team_id is None
     for path in ("/v1/messages", "/v1/messages/count_tokens", "/mcp/tools/list"):
         assert policy.role_routes[Role.TEAM].matches(path), path
     assert policy.admin_scope == "litellm_proxy_admin"
-    assert policy.keys.ttl == 600
+    assert loaded.settings.keys.ttl == 600
     assert policy.role_routes[Role.TEAM].matches("/v1/chat/completions")
     assert policy.role_routes[Role.PROXY_ADMIN].matches("/team/block")
 

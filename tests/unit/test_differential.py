@@ -391,8 +391,9 @@ async def _authorizers() -> dict[str, Authorizer]:
 
     out = {}
     for name in CONFIGS:
-        policy = compile_policy(_policy_yaml(name), {}, name).policy
-        source = JwksSource(policy.keys.urls, fetch=fetch)
+        loaded = compile_policy(_policy_yaml(name), {}, name)
+        policy = loaded.policy
+        source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
         await source.refresh()
         out[name] = Authorizer(policy, TokenVerifier(source, policy.token_rules, clock=time.time))
     return out
