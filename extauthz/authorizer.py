@@ -79,6 +79,7 @@ class _LargeBody(NamedTuple):
     admission: Admission
     path: str
     query: str
+    policy: Policy  # the one it was admitted under (a reload may land while the worker reads)
 
 
 class StateView:
@@ -187,7 +188,7 @@ class Authorizer:
             and not request.body_cut  # a cut body is not parsed
             and reader.wants(len(request.body))
         ):
-            return _LargeBody(admitted, path, query)
+            return _LargeBody(admitted, path, query, policy)
         state = self.state.current
         return decide(request, path, query, identity, policy, state, admission=admitted)
 
@@ -218,7 +219,7 @@ class Authorizer:
             step.path,
             step.query,
             admission.identity,
-            self.policy,
+            step.policy,
             self.state.current,
             admission=admission,
             read=read,

@@ -36,7 +36,7 @@ from extauthz.admin.service import (
     UserPage,
     bad_request,
 )
-from extauthz.model import REASON_HEADER, Reason, deny_body
+from extauthz.model import Reason, deny_body, deny_headers
 from extauthz.policy.admin_paths import ADMIN_API_ROUTES
 from extauthz.state.protocol import EndUserState, TeamState, UserRecord
 
@@ -92,7 +92,7 @@ def user_page_json(p: UserPage) -> dict[str, Any]:
 
 
 def error_response(err: AdminError) -> web.Response:
-    headers = {"content-type": "application/json", REASON_HEADER: err.reason.value}
+    headers = dict(deny_headers(err.reason, err.status))
     headers.update(dict(err.headers))
     return web.Response(status=err.status, body=deny_body(err.status, err.message), headers=headers)
 

@@ -97,13 +97,13 @@ class Responder(Generic[R]):
                 status = 200
                 labels = _ALLOW_LABELS
             else:
-                verdict = render(decision, policy)
-                status = verdict.status
-                outcome = "would_deny" if policy.shadow_mode else "deny"
+                status = decision.status
                 if policy.shadow_mode:
-                    verdict = shadow(decision, policy)
-                elif not policy.metadata_on_deny:
-                    verdict = verdict._replace(metadata={})
+                    outcome, verdict = "would_deny", shadow(decision, policy)
+                else:
+                    outcome, verdict = "deny", render(decision, policy)
+                    if not policy.metadata_on_deny:
+                        verdict = verdict._replace(metadata={})
                 response = self._encode(verdict)
                 labels = (outcome, decision.reason.value, str(status))
         except Exception as exc:  # last guard: fail closed with a fixed answer

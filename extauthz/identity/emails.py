@@ -38,8 +38,7 @@ def plain_domain(address: str) -> str | None:
     if (
         len(address) - len(domain) - 1 > 64  # the local part
         or "--" in domain  # IDNA's rules for labels like "xn--" and "ab--c": the library decides
-        or domain.rpartition(".")[2] in _SPECIAL_USE
-        or domain in _SPECIAL_USE
+        or domain.rpartition(".")[2] in _SPECIAL_USE  # the regex requires a dot
     ):
         return None
     return domain

@@ -26,7 +26,7 @@ from extauthz.model import (
 from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
-from extauthz.policy.models import MAX_JSON_CONTAINERS, ModelRead, read_models
+from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
 from extauthz.state.protocol import StateSnapshot
 
@@ -278,8 +278,9 @@ def _refuse_unknown(
         return Deny(
             413,
             Reason.BODY_TOO_COMPLEX,
-            f"the request body holds more than {MAX_JSON_CONTAINERS:,} JSON objects and arrays, "
-            "more than the authorization service reads to find its model; send a simpler body",
+            f"the request body holds more than {MAX_JSON_CONTAINERS:,} JSON objects and arrays "
+            f"or {MAX_JSON_ITEMS:,} values, more than the authorization service reads to find "
+            "its model; send a simpler body",
             identity,
             role,
         )

@@ -196,7 +196,6 @@ def _add(found: list[str], models: Iterable[str]) -> None:
     A name with a comma adds its parts too: LiteLLM fans ``"a,b"`` out to ``a`` and ``b``.
     """
     for model in models:
-        _check_model(model)
         names = [model]
         if "," in model:
             names += [part.strip() for part in model.split(",")]
