@@ -90,6 +90,8 @@ class ServerThread:
         self.call(cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()  # its self-pipe is a socket pair: unclosed, GC warns
 
 
 class Served:
