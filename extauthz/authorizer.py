@@ -31,6 +31,7 @@ from extauthz.policy.decide import (
     admit,
     decide,
 )
+from extauthz.policy.gate import check_gate
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -161,12 +162,17 @@ class Authorizer:
                 self._paths[raw] = checked
             remembered = checked
         path, query = remembered
-        credential = extract_credential(request.headers)
+        gate = policy.gate
+        if gate.before_credential:  # allowed_ips, allowed_routes, public_routes
+            gated = check_gate(request, path, gate)
+            if gated is not None:
+                return gated
+        credential = extract_credential(request.headers, gate.key_header)
         if credential is None:
             return Deny(
                 401,
                 Reason.MISSING_CREDENTIAL,
-                "no credential: send 'Authorization: Bearer <token>'",
+                f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
         identity = self.identify_now(credential, policy)
         if identity is None:

@@ -42,6 +42,8 @@ def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
         body=body,
         body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
         request_id=headers.get("x-request-id", "") or http.id,
+        # The downstream peer Envoy saw (a pipe or internal address leaves it empty).
+        client_address=request.attributes.source.address.socket_address.address,
     )
 
 

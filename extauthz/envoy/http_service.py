@@ -39,6 +39,10 @@ from extauthz.model import INTERNAL_VERDICT, Deny, Reason, RequestView, Verdict,
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 DEFAULT_PATH_PREFIX = "/extauthz"
+# Envoy sets it on each check (authorization_request.headers_to_add with
+# %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%, replacing any client copy): the peer address,
+# which gRPC mode reads from the CheckRequest's source (general_settings.allowed_ips).
+CLIENT_ADDRESS_HEADER = "x-extauthz-client-address"
 log = logging.getLogger("extauthz.http")
 
 
@@ -101,6 +105,7 @@ def to_request_view(
         body=body,
         body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
         request_id=headers.get("x-request-id", ""),
+        client_address=headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
 
 
