@@ -14,7 +14,7 @@ The client address is the one Envoy reports (``RequestView.client_address``), or
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from extauthz.model import PUBLIC, Allow, Deny, Identity, Reason, RequestView
 
@@ -76,15 +76,12 @@ class Gate:
     public_routes: PublicRoutes | None = None
     admin_only_routes: frozenset[str] = frozenset()
     key_header: str | None = None  # litellm_key_header_name, lower-case
+    # Whether check_gate has anything to check: one attribute read on every request.
+    before_credential: bool = field(init=False, default=False)
 
-    @property
-    def before_credential(self) -> bool:
-        """Whether ``check_gate`` has anything to check (else the request path skips it)."""
-        return (
-            self.allowed_ips is not None
-            or self.allowed_routes is not None
-            or self.public_routes is not None
-        )
+    def __post_init__(self) -> None:
+        checks = (self.allowed_ips, self.allowed_routes, self.public_routes)
+        object.__setattr__(self, "before_credential", any(c is not None for c in checks))
 
 
 def client_address(request: RequestView, gate: Gate) -> IPAddress | str:
