@@ -94,7 +94,11 @@ class Responder(Generic[R]):
             if isinstance(decision, Allow):
                 response = self._allow(decision, policy)
                 status = 200
-                labels = _ALLOW_LABELS
+                labels = (
+                    _ALLOW_LABELS
+                    if decision.reason is Reason.ALLOWED
+                    else ("allow", decision.reason.value, "200")  # public_route
+                )
             else:
                 status = decision.status
                 if policy.shadow_mode:

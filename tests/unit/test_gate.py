@@ -407,3 +407,15 @@ def test_http_adapter_reads_envoys_header() -> None:
     headers = {http_service.CLIENT_ADDRESS_HEADER: "127.0.0.1"}
     view = http_service.to_request_view("GET", "/extauthz/x", headers, b"", "/extauthz")
     assert view is not None and view.client_address == "127.0.0.1"
+
+
+async def test_public_allow_is_counted_under_its_reason() -> None:
+    from extauthz.metrics import CHECKS
+
+    auth = await authorizer(policy_of({"public_routes": ["/health/readiness"]}))
+    server = http_service.AuthzHttpServer(auth)
+    labels = ("allow", "public_route", "200")
+    before = CHECKS.decisions.get(labels, 0)
+    response = await server.respond(req("/health/readiness"))
+    assert response.head.startswith(b"HTTP/1.1 200")
+    assert CHECKS.decisions.get(labels, 0) == before + 1
