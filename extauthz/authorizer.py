@@ -16,6 +16,7 @@ from extauthz.identity.credentials import Credential, extract_credential
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
+    CLIENT_ADDRESS_HEADER,
     MASTER_KEY,
     PASSTHROUGH,
     Decision,
@@ -50,7 +51,8 @@ def explain_request(
     token: str, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
 ) -> RequestView:
     """The request ``explain`` imagines (CLI and admin API): the token as a Bearer credential
-    (it wins over any ``authorization`` in ``headers``), a body as JSON unless typed otherwise."""
+    (it wins over any ``authorization`` in ``headers``), a body as JSON unless typed otherwise,
+    the client address from ``x-extauthz-client-address`` (as HTTP mode reads it)."""
     request_headers = {k.strip().lower(): v.strip() for k, v in (headers or {}).items()}
     if token:
         request_headers["authorization"] = f"Bearer {token}"
@@ -62,6 +64,7 @@ def explain_request(
         headers=request_headers,
         body=body,
         request_id="explain",
+        client_address=request_headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
 
 

@@ -141,7 +141,8 @@ async def _explain(args: argparse.Namespace) -> int:
         extra = dict(h.partition(":")[::2] for h in args.header or [])
         view = explain_request(
             args.token or "", args.method, args.path, (args.body or "").encode(), extra
-        )._replace(client_address=args.client_address)
+        )
+        view = view._replace(client_address=view.client_address or args.client_address)
         decision = await authorizer.authorize(view)
         timing = None
         if args.repeat > 0:

@@ -22,6 +22,8 @@ PASSTHROUGH = "passthrough"  # a non-JWT key passed on to the upstream, not judg
 PUBLIC = "public"  # no credential read: the route is in general_settings.public_routes
 
 REASON_HEADER = "x-extauthz-reason"
+# The client's address in HTTP mode (Envoy sets it, see envoy-http.yaml) and in explain requests.
+CLIENT_ADDRESS_HEADER = "x-extauthz-client-address"
 ERROR_TYPE = "auth_error"
 
 

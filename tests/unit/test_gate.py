@@ -13,7 +13,7 @@ import pytest
 from envoy.config.core.v3 import address_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 
-from extauthz.authorizer import Authorizer
+from extauthz.authorizer import Authorizer, explain_request
 from extauthz.cli import main
 from extauthz.config.loader import compile_policy
 from extauthz.envoy import grpc_service, http_service
@@ -23,7 +23,7 @@ from extauthz.identity.credentials import extract_credential
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.model import PUBLIC, Allow, Deny, Reason, RequestView, Role
+from extauthz.model import CLIENT_ADDRESS_HEADER, PUBLIC, Allow, Deny, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.gate import Gate, PublicRoutes, check_gate, client_address, parse_address
 from extauthz.policy.verdict import render
@@ -404,7 +404,7 @@ def test_grpc_adapter_reads_the_source_address() -> None:
 
 
 def test_http_adapter_reads_envoys_header() -> None:
-    headers = {http_service.CLIENT_ADDRESS_HEADER: "127.0.0.1"}
+    headers = {CLIENT_ADDRESS_HEADER: "127.0.0.1"}
     view = http_service.to_request_view("GET", "/extauthz/x", headers, b"", "/extauthz")
     assert view is not None and view.client_address == "127.0.0.1"
 
@@ -419,3 +419,20 @@ async def test_public_allow_is_counted_under_its_reason() -> None:
     response = await server.respond(req("/health/readiness"))
     assert response.head.startswith(b"HTTP/1.1 200")
     assert CHECKS.decisions.get(labels, 0) == before + 1
+
+
+async def test_explain_takes_the_client_address_from_its_header() -> None:
+    """The admin API's Explain (and the CLI) name the client in x-extauthz-client-address."""
+    auth = await authorizer(policy_of({"allowed_ips": ["10.0.0.1"]}))
+    token = rs_token(USER)
+    inside = explain_request(
+        token, "GET", "/v1/models", headers={CLIENT_ADDRESS_HEADER: "10.0.0.1"}
+    )
+    assert isinstance(await auth.authorize(inside), Allow)
+    outside = explain_request(
+        token, "GET", "/v1/models", headers={CLIENT_ADDRESS_HEADER: "10.0.0.2"}
+    )
+    decision = await auth.authorize(outside)
+    assert isinstance(decision, Deny) and "client 10.0.0.2 is not in" in decision.message
+    nowhere = await auth.authorize(explain_request(token, "GET", "/v1/models"))
+    assert isinstance(nowhere, Deny) and "Envoy reported no client IP" in nowhere.message
