@@ -436,3 +436,23 @@ async def test_explain_takes_the_client_address_from_its_header() -> None:
     assert isinstance(decision, Deny) and "client 10.0.0.2 is not in" in decision.message
     nowhere = await auth.authorize(explain_request(token, "GET", "/v1/models"))
     assert isinstance(nowhere, Deny) and "Envoy reported no client IP" in nowhere.message
+
+
+def test_readme_example_compiles() -> None:
+    """The README's example for these keys is a working policy, and does what it says."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("### Who may connect") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    loaded = compile_policy(yaml.safe_load(block.group(1)), {"JWT_PUBLIC_KEY_URL": "u"})
+    gate = loaded.policy.gate
+    assert gate.key_header == "x-gateway-key"
+    assert gate.public_routes is not None and gate.public_routes.matches("/health/readiness")
+    assert gate.allowed_routes is not None and "/v1/models" in gate.allowed_routes
+    assert gate.admin_only_routes == {"/v1/models"}
+    assert ipaddress.ip_address("10.0.0.17") in (gate.allowed_ips or ())
