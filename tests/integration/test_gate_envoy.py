@@ -33,10 +33,11 @@ PUBLIC = "/health/readiness"
 SPOOFED = [("x-auth-user-id", "mallory"), ("x-auth-user-role", "proxy_admin")]
 
 
-def gated(allowed_ips: list[str]) -> Any:
+def gated(allowed_ips: list[str], xff: bool = False) -> Any:
     def change(policy: dict[str, Any]) -> dict[str, Any]:
         general = policy["general_settings"]
         general["allowed_ips"] = allowed_ips
+        general["use_x_forwarded_for"] = xff
         general["public_routes"] = [PUBLIC]
         general["litellm_key_header_name"] = KEY_HEADER
         return policy
@@ -54,10 +55,9 @@ class GateStack:
     def call(self, *args: Any, **kw: Any) -> Reply:
         return self.stack.call(*args, **kw)
 
-    def set_allowed_ips(self, allowed_ips: list[str]) -> None:
-        """Hot-reload the policy with another allowed_ips list."""
-        self.stack.policy.write(gated(allowed_ips)(self.stack.policy_data))
-        self.stack.policy_data["general_settings"]["allowed_ips"] = allowed_ips
+    def set_allowed_ips(self, allowed_ips: list[str], xff: bool = False) -> None:
+        """Hot-reload the policy with another allowed_ips list (and use_x_forwarded_for)."""
+        self.stack.policy.write(gated(allowed_ips, xff)(self.stack.policy_data))
 
 
 @pytest.fixture(scope="module", params=["grpc", "http"])
@@ -87,6 +87,7 @@ def gs(
             if f["name"] == "envoy.filters.http.ext_authz":
                 patterns = f["typed_config"]["allowed_headers"]["patterns"]
                 patterns.append({"exact": KEY_HEADER.lower()})
+                patterns.append({"exact": "x-forwarded-for"})  # for use_x_forwarded_for
     envoy = EnvoyProcess(config, workdir)
     try:
         envoy.start()
@@ -168,4 +169,26 @@ def test_unlisted_peer_is_refused_whatever_it_claims(gs: GateStack) -> None:
     assert public.status == 403 and _reason(public) == "client_ip_not_allowed", str(public)
     bare = gs.call(model="gpt-4o-mini")
     assert bare.status == 403 and _reason(bare) == "client_ip_not_allowed", str(bare)
+    gs.set_allowed_ips(["127.0.0.1"])
+
+
+def test_use_x_forwarded_for_takes_the_rightmost_entry(gs: GateStack) -> None:
+    """The shipped Envoy configs leave x-forwarded-for as the client sent it (no
+    use_remote_address), so the rightmost entry stands for what a trusted proxy appended; the
+    entries left of it are never the address."""
+    token = gs.stack.token(ALICE)
+    gs.set_allowed_ips(["203.0.113.7"], xff=True)
+    good = [("x-forwarded-for", "6.6.6.6, 203.0.113.7")]
+    reply, _ = wait_until(
+        lambda: gs.call(token=token, model="gpt-4o-mini", headers=good),
+        lambda r: r.status == 200,
+        timeout=10,
+    )
+    assert echoed(reply)["headers"]["x-auth-user-id"] == "alice"
+    spoofed = [("x-forwarded-for", "203.0.113.7, 6.6.6.6")]
+    refused = gs.call(token=token, model="gpt-4o-mini", headers=spoofed)
+    assert refused.status == 403 and _reason(refused) == "client_ip_not_allowed", str(refused)
+    assert "client 6.6.6.6 is not in" in refused.json()["error"]["message"]
+    missing = gs.call(token=token, model="gpt-4o-mini")
+    assert missing.status == 403 and "no x-forwarded-for" in missing.json()["error"]["message"]
     gs.set_allowed_ips(["127.0.0.1"])
