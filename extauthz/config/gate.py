@@ -51,6 +51,15 @@ def compile_gate(
     warnings: list[str],
 ) -> Gate:
     """The Gate of one policy; every problem and warning names its key."""
+    if general.use_x_forwarded_for and general.allowed_ips is None:
+        warnings.append(
+            f"{_WHERE}.use_x_forwarded_for: no effect here without {_WHERE}.allowed_ips"
+        )
+    if ours.xff_num_trusted_hops and not general.use_x_forwarded_for:
+        warnings.append(
+            "extauthz.xff_num_trusted_hops: no effect without "
+            f"{_WHERE}.use_x_forwarded_for: true (the address is Envoy's peer)"
+        )
     return Gate(
         allowed_ips=_allowed_ips(general.allowed_ips, problems, warnings),
         use_x_forwarded_for=general.use_x_forwarded_for,

@@ -59,7 +59,9 @@ def problems_of(general: dict[str, Any], ours: dict[str, Any] | None = None) -> 
 
 
 def warnings_of(general: dict[str, Any]) -> list[str]:
-    data = {"general_settings": {"master_key": MASTER, **general}}
+    general = dict(general)
+    ours = general.pop("extauthz", {})
+    data = {"general_settings": {"master_key": MASTER, **general}, "extauthz": ours}
     return list(compile_policy(data, {}).warnings)
 
 
@@ -235,6 +237,8 @@ def test_xff_hops_bounds() -> None:
         ({"admin_only_routes": ["management_routes"]}, "admin_only_routes: 'management_routes'"),
         ({"public_routes": ["/key/*"]}, "covers the management route"),
         ({"public_routes": ["/a*b"]}, "only a final '*' is a wildcard"),
+        ({"use_x_forwarded_for": True}, "use_x_forwarded_for: no effect here without"),
+        ({"extauthz": {"xff_num_trusted_hops": 1}}, "xff_num_trusted_hops: no effect without"),
     ],
 )
 def test_config_warnings(general: dict[str, Any], fragment: str) -> None:
