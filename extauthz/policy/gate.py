@@ -101,7 +101,10 @@ def client_address(request: RequestView, gate: Gate) -> IPAddress | str:
     else:
         text = request.client_address
         if not text:
-            return "Envoy reported no client IP address (a pipe or internal listener?)"
+            return (
+                "Envoy reported no client IP address (a pipe or internal listener; in HTTP mode "
+                "Envoy must set x-extauthz-client-address, as envoy-http.yaml does)"
+            )
     address = parse_address(text)
     if address is None:
         return f"the client address {text.strip()[:MAX_ADDRESS_CHARS]!r} is not an IP address"
