@@ -16,6 +16,7 @@ from extauthz.identity.credentials import Credential, extract_credential
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
+    CLIENT_ADDRESS_HEADER,
     MASTER_KEY,
     PASSTHROUGH,
     Decision,
@@ -31,6 +32,7 @@ from extauthz.policy.decide import (
     admit,
     decide,
 )
+from extauthz.policy.gate import check_gate
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -49,7 +51,8 @@ def explain_request(
     token: str, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
 ) -> RequestView:
     """The request ``explain`` imagines (CLI and admin API): the token as a Bearer credential
-    (it wins over any ``authorization`` in ``headers``), a body as JSON unless typed otherwise."""
+    (it wins over any ``authorization`` in ``headers``), a body as JSON unless typed otherwise,
+    the client address from ``x-extauthz-client-address`` (as HTTP mode reads it)."""
     request_headers = {k.strip().lower(): v.strip() for k, v in (headers or {}).items()}
     if token:
         request_headers["authorization"] = f"Bearer {token}"
@@ -61,6 +64,7 @@ def explain_request(
         headers=request_headers,
         body=body,
         request_id="explain",
+        client_address=request_headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
 
 
@@ -161,12 +165,17 @@ class Authorizer:
                 self._paths[raw] = checked
             remembered = checked
         path, query = remembered
-        credential = extract_credential(request.headers)
+        gate = policy.gate
+        if gate.before_credential:  # allowed_ips, allowed_routes, public_routes
+            gated = check_gate(request, path, gate)
+            if gated is not None:
+                return gated
+        credential = extract_credential(request.headers, gate.key_header)
         if credential is None:
             return Deny(
                 401,
                 Reason.MISSING_CREDENTIAL,
-                "no credential: send 'Authorization: Bearer <token>'",
+                f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
         identity = self.identify_now(credential, policy)
         if identity is None:

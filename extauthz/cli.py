@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from extauthz.config.gate import describe_gate
     from extauthz.config.loader import load_policy_file
     from extauthz.redact import redact_url
 
@@ -108,6 +109,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         )
     if p.email_domains:
         print(f"  email domains: {', '.join(sorted(p.email_domains))}")
+    for line in describe_gate(p.gate):
+        print(f"  {line}")
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     return 0
@@ -139,6 +142,7 @@ async def _explain(args: argparse.Namespace) -> int:
         view = explain_request(
             args.token or "", args.method, args.path, (args.body or "").encode(), extra
         )
+        view = view._replace(client_address=view.client_address or args.client_address)
         decision = await authorizer.authorize(view)
         timing = None
         if args.repeat > 0:
@@ -293,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default="POST")
     explain.add_argument("--body", help="request body (JSON)")
     explain.add_argument("--header", action="append", help="extra 'name: value' header")
+    explain.add_argument(
+        "--client-address",
+        default="127.0.0.1",
+        help="the client IP Envoy would report (general_settings.allowed_ips)",
+    )
     explain.add_argument(
         "--repeat",
         type=int,

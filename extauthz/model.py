@@ -19,8 +19,11 @@ from typing import NamedTuple
 JWT = "jwt"
 MASTER_KEY = "master_key"
 PASSTHROUGH = "passthrough"  # a non-JWT key passed on to the upstream, not judged here
+PUBLIC = "public"  # no credential read: the route is in general_settings.public_routes
 
 REASON_HEADER = "x-extauthz-reason"
+# The client's address in HTTP mode (Envoy sets it, see envoy-http.yaml) and in explain requests.
+CLIENT_ADDRESS_HEADER = "x-extauthz-client-address"
 ERROR_TYPE = "auth_error"
 
 
@@ -39,6 +42,7 @@ class Reason(StrEnum):
     """
 
     ALLOWED = "allowed"
+    PUBLIC_ROUTE = "public_route"  # allowed without a credential (general_settings.public_routes)
     # 400
     BAD_PATH = "bad_path"
     BAD_BODY = "bad_body"
@@ -65,6 +69,9 @@ class Reason(StrEnum):
     TEAM_BLOCKED = "team_blocked"
     END_USER_BLOCKED = "end_user_blocked"
     EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
+    CLIENT_IP_NOT_ALLOWED = "client_ip_not_allowed"
+    ROUTE_NOT_LISTED = "route_not_listed"
+    ADMIN_ONLY_ROUTE = "admin_only_route"
     # 413
     BODY_CUT = "body_cut"
     BODY_TOO_COMPLEX = "body_too_complex"
@@ -85,6 +92,8 @@ class RequestView(NamedTuple):
 
     ``path`` is the raw request target as Envoy sent it (query string included, not decoded).
     ``headers`` has lower-case names. ``body_cut`` is Envoy's ``x-envoy-auth-partial-body: true``.
+    ``client_address`` is the downstream peer Envoy reports (gRPC: the CheckRequest's source
+    address; HTTP mode: the header Envoy sets), "" when it reported none.
     """
 
     method: str
@@ -93,6 +102,7 @@ class RequestView(NamedTuple):
     body: bytes = b""
     body_cut: bool = False
     request_id: str = ""
+    client_address: str = ""
 
 
 class Identity(NamedTuple):

@@ -144,7 +144,7 @@ class AdminService:
     async def authenticate(self, headers: Mapping[str, str]) -> str:
         """The admin's name for the audit trail; ``AdminError`` 401/403/503 otherwise."""
         policy = self.authorizer.policy
-        credential = extract_credential(headers)
+        credential = extract_credential(headers, policy.gate.key_header)
         if credential is None:
             raise self._deny(
                 Deny(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
+from extauthz.config.gate import compile_gate
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
     KNOWN_TOP_LEVEL,
@@ -128,6 +129,8 @@ def compile_policy(
         {**data, "general_settings": sections.general_raw}, problems, warnings
     )
     warnings.extend(reach_warnings(catalog, role_models))
+    identity_headers = sections.ours.headers.model_dump().values()
+    gate = compile_gate(sections.general, sections.ours, identity_headers, problems, warnings)
     if problems:
         raise ConfigError(problems, source)
 
@@ -163,6 +166,7 @@ def compile_policy(
         ),
         model_names=sections.model_names,
         catalog=catalog,
+        gate=gate,
         source=source,
     )
     return LoadedPolicy(policy, settings, tuple(warnings))

@@ -72,11 +72,6 @@ IGNORED_JWTAUTH = frozenset(
 REFUSED_GENERAL = frozenset(
     {
         "custom_auth",
-        "allowed_ips",
-        "public_routes",
-        "admin_only_routes",
-        "allowed_routes",
-        "litellm_key_header_name",
         "enforce_user_param",
     }
 )
@@ -133,6 +128,13 @@ class GeneralSettings(BaseModel):
     role_permissions: list[RolePermission] = Field(default_factory=list)
     enforce_rbac: bool = False
     completion_model: str | None = None  # LiteLLM runs it for every completion (catalog.forced)
+    # Checked before any credential is read (policy/gate.py, config/gate.py), as LiteLLM does.
+    allowed_ips: list[str] | None = None
+    use_x_forwarded_for: bool = False
+    allowed_routes: list[str] | None = None
+    public_routes: list[str] | None = None
+    admin_only_routes: list[str] | None = None
+    litellm_key_header_name: str | None = None
 
 
 class ModelEntry(BaseModel):
@@ -190,6 +192,9 @@ class ExtauthzSettings(_Strict):
     # found in token") unless team_id_default names a team. "as_user" lets such a token go on
     # to the user roles instead (wider than LiteLLM: an opt-in for configs mixing teams and users).
     missing_team_claim: Literal["refuse", "as_user"] = "refuse"
+    # With general_settings.use_x_forwarded_for: the client address is the (N+1)-th
+    # x-forwarded-for entry from the right (Envoy's xff_num_trusted_hops rule).
+    xff_num_trusted_hops: int = Field(default=0, ge=0, le=16)
     internal_user_allowed_routes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INTERNAL_USER_ROUTES)
     )

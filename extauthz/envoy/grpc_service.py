@@ -24,8 +24,9 @@ _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 log = logging.getLogger("extauthz.grpc")
 
 
-def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
-    """Read method, raw path, headers and body as Envoy sent them."""
+def to_request_view(request: ext_authz.CheckRequest, client: bool = True) -> RequestView:
+    """Read method, raw path, headers and body as Envoy sent them; with ``client``, the peer's
+    address too (~0.5 µs of nested protobuf reads, so only when allowed_ips needs it)."""
     http = request.attributes.request.http
     headers: Mapping[str, str] = http.headers  # protobuf map: read in place, not copied
     if not headers and http.header_map.headers:  # encode_raw_headers mode
@@ -42,6 +43,8 @@ def to_request_view(request: ext_authz.CheckRequest) -> RequestView:
         body=body,
         body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
         request_id=headers.get("x-request-id", "") or http.id,
+        # The downstream peer Envoy saw (a pipe or internal address leaves it empty).
+        client_address=request.attributes.source.address.socket_address.address if client else "",
     )
 
 
@@ -84,13 +87,15 @@ class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignor
     """``Authorization/Check``: convert, decide, convert back. Never raises."""
 
     def __init__(self, authorizer: AuthorizerLike, cache_size: int = 8192) -> None:
+        self._authorizer = authorizer
         self._responder = Responder(authorizer, to_check_response, _INTERNAL_DENY, cache_size)
 
     async def Check(  # the gRPC method name
         self, request: ext_authz.CheckRequest, context: grpc.aio.ServicerContext
     ) -> ext_authz.CheckResponse:
         try:
-            view = to_request_view(request)
+            gate = self._authorizer.policy.gate
+            view = to_request_view(request, gate.allowed_ips is not None)
         except Exception:  # a CheckRequest we cannot read is refused, never an RPC error
             view = RequestView(method="", path="", headers={})
         return await self._responder.respond(view)

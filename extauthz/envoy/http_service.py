@@ -34,7 +34,15 @@ from extauthz.envoy.httpserver import (
     status_line,
 )
 from extauthz.envoy.responder import AuthorizerLike, Responder
-from extauthz.model import INTERNAL_VERDICT, Deny, Reason, RequestView, Verdict, deny_verdict
+from extauthz.model import (
+    CLIENT_ADDRESS_HEADER,
+    INTERNAL_VERDICT,
+    Deny,
+    Reason,
+    RequestView,
+    Verdict,
+    deny_verdict,
+)
 
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
@@ -101,6 +109,10 @@ def to_request_view(
         body=body,
         body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
         request_id=headers.get("x-request-id", ""),
+        # Envoy sets it on each check (authorization_request.headers_to_add with
+        # %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%, replacing any client copy): the peer
+        # address gRPC mode reads from the CheckRequest's source (general_settings.allowed_ips).
+        client_address=headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
 
 

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from extauthz import metrics
-from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.logs import log_decision
 from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict
 from extauthz.policy.compiled import Policy
-from extauthz.policy.verdict import render
+from extauthz.policy.verdict import credential_headers, render
 
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
@@ -43,7 +42,7 @@ def shadow(decision: Deny, policy: Policy) -> Verdict:
     else:
         headers, remove, metadata = (), policy.headers.all(), {}
         if policy.remove_credential_headers:
-            remove += CREDENTIAL_HEADERS
+            remove += credential_headers(policy)
     metadata.update(decision="would_deny", reason=decision.reason.value)
     return Verdict(True, 200, decision.reason, headers, remove, metadata)
 
@@ -95,7 +94,11 @@ class Responder(Generic[R]):
             if isinstance(decision, Allow):
                 response = self._allow(decision, policy)
                 status = 200
-                labels = _ALLOW_LABELS
+                labels = (
+                    _ALLOW_LABELS
+                    if decision.reason is Reason.ALLOWED
+                    else ("allow", decision.reason.value, "200")  # public_route
+                )
             else:
                 status = decision.status
                 if policy.shadow_mode:

@@ -23,12 +23,24 @@ class Credential(NamedTuple):
     header: str
 
 
-def extract_credential(headers: Mapping[str, str]) -> Credential | None:
+def extract_credential(
+    headers: Mapping[str, str], key_header: str | None = None
+) -> Credential | None:
     """The first credential found, LiteLLM's header order; ``Authorization`` must be Bearer.
 
     The scheme is case-insensitive (RFC 9110 §11.1). Other Authorization schemes are not a
     credential here (the header is still removed before the upstream).
+
+    ``key_header`` (``general_settings.litellm_key_header_name``, lower-case): when the request
+    has it, it is the only place read, as in LiteLLM (which then wants ``Bearer <key>`` in it;
+    anything else there is no credential, whatever the other headers hold).
     """
+    if key_header is not None:
+        custom = headers.get(key_header)
+        if custom is not None:
+            scheme, _, rest = custom.strip().partition(" ")
+            token = rest.strip() if scheme.lower() == "bearer" else ""
+            return Credential(token, key_header) if token else None
     for name in CREDENTIAL_HEADERS:
         value = headers.get(name)
         if not value:

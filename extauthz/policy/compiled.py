@@ -10,6 +10,7 @@ from extauthz.identity.fields import ClaimFields
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
+from extauthz.policy.gate import Gate
 from extauthz.policy.routes import RouteSet
 
 
@@ -87,4 +88,5 @@ class Policy:
     token_rules: TokenRules = field(default_factory=TokenRules)
     model_names: tuple[str, ...] = ()
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
+    gate: Gate = field(default_factory=Gate)  # allowed_ips, allowed/public/admin-only routes
     source: str = "<defaults>"

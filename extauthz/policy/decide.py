@@ -3,8 +3,8 @@
 Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
 and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
 role (403) → team claim when one is configured (403) → blocked team / end user (403) →
-email domain (403) → route (403) → x-litellm-team-id among the token's teams (403) →
-readable model (400) → cut body when the model matters (413) → model allowed (403).
+email domain (403) → admin-only route (403) → route (403) → x-litellm-team-id among the token's
+teams (403) → readable model (400) → cut body when the model matters (413) → model allowed (403).
 """
 
 from __future__ import annotations
@@ -164,6 +164,16 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 identity,
                 role,
             )
+    if role is not Role.PROXY_ADMIN and path in policy.gate.admin_only_routes:
+        # LiteLLM's custom_admin_only_route_check: exact paths, every non-admin caller.
+        return Deny(
+            403,
+            Reason.ADMIN_ONLY_ROUTE,
+            f"route {path[:200]} is admin-only (general_settings.admin_only_routes) and this "
+            f"caller is {role.value}",
+            identity,
+            role,
+        )
     if identity.kind != MASTER_KEY:
         routes = policy.role_routes.get(role)
         narrowed = policy.role_permission_routes.get(role)

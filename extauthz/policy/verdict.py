@@ -18,6 +18,14 @@ from extauthz.model import (
 from extauthz.policy.compiled import Policy
 
 
+def credential_headers(policy: Policy) -> tuple[str, ...]:
+    """Every header a credential may come in: LiteLLM's, and ``litellm_key_header_name``."""
+    custom = policy.gate.key_header
+    if custom is None or custom in CREDENTIAL_HEADERS:
+        return CREDENTIAL_HEADERS
+    return (*CREDENTIAL_HEADERS, custom)
+
+
 def render(decision: Decision, policy: Policy) -> Verdict:
     """Turn a decision into headers, status, body and metadata."""
     if isinstance(decision, Deny):
@@ -53,7 +61,7 @@ def _render_allow(allow: Allow, policy: Policy) -> Verdict:
         and ident.kind != PASSTHROUGH
         and not allow.keep_credentials
     ):
-        remove.extend(CREDENTIAL_HEADERS)
+        remove.extend(credential_headers(policy))
     return Verdict(
         allowed=True,
         status=200,

@@ -11,6 +11,12 @@ email domain) and then, for a non-admin, the route check ``user_api_key_auth`` r
   to nothing; nothing is written (team membership sync and upserts are no-ops);
 - the signing key is handed over directly (no JWKS fetch); the enterprise licence is assumed;
 - the master key and virtual keys (LiteLLM's non-JWT path) are not part of the comparison.
+
+Before the JWT, what ``user_api_key_auth`` runs first runs too: ``pre_db_read_auth_checks``
+(``allowed_ips`` with ``use_x_forwarded_for``, ``allowed_routes``), the key from
+``litellm_key_header_name`` (``get_api_key_from_custom_header``) and the public-route shortcut;
+they read ``general_settings`` and ``premium_user`` from ``litellm.proxy.proxy_server``, set per
+call. The client address is the ASGI scope's ``client``, as uvicorn fills it.
 """
 
 from __future__ import annotations
@@ -22,14 +28,23 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
+import litellm.proxy.proxy_server as proxy_server
 from litellm.proxy._types import (
     LiteLLM_JWTAuth,
     LiteLLM_TeamTable,
     LiteLLM_UserTable,
+    LiteLLMRoutes,
 )
 from litellm.proxy.auth import auth_checks
 from litellm.proxy.auth import handle_jwt as hj
-from litellm.proxy.auth.route_checks import RouteChecks
+from litellm.proxy.auth.auth_utils import (
+    pre_db_read_auth_checks,
+    route_in_additonal_public_routes,
+)
+from litellm.proxy.auth.user_api_key_auth import (
+    _route_requires_auth_despite_public,
+    get_api_key_from_custom_header,
+)
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
 from starlette.requests import Request
 
@@ -62,8 +77,6 @@ def _install_stand_ins() -> None:
         setattr(hj, name, fn)
     hj.JWTAuthManager.map_user_to_teams = staticmethod(_nothing)  # type: ignore[method-assign]
     hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_nothing)  # type: ignore[method-assign]
-    # Reads general_settings.admin_only_routes from the proxy server module (none here).
-    RouteChecks.custom_admin_only_route_check = staticmethod(lambda route: None)  # type: ignore[method-assign]
 
 
 _install_stand_ins()
@@ -92,8 +105,11 @@ def _status(exc: BaseException) -> int:
     return 401
 
 
-def _request(method: str, path: str, query: str, headers: Mapping[str, str]) -> Request:
+def _request(
+    method: str, path: str, query: str, headers: Mapping[str, str], client: str = ""
+) -> Request:
     scope = {
+        "client": (client, 50000) if client else None,
         "type": "http",
         "method": method,
         "path": path,
@@ -116,8 +132,13 @@ async def litellm_decides(
     path: str,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
+    client: str = "127.0.0.1",
 ) -> Outcome:
-    """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section)."""
+    """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section).
+
+    ``token`` is the key the standard headers carry ("" for none); ``headers`` are the others
+    (a ``litellm_key_header_name`` header among them); ``client`` the peer address ("": none).
+    """
     route, _, query = path.partition("?")
     jwtauth = LiteLLM_JWTAuth(**dict(general_settings.get("litellm_jwtauth") or {}))
     handler = _HANDLER[0] if _HANDLER else hj.JWTHandler()  # its HTTP client is slow to make
@@ -133,7 +154,20 @@ async def litellm_decides(
     handler.get_public_key = public_key  # type: ignore[method-assign]
     settings = dict(general_settings)
     request_data = dict(body)
+    proxy_server.general_settings = settings  # read by the checks below at call time
+    proxy_server.premium_user = True
+    request = _request(method, route, query, headers, client)
     try:
+        await pre_db_read_auth_checks(request=request, request_data=request_data, route=route)
+        custom = settings.get("litellm_key_header_name")
+        if custom is not None and custom in request.headers:
+            token = get_api_key_from_custom_header(request, custom)
+        if not _route_requires_auth_despite_public(route=route, general_settings=settings) and (
+            route in LiteLLMRoutes.public_routes.value or route_in_additonal_public_routes(route)
+        ):
+            return Outcome(True, role="public")
+        if not token:
+            return Outcome(False, 401, "no key")
         result = await hj.JWTAuthManager.auth_builder(
             api_key=token,
             jwt_handler=handler,
@@ -152,7 +186,7 @@ async def litellm_decides(
         valid_token = hj.JWTAuthManager.user_api_key_auth_from_result(result)
         auth_checks._is_api_route_allowed(
             route=route,
-            request=_request(method, route, query, headers),
+            request=request,
             request_data=request_data,
             valid_token=valid_token,
             user_obj=result["user_object"],

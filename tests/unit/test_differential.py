@@ -126,6 +126,37 @@ CONFIGS: dict[str, dict[str, Any]] = {
             {"role": "team", "models": ["anthropic-claude"], "routes": ["openai_routes"]},
         ],
     },
+    # general_settings checked before the token (issue 16): client address, exact route list,
+    # public routes, admin-only routes, the key's header
+    "gate-ips": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id"},
+        "allowed_ips": ["127.0.0.1", "::1"],
+    },
+    "gate-ips-xff": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub"},
+        "allowed_ips": ["203.0.113.7"],
+        "use_x_forwarded_for": True,
+    },
+    "gate-routes": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id"},
+        "allowed_routes": ["/v1/chat/completions", "/team/info", "/v1/models"],
+    },
+    "gate-public": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "enforce_rbac": True},
+        "public_routes": ["/team/info", "/global/*", "LiteLLMRoutes.public_routes"],
+    },
+    "gate-admin-only": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_id_jwt_field": "client_id",
+            "admin_allowed_routes": ["openai_routes", "management_routes"],
+        },
+        "admin_only_routes": ["/v1/embeddings", "/team/info"],
+    },
+    "gate-key-header": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id"},
+        "litellm_key_header_name": "X-My-Key",
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -181,6 +212,8 @@ class Req:
     path: str
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    client: str = "127.0.0.1"  # the peer address Envoy reports ("": none)
+    key_in: str = "authorization"  # the header the token is sent in, as 'Bearer <token>'
 
 
 def chat(model: str, **kw: Any) -> dict[str, Any]:
@@ -217,6 +250,16 @@ REQUESTS = [
         chat("anthropic-claude"),
         {"x-litellm-team-id": "team-z"},
     ),
+    Req("ip-other", "POST", "/v1/chat/completions", chat("gpt-4o"), client="10.9.9.9"),
+    Req("ip-v6", "POST", "/v1/chat/completions", chat("gpt-4o"), client="::1"),
+    Req("ip-v4-mapped", "POST", "/v1/chat/completions", chat("gpt-4o"), client="::ffff:127.0.0.1"),
+    Req("ip-none", "POST", "/v1/chat/completions", chat("gpt-4o"), client=""),
+    Req("xff-one", "GET", "/v1/models", headers={"x-forwarded-for": "203.0.113.7"}),
+    Req("xff-chain", "GET", "/v1/models", headers={"x-forwarded-for": "198.51.100.1, 203.0.113.7"}),
+    Req("xff-spoof", "GET", "/v1/models", headers={"x-forwarded-for": "203.0.113.7, 198.51.100.1"}),
+    Req("key-header", "POST", "/v1/chat/completions", chat("gpt-4o"), key_in="x-my-key"),
+    Req("litellm-public", "GET", "/health/liveliness"),  # in LiteLLMRoutes.public_routes
+    Req("key-header-junk", "POST", "/v1/chat/completions", chat("gpt-4o"), {"x-my-key": "junk"}),
 ]
 
 
@@ -365,6 +408,25 @@ DIFFERENCES: dict[str, Difference] = {
             and "UserAPIKeyAuth" in o.message
         ),
     ),
+    "litellm-public-routes": Difference(
+        "LiteLLM's built-in public routes need a credential here",
+        True,
+        lambda c, d, o: isinstance(d, Deny) and o.role == "public",
+    ),
+    "xff-one-entry": Difference(
+        "With `use_x_forwarded_for`, the client address is one `x-forwarded-for` entry",
+        False,
+        lambda c, d, o: (
+            isinstance(d, Allow)
+            and c.settings.get("use_x_forwarded_for") is True
+            and "," in c.request.headers.get("x-forwarded-for", "")
+        ),
+    ),
+    "ipv4-mapped": Difference(
+        "An IPv4-mapped IPv6 client address is its IPv4 address",
+        False,
+        lambda c, d, o: isinstance(d, Allow) and c.request.client.startswith("::ffff:"),
+    ),
     "dotted-claim-names": Difference(
         "a claim whose name holds dots is found by its whole name",
         False,
@@ -424,14 +486,23 @@ async def _run_all() -> Run:
         req = case.request
         token = tokens[case.token]
         body = json.dumps(req.body).encode() if req.method == "POST" else b""
-        headers = {"authorization": f"Bearer {token}", **req.headers}
+        sent = {req.key_in: f"Bearer {token}"}
+        headers = {**sent, **req.headers}
         if body:
             headers["content-type"] = "application/json"
-        view = RequestView(req.method, req.path, headers, body)
+        view = RequestView(req.method, req.path, headers, body, client_address=req.client)
         ours[case.id] = await authorizers[case.config].authorize(view)
         general = {"enable_jwt_auth": True, **case.settings}
+        standard = req.key_in == "authorization"  # else the token is in the extra headers
         theirs[case.id] = await litellm_decides(
-            general, jwk, token, req.method, req.path, req.body, req.headers
+            general,
+            jwk,
+            token if standard else "",
+            req.method,
+            req.path,
+            req.body,
+            req.headers if standard else {**sent, **req.headers},
+            client=req.client,
         )
     return Run(ours, theirs)
 
@@ -503,10 +574,43 @@ def test_allowed_callers_are_attributed_to_the_same_team(run: Run) -> None:
 
 
 def test_denials_agree_on_who_is_refused_for_tokens(run: Run) -> None:
-    """Token problems: an expired token is refused by both, whatever the config and route."""
+    """Token problems: an expired token is refused by both, whatever the config and route
+    (but on LiteLLM's public routes, where it reads no token)."""
     for case in CASES:
         if case.token == EXPIRED:
-            assert isinstance(run.ours[case.id], Deny) and not run.theirs[case.id].allowed
+            ours, theirs = run.ours[case.id], run.theirs[case.id]
+            if theirs.role == "public":  # compared by test_gate_keys_decide_in_both
+                continue
+            assert isinstance(ours, Deny) and not theirs.allowed
+
+
+def test_gate_keys_decide_in_both(run: Run) -> None:
+    """Each issue-16 key is exercised: it refuses (or admits without a token) here and in
+    LiteLLM for the same cases, so the agreement above is not vacuous."""
+    seen: Counter[str] = Counter()
+    for case in CASES:
+        ours, theirs = run.ours[case.id], run.theirs[case.id]
+        if isinstance(ours, Deny) and ours.reason in (
+            Reason.CLIENT_IP_NOT_ALLOWED,
+            Reason.ROUTE_NOT_LISTED,
+            Reason.ADMIN_ONLY_ROUTE,
+        ):
+            assert not theirs.allowed, case.id
+            seen[ours.reason.value] += 1
+        elif isinstance(ours, Allow) and ours.reason is Reason.PUBLIC_ROUTE:
+            assert theirs.allowed and theirs.role == "public", case.id
+            seen["public"] += 1
+        elif case.config == "gate-key-header" and case.request.key_in == "x-my-key":
+            assert isinstance(ours, Allow) == theirs.allowed or explain(case, ours, theirs)
+            seen["key-header-allow" if theirs.allowed else "key-header-deny"] += 1
+    assert set(seen) == {
+        "client_ip_not_allowed",
+        "route_not_listed",
+        "admin_only_route",
+        "public",
+        "key-header-allow",
+        "key-header-deny",
+    }, seen
 
 
 def test_every_difference_is_in_the_readme() -> None:
