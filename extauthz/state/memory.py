@@ -109,13 +109,14 @@ class MemoryStore:
         self._bump()
         return new
 
-    async def delete_teams(self, team_ids: Sequence[str]) -> None:
-        missing = [t for t in dict.fromkeys(team_ids) if t not in self._teams]
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        ids = list(dict.fromkeys(team_ids))
+        missing = [t for t in ids if t not in self._teams]
         if missing:
             raise TeamConflict("not_found", ", ".join(missing))
-        for t in team_ids:
-            self._teams.pop(t, None)
+        gone = [self._teams.pop(t) for t in ids]
         self._bump()
+        return gone
 
     async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
         added = 0

@@ -96,6 +96,7 @@ _WRITE_TEAM = (
     " organization_id = excluded.organization_id, registered = excluded.registered,"
     " created_at = excluded.created_at"
 )
+_DELETE_TEAMS = f"DELETE FROM extauthz_teams WHERE team_id = ANY(%s) RETURNING {_TEAM_COLUMNS}"  # noqa: S608
 _UPSERT_REGISTERED = (
     "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, registered, created_at)"
     " VALUES (%s, FALSE, %s, %s, TRUE, %s)"
@@ -495,22 +496,20 @@ class PostgresStore:
 
         return await self._op(write)
 
-    async def delete_teams(self, team_ids: Sequence[str]) -> None:
-        ids = sorted(dict.fromkeys(team_ids))
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        ids = list(dict.fromkeys(team_ids))
 
-        async def write(conn: Conn) -> None:
+        async def write(conn: Conn) -> list[TeamState]:
             async with conn.transaction():
-                cur = await conn.execute(
-                    "DELETE FROM extauthz_teams WHERE team_id = ANY(%s) RETURNING team_id",
-                    (ids,),
-                )
-                gone = {r[0] for r in await cur.fetchall()}
+                cur = await conn.execute(_DELETE_TEAMS, (ids,))
+                gone = {r[0]: _team(r) for r in await cur.fetchall()}
                 missing = [t for t in ids if t not in gone]
                 if missing:
                     raise TeamConflict("not_found", ", ".join(missing))  # rolls back
                 await self._bump(conn)
+            return [gone[t] for t in ids]
 
-        await self._op(write)
+        return await self._op(write)
 
     async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
         ids = sorted(dict.fromkeys(team_ids))  # a fixed lock order across replicas

@@ -200,9 +200,9 @@ class StateStore(Protocol):
         "not_found" or "alias_taken"."""
         ...
 
-    async def delete_teams(self, team_ids: Sequence[str]) -> None:
-        """Remove teams and their blocks, all or none. ``TeamConflict`` "not_found" naming
-        the ids the store does not hold."""
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        """Remove teams and their blocks, all or none, returning what was removed.
+        ``TeamConflict`` "not_found" naming the ids the store does not hold."""
         ...
 
     async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:

@@ -412,17 +412,19 @@ class SqliteStore:
 
         return await self._run(lambda db: self._write(db, body))
 
-    async def delete_teams(self, team_ids: Sequence[str]) -> None:
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
         ids = list(dict.fromkeys(team_ids))
 
-        def body(db: sqlite3.Connection) -> None:
-            missing = [t for t in ids if db.execute(_SELECT_TEAM, (t,)).fetchone() is None]
+        def body(db: sqlite3.Connection) -> list[TeamState]:
+            rows = {t: db.execute(_SELECT_TEAM, (t,)).fetchone() for t in ids}
+            missing = [t for t, row in rows.items() if row is None]
             if missing:
                 raise TeamConflict("not_found", ", ".join(missing))
             db.executemany("DELETE FROM extauthz_teams WHERE team_id = ?", [(t,) for t in ids])
             db.execute(_BUMP_VERSION)
+            return [_team(row) for row in rows.values()]
 
-        await self._run(lambda db: self._write(db, body))
+        return await self._run(lambda db: self._write(db, body))
 
     async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
         ids = sorted(dict.fromkeys(team_ids))

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from extauthz.state.protocol import StateStore, TeamChanges, TeamConflict, TeamEntry, TeamState
-from tests.state.test_contract import store, store_url  # noqa: F401 - fixtures
+from extauthz.state.urls import store_from_url
+from tests.state.conftest import require_pg
+from tests.state.test_contract import FAST, KINDS
 
-NEW = TeamState("eng", False, "alice", 10.0, "Engineering", ("gpt-4o", "claude"), "org-1", True, 10.0)
+NEW = TeamState(
+    "eng", False, "alice", 10.0, "Engineering", ("gpt-4o", "claude"), "org-1", True, 10.0
+)
+
+
+@pytest.fixture(params=KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.db"
+    else:
+        require_pg()
+        url = str(request.getfixturevalue("pg_url"))
+    s = store_from_url(url, FAST)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 async def test_a_created_team_is_in_the_snapshot_with_its_models(store: StateStore) -> None:
@@ -64,7 +88,7 @@ async def test_delete_is_all_or_nothing(store: StateStore) -> None:
         await store.delete_teams(["eng", "ghost"])
     assert exc.value.kind == "not_found" and "ghost" in exc.value.detail
     assert await store.get_team("eng") is not None
-    await store.delete_teams(["eng"])
+    assert await store.delete_teams(["eng"]) == [NEW]
     assert await store.get_team("eng") is None
     assert (await store.snapshot()).teams == {}
 
