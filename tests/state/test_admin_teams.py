@@ -51,7 +51,7 @@ async def test_new_info_update_list_delete(car: Sidecar, http: Http) -> None:
     upd = await http.admin("POST", "/team/update", {"team_id": "eng", "models": []})
     assert upd.status == 200 and upd.body["models"] == []
     assert upd.body["team_alias"] == "Engineering"
-    assert car.state.view.current.teams["eng"].models == ()
+    assert not car.state.view.current.teams["eng"].models
 
     listed = await http.admin("GET", "/team/list")
     assert [t["team_id"] for t in listed.body] == ["eng"]
