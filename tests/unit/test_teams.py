@@ -87,9 +87,13 @@ def team_of(d: Decision) -> str | None:
     return d.identity.team_id
 
 
-def reason(d: Decision) -> Reason:
+def denied(d: Decision) -> Deny:
     assert isinstance(d, Deny), d
-    return d.reason
+    return d
+
+
+def reason(d: Decision) -> Reason:
+    return denied(d).reason
 
 
 def test_groups_pick_the_first_team_with_the_model() -> None:
@@ -98,7 +102,7 @@ def test_groups_pick_the_first_team_with_the_model() -> None:
     assert team_of(run(p, alice, "gpt-4o")) == "eng"
     assert team_of(run(p, alice, "claude")) == "research"
     d = run(p, {"sub": "bob", "groups": ["research"]}, "gpt-4o")
-    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "no team of this token" in d.message
+    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "no team of this token" in denied(d).message
 
 
 def test_an_alias_or_fallback_counts_as_the_model_it_runs() -> None:
@@ -133,7 +137,7 @@ def test_the_header_picks_a_team_of_the_token_by_id_or_alias() -> None:
     assert team_of(run(p, alice, "gpt-4o", header="eng")) == "eng"
     assert team_of(run(p, alice, "gpt-4o", header="Engineering")) == "eng"
     d = run(p, alice, "gpt-4o", header="research")  # picked, and its models refuse gpt-4o
-    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "team 'research'" in d.message
+    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "team 'research'" in denied(d).message
     assert reason(run(p, alice, "gpt-4o", header="all")) is Reason.TEAM_NOT_ALLOWED
 
 
@@ -150,7 +154,7 @@ def test_role_permissions_still_apply() -> None:
     """A team's models allow every model, but the role's list does not: refused."""
     p = policy(GROUPS)
     d = run(p, {"sub": "a", "groups": ["all"]}, "openai/big")
-    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "role internal_user" in d.message
+    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "role internal_user" in denied(d).message
 
 
 def test_a_blocked_chosen_team_is_refused() -> None:
@@ -167,7 +171,7 @@ def test_alias_claims_resolve_through_the_registry() -> None:
     p = policy(ALIAS)
     assert team_of(run(p, {"sub": "a", "team_name": "Research"}, "claude")) == "research"
     d = run(p, {"sub": "a", "team_name": "Nobody"}, "claude")
-    assert reason(d) is Reason.NO_TEAM and "names no registered team" in d.message
+    assert reason(d) is Reason.NO_TEAM and "names no registered team" in denied(d).message
     # The team id claim comes first.
     assert team_of(run(p, {"client_id": "eng", "team_name": "Research"}, "gpt-4o")) == "eng"
 
@@ -181,7 +185,7 @@ def test_an_alias_beats_team_id_default() -> None:
 def test_an_unknown_team_claim_is_refused_unless_upserted() -> None:
     p = policy(ALIAS)
     d = run(p, {"client_id": "ghost"}, "claude")
-    assert reason(d) is Reason.TEAM_NOT_FOUND and "POST /team/new" in d.message
+    assert reason(d) is Reason.TEAM_NOT_FOUND and "POST /team/new" in denied(d).message
     up = policy(ALIAS, "team_id_upsert: true")
     assert team_of(run(up, {"client_id": "ghost"}, "claude")) == "ghost"
     assert team_of(run(p, {"client_id": "ghost"}, "claude", StateSnapshot())) == "ghost"
