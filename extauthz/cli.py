@@ -12,10 +12,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
 from extauthz.state.urls import DEFAULT_STATE_URL
+
+if TYPE_CHECKING:
+    from extauthz.authorizer import StateView
 
 
 def _config_default() -> str | None:
@@ -133,6 +137,7 @@ async def _explain(args: argparse.Namespace) -> int:
         authorizer = Authorizer(
             policy,
             verifier if policy.enable_jwt_auth else None,
+            state=await _explain_state(args.state),
             check_timeout=loaded.settings.check_timeout,
         )
         extra = dict(h.partition(":")[::2] for h in args.header or [])
@@ -163,12 +168,34 @@ async def _explain(args: argparse.Namespace) -> int:
         out["message"] = json.loads(verdict.body)["error"]["message"]
         out["response_headers"] = dict(verdict.headers)
     out["metadata"] = dict(verdict.metadata)
+    if decision.identity is not None and decision.identity.kind == "jwt":
+        out["team"] = {
+            "team_id": decision.identity.team_id,
+            "why": decision.team_source if isinstance(decision, Allow) else None,
+            "token_teams": list(decision.identity.team_ids),
+            "registry": "not read (pass --state URL)" if args.state is None else args.state,
+        }
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
     if timing is not None:
         out["microseconds_per_decision"] = round(timing, 1)
     print(json.dumps(out, indent=2, default=sorted))
     return 0 if verdict.allowed else 1
+
+
+async def _explain_state(url: str | None) -> StateView | None:
+    """The state store's snapshot now (teams, blocks), read once; None without ``--state``."""
+    if url is None:
+        return None
+    from extauthz.authorizer import StateView
+    from extauthz.state.urls import store_from_url
+
+    store = store_from_url(url)
+    try:
+        await store.open()
+        return StateView(await store.snapshot())
+    finally:
+        await store.close()
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -293,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default="POST")
     explain.add_argument("--body", help="request body (JSON)")
     explain.add_argument("--header", action="append", help="extra 'name: value' header")
+    explain.add_argument(
+        "--state",
+        help="read teams and blocks from this state store (the sidecar's --state URL), so the "
+        "team the request runs as is chosen as the sidecar would",
+    )
     explain.add_argument(
         "--repeat",
         type=int,

@@ -136,6 +136,7 @@ class Allow(NamedTuple):
     model: str | None = None
     reason: Reason = Reason.ALLOWED
     keep_credentials: bool = False  # the sidecar's admin API needs the credential itself
+    team_source: str | None = None  # how the team it runs as was chosen (policy.teams)
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,7 +266,9 @@ def judge_body(
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
     rules = admission.teams
+    team_source = None
     if rules is not None:
+        team_source = rules.claim_source(identity)
         snapshot = state or _NO_STATE
         header = request.headers.get(TEAM_HEADER)
         if (
@@ -281,6 +283,7 @@ def judge_body(
             choice = choose_team(identity, header, team_runs, rules, snapshot, role)
             if isinstance(choice, Deny):
                 return choice
+            team_source = choice.why if choice.team_id is not None else None
             if choice.team_id != identity.team_id:
                 identity = identity._replace(team_id=choice.team_id)
                 admission = replace(admission, identity=identity)
@@ -315,6 +318,7 @@ def judge_body(
         # Kept only for a target Envoy routes to the admin API as sent (the decoded path
         # naming it is not enough: Envoy routes an escaped spelling to the upstream).
         keep_credentials=admission.admin_api and routes_to_admin_api(request.path),
+        team_source=team_source,
     )
 
 

@@ -48,6 +48,12 @@ class TeamRules:
     enforce: bool  # enforce_team_based_model_access
     upsert: bool  # team_id_upsert
 
+    def claim_source(self, identity: Identity) -> str | None:
+        """How a token's team id was found when no choice was needed."""
+        if identity.team_id is None:
+            return None
+        return "team_id_default" if identity.team_id_defaulted else f"claim {self.team_field!r}"
+
 
 @dataclass(frozen=True, slots=True)
 class TeamChoice:
@@ -128,8 +134,7 @@ def choose_team(
     if identity.team_alias is not None and identity.team_id_defaulted and not identity.team_ids:
         individual = None  # an alias claim beats team_id_default
     if individual is not None:
-        where = "team_id_default" if identity.team_id_defaulted else f"claim {rules.team_field!r}"
-        return chosen(individual, where)
+        return chosen(individual, rules.claim_source(identity) or "")
     if identity.team_alias is not None:
         by_alias = state.team_aliases.get(identity.team_alias)
         if by_alias is not None:
