@@ -166,7 +166,8 @@ def choose_team(
             )
         return NO_TEAM
     for team_id in identity.team_ids:
-        ok, entry = known(team_id)
+        entry = teams.get(team_id)
+        ok = entry is not None or not in_use  # no upsert here: LiteLLM's group search reads only
         if ok and rules.team_route and (not runs or _team_allows(entry, runs)):
             where = f"first team in claim {rules.ids_field!r} with access"
             return TeamChoice(team_id, entry, where)
