@@ -129,3 +129,23 @@ async def test_grpc_new_update_delete(car: Sidecar) -> None:
     assert code != 0 and "NotFound" in out
     code, out = await call(car, "DeleteTeams", {"team_ids": ["g"]})
     assert code == 0 and json.loads(out)["teams"][0]["team_id"] == "g"
+
+
+async def test_grpc_explain_names_the_team_and_its_models(car: Sidecar) -> None:
+    """Explain decides with the live registry: the team's models, and how the team was found."""
+    code, out = await call(car, "NewTeam", {"team_id": "team-a", "models": ["claude"]})
+    assert code == 0, out
+    tok = token({"sub": "svc-a", "client_id": "team-a"})
+    for model, allowed in (("gpt-4o", False), ("claude", True)):
+        body = json.dumps({"model": model})
+        code, out = await call(
+            car, "Explain", {"token": tok, "path": "/v1/chat/completions", "body": body}
+        )
+        assert code == 0, out
+        answer = json.loads(out)
+        assert answer.get("allowed", False) is allowed, answer
+        if allowed:
+            assert answer["metadata"]["team_id"] == "team-a"
+            assert answer["metadata"]["team_source"] == "claim 'client_id'"
+        else:
+            assert "team 'team-a' may not use model 'gpt-4o'" in answer["message"]

@@ -238,3 +238,23 @@ def test_team_ids_claim_forms() -> None:
     assert isinstance(bad, Deny) and bad.status == 401
     many = identity_from_claims({"sub": "a", "groups": [str(i) for i in range(300)]}, p)
     assert isinstance(many, Deny) and "more than 256 teams" in many.message
+
+
+def test_upsert_does_not_reach_the_group_search() -> None:
+    """LiteLLM's group search reads teams without creating them; a header or claim team is."""
+    p = policy(GROUPS, "team_id_upsert: true")
+    assert reason(run(p, {"sub": "a", "groups": ["ghost"]}, "claude")) is Reason.MODEL_NOT_ALLOWED
+    assert team_of(run(p, {"sub": "a", "groups": ["ghost"]}, "claude", header="ghost")) == "ghost"
+
+
+def test_the_decision_says_how_the_team_was_chosen() -> None:
+    p = policy(GROUPS)
+    d = run(p, {"sub": "alice", "groups": ["research", "eng"]}, "gpt-4o")
+    assert isinstance(d, Allow) and d.team_source == "first team in claim 'groups' with access"
+    d = run(p, {"sub": "alice", "groups": ["research", "eng"]}, "gpt-4o", header="Engineering")
+    assert isinstance(d, Allow) and d.team_source == "x-litellm-team-id header"
+    a = policy(ALIAS)
+    d = run(a, {"sub": "a", "team_name": "Research"}, "claude")
+    assert isinstance(d, Allow) and d.team_source == "alias in claim 'team_name'"
+    d = run(a, {"client_id": "eng"}, "gpt-4o")
+    assert isinstance(d, Allow) and d.team_source == "claim 'client_id'"
