@@ -232,6 +232,7 @@ def _team_rules(path: str, policy: Policy) -> TeamRules:
         team_route=team_routes is not None and team_routes.matches(path),
         enforce=policy.enforce_team_models,
         upsert=policy.team_id_upsert,
+        claim_label=f"claim {f.team_id.name!r}" if f.team_id else "",
     )
 
 

@@ -47,12 +47,13 @@ class TeamRules:
     team_route: bool  # the TEAM role may call this path (LiteLLM's group choice checks it)
     enforce: bool  # enforce_team_based_model_access
     upsert: bool  # team_id_upsert
+    claim_label: str = ""  # "claim 'client_id'": made once, read per request
 
     def claim_source(self, identity: Identity) -> str | None:
         """How a token's team id was found when no choice was needed."""
         if identity.team_id is None:
             return None
-        return "team_id_default" if identity.team_id_defaulted else f"claim {self.team_field!r}"
+        return "team_id_default" if identity.team_id_defaulted else self.claim_label
 
 
 @dataclass(frozen=True, slots=True)
