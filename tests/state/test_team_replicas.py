@@ -47,6 +47,8 @@ async def two_replicas(files: PolicyFiles, url: str, bound: float) -> None:
                 await model_switch(http_a, check_b, ["gpt-4o"], "gpt-4o"),
                 await model_switch(http_a, check_b, [], "claude"),  # [] is every model
             ]
+            shown = [round(t, 3) for t in times]
+            print(f"\n{url.split(':')[0]}: team model list propagation {shown} s")
             assert max(times) < bound, times
             assert await check_b.status(ENG, model="gpt-4o") == 200
         finally:
