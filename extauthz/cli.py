@@ -102,6 +102,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"user claim: {f.user_id.name if f.user_id else 'off'}; roles claim: "
         f"{f.roles.name if f.roles else 'off'}"
     )
+    if f.team_ids or f.team_alias or p.team_id_upsert or p.enforce_team_models:
+        print(
+            f"  teams: from claim {f.team_ids.name if f.team_ids else '(off)'} (several), "
+            f"alias claim {f.team_alias.name if f.team_alias else '(off)'}; "
+            f"upsert {'on' if p.team_id_upsert else 'off'}; team-based model access "
+            f"{'enforced' if p.enforce_team_models else 'off'} (teams: the --state registry)"
+        )
     for role, routes in p.role_routes.items():
         narrowed = p.role_permission_routes.get(role)
         models = p.role_models.get(role)
