@@ -281,7 +281,9 @@ def judge_body(
         ):
             catalog = admission.catalog or _NO_CATALOG
             team_runs = runs_of(read.models + admission.forced, catalog)
-            choice = choose_team(identity, header, team_runs, rules, snapshot, role)
+            choice = choose_team(
+                identity, header, team_runs, rules, snapshot, role, catalog.model_names
+            )
             if isinstance(choice, Deny):
                 return choice
             team_source = choice.why if choice.team_id is not None else None
@@ -300,7 +302,9 @@ def judge_body(
             if choice.entry is not None and team_rule(choice.entry.models) is not None:
                 refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
                 if refused is None:
-                    refused = team_refusal(choice, team_runs, identity, role)
+                    refused = team_refusal(
+                        choice, team_runs, identity, role, catalog.model_names
+                    )
                 if refused is not None:
                     return refused
     if rule is not None:

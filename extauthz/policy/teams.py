@@ -18,8 +18,9 @@ The registry is "in use" once it holds a registered team: from then on a team it
 is refused (LiteLLM: "Team doesn't exist in db"), unless ``team_id_upsert`` registers it. While
 it is empty every team exists and may use every model (the behaviour before the registry).
 A registered team's ``models`` (LiteLLM's meaning: [] or "*" or "all-proxy-models" is every
-model; "x/*" a wildcard; "no-default-models" names no real model, so none) must allow every
-model the upstream may run for the request, as ``role_permissions`` must.
+model; "all-team-models" every model the config's ``model_list`` names; "x/*" a wildcard;
+"no-default-models" names no real model, so none) must allow every model the upstream may run
+for the request, as ``role_permissions`` must.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from extauthz.state.protocol import StateSnapshot, TeamEntry
 
 TEAM_HEADER = "x-litellm-team-id"  # LiteLLM: pick one of the token's teams
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
+ALL_TEAM_MODELS = "all-team-models"  # LiteLLM: the router's model names (with a model_list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +78,19 @@ def team_rule(models: tuple[str, ...]) -> ModelRule | None:
     return ModelRule(models, globs=True)
 
 
-def _team_allows(entry: TeamEntry | None, runs: tuple[str, ...]) -> bool:
-    rule = None if entry is None else team_rule(entry.models)
-    return rule is None or all(rule.allows(m) for m in runs)
+def team_allows(models: tuple[str, ...], model: str, proxy_models: frozenset[str]) -> bool:
+    """Whether a team with ``models`` may use ``model`` (LiteLLM's check_model_access_helper;
+    ``proxy_models``: the names the config's model_list serves)."""
+    rule = team_rule(models)
+    if rule is None or rule.allows(model):
+        return True
+    return model in proxy_models and ALL_TEAM_MODELS in models
+
+
+def _team_allows(
+    entry: TeamEntry | None, runs: tuple[str, ...], proxy_models: frozenset[str]
+) -> bool:
+    return entry is None or all(team_allows(entry.models, m, proxy_models) for m in runs)
 
 
 def runs_of(models: tuple[str, ...], catalog: ModelCatalog) -> tuple[str, ...]:
@@ -93,6 +105,7 @@ def choose_team(
     rules: TeamRules,
     state: StateSnapshot,
     role: Role | None,
+    proxy_models: frozenset[str] = frozenset(),
 ) -> TeamChoice | Deny:
     """The team this request runs as, or why it is refused (see the module's docstring)."""
     teams = state.teams
@@ -169,7 +182,7 @@ def choose_team(
     for team_id in identity.team_ids:
         entry = teams.get(team_id)
         ok = entry is not None or not in_use  # no upsert here: LiteLLM's group search reads only
-        if ok and rules.team_route and (not runs or _team_allows(entry, runs)):
+        if ok and rules.team_route and (not runs or _team_allows(entry, runs, proxy_models)):
             where = f"first team in claim {rules.ids_field!r} with access"
             return TeamChoice(team_id, entry, where)
     if runs:
@@ -185,16 +198,20 @@ def choose_team(
 
 
 def team_refusal(
-    choice: TeamChoice, runs: tuple[str, ...], identity: Identity, role: Role | None
+    choice: TeamChoice,
+    runs: tuple[str, ...],
+    identity: Identity,
+    role: Role | None,
+    proxy_models: frozenset[str] = frozenset(),
 ) -> Deny | None:
     """The chosen team's model list refusing a model the request may run (LiteLLM's
     ``can_team_access_model`` in ``common_checks``)."""
     entry = choice.entry
     rule = None if entry is None else team_rule(entry.models)
-    if rule is None:
+    if entry is None or rule is None:
         return None
     for model in runs:
-        if not rule.allows(model):
+        if not team_allows(entry.models, model, proxy_models):
             return Deny(
                 403,
                 Reason.MODEL_NOT_ALLOWED,

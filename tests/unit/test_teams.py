@@ -258,3 +258,19 @@ def test_the_decision_says_how_the_team_was_chosen() -> None:
     assert isinstance(d, Allow) and d.team_source == "alias in claim 'team_name'"
     d = run(a, {"client_id": "eng"}, "gpt-4o")
     assert isinstance(d, Allow) and d.team_source == "claim 'client_id'"
+
+
+def test_all_team_models_is_every_model_the_config_serves() -> None:
+    """LiteLLM expands "all-team-models" to the router's model names (model_list here)."""
+    p = policy(GROUPS)
+    registry = StateSnapshot.of(
+        frozenset(), frozenset(), 1, [TeamEntry("t", None, ("all-team-models",))]
+    )
+    assert team_of(run(p, {"sub": "a", "groups": ["t"]}, "claude", registry)) == "t"
+    d = run(p, {"sub": "a", "groups": ["t"]}, "not-served", registry)
+    assert reason(d) is Reason.MODEL_NOT_ALLOWED and "no team of this token" in denied(d).message
+    a = policy(ALIAS)  # no model_list: the name is only itself, as LiteLLM without a router
+    registry = StateSnapshot.of(
+        frozenset(), frozenset(), 1, [TeamEntry("t", None, ("all-team-models",))]
+    )
+    assert reason(run(a, {"client_id": "t"}, "claude", registry)) is Reason.MODEL_NOT_ALLOWED
