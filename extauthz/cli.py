@@ -12,10 +12,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
 from extauthz.state.urls import DEFAULT_STATE_URL
+
+if TYPE_CHECKING:
+    from extauthz.authorizer import StateView
 
 
 def _config_default() -> str | None:
@@ -99,6 +103,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"user claim: {f.user_id.name if f.user_id else 'off'}; roles claim: "
         f"{f.roles.name if f.roles else 'off'}"
     )
+    if f.team_ids or f.team_alias or p.team_id_upsert or p.enforce_team_models:
+        print(
+            f"  teams: from claim {f.team_ids.name if f.team_ids else '(off)'} (several), "
+            f"alias claim {f.team_alias.name if f.team_alias else '(off)'}; "
+            f"upsert {'on' if p.team_id_upsert else 'off'}; team-based model access "
+            f"{'enforced' if p.enforce_team_models else 'off'} (teams: the --state registry)"
+        )
     for role, routes in p.role_routes.items():
         narrowed = p.role_permission_routes.get(role)
         models = p.role_models.get(role)
@@ -136,6 +147,7 @@ async def _explain(args: argparse.Namespace) -> int:
         authorizer = Authorizer(
             policy,
             verifier if policy.enable_jwt_auth else None,
+            state=await _explain_state(args.state),
             check_timeout=loaded.settings.check_timeout,
         )
         extra = dict(h.partition(":")[::2] for h in args.header or [])
@@ -167,12 +179,34 @@ async def _explain(args: argparse.Namespace) -> int:
         out["message"] = json.loads(verdict.body)["error"]["message"]
         out["response_headers"] = dict(verdict.headers)
     out["metadata"] = dict(verdict.metadata)
+    if decision.identity is not None and decision.identity.kind == "jwt":
+        out["team"] = {
+            "team_id": decision.identity.team_id,
+            "why": decision.team_source if isinstance(decision, Allow) else None,
+            "token_teams": list(decision.identity.team_ids),
+            "registry": "not read (pass --state URL)" if args.state is None else args.state,
+        }
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
     if timing is not None:
         out["microseconds_per_decision"] = round(timing, 1)
     print(json.dumps(out, indent=2, default=sorted))
     return 0 if verdict.allowed else 1
+
+
+async def _explain_state(url: str | None) -> StateView | None:
+    """The state store's snapshot now (teams, blocks), read once; None without ``--state``."""
+    if url is None:
+        return None
+    from extauthz.authorizer import StateView
+    from extauthz.state.urls import store_from_url
+
+    store = store_from_url(url)
+    try:
+        await store.open()
+        return StateView(await store.snapshot())
+    finally:
+        await store.close()
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -301,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-address",
         default="127.0.0.1",
         help="the client IP Envoy would report (general_settings.allowed_ips)",
+    )
+    explain.add_argument(
+        "--state",
+        help="read teams and blocks from this state store (the sidecar's --state URL), so the "
+        "team the request runs as is chosen as the sidecar would",
     )
     explain.add_argument(
         "--repeat",

@@ -73,6 +73,7 @@ def log_decision(
             "role": decision.role.value if decision.role else None,
             "user_id": identity.user_id if identity else None,
             "team_id": identity.team_id if identity else None,
+            "team_source": decision.team_source if isinstance(decision, Allow) else None,
             "model": decision.model if isinstance(decision, Allow) else None,
             "duration_ms": round(elapsed * 1000, 3),
         },

@@ -90,6 +90,9 @@ STATE_LAST_SYNC = Gauge(
 STATE_BLOCKED = Gauge(
     "extauthz_state_blocked", "Blocked teams and end users in the snapshot.", ["kind"]
 )
+STATE_TEAMS = Gauge(
+    "extauthz_state_teams", "Registered teams (the team registry) in the snapshot decisions read."
+)
 STATE_RECONNECTS = Counter(
     "extauthz_state_store_failures_total", "Failed state store reads by the watcher (each retried)."
 )
@@ -99,6 +102,12 @@ ADMIN_REQUESTS = Counter(
     ["operation", "transport", "status"],
 )
 USERS_RECORDED = Counter("extauthz_users_recorded_total", "User sightings written to the store.")
+TEAMS_UPSERTED = Counter(
+    "extauthz_teams_upserted_total", "Teams registered from tokens (team_id_upsert)."
+)
+TEAMS_UPSERT_DROPPED = Counter(
+    "extauthz_teams_upsert_dropped_total", "Teams to register dropped: the buffer was full."
+)
 USERS_DROPPED = Counter(
     "extauthz_users_dropped_total", "User sightings dropped because the write buffer was full."
 )

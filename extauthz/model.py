@@ -63,6 +63,7 @@ class Reason(StrEnum):
     NO_ROLE = "no_role"
     NO_TEAM = "no_team"
     TEAM_NOT_ALLOWED = "team_not_allowed"
+    TEAM_NOT_FOUND = "team_not_found"
     ROUTE_NOT_ALLOWED = "route_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     MODEL_UNCHECKABLE = "model_uncheckable"
@@ -128,6 +129,13 @@ class Identity(NamedTuple):
     # The user id is the email, taken because the token has no user id claim (LiteLLM: the id
     # spend is attributed to, but not one that makes an internal_user).
     user_id_from_email: bool = False
+    # Teams from the token beyond ``team_id`` (issue 17): the teams of ``team_ids_jwt_field``
+    # in claim order, the ``team_alias_jwt_field`` value, and whether ``team_id`` is
+    # ``team_id_default`` rather than a claim. The team a request runs as is chosen per request
+    # (``policy.teams``) and replaces ``team_id`` in the decision's identity.
+    team_ids: tuple[str, ...] = ()
+    team_alias: str | None = None
+    team_id_defaulted: bool = False
 
 
 class Allow(NamedTuple):
@@ -138,6 +146,7 @@ class Allow(NamedTuple):
     model: str | None = None
     reason: Reason = Reason.ALLOWED
     keep_credentials: bool = False  # the sidecar's admin API needs the credential itself
+    team_source: str | None = None  # how the team it runs as was chosen (policy.teams)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -51,7 +51,32 @@ def team_message(t: TeamState) -> pb.Team:
         blocked=t.blocked,
         changed_by=t.changed_by or "",
         changed_at=_timestamp(t.changed_at),
+        team_alias=t.team_alias or "",
+        models=list(t.models),
+        organization_id=t.organization_id or "",
+        registered=t.registered,
+        created_at=_timestamp(t.created_at),
     )
+
+
+def new_team_fields(r: pb.NewTeamRequest) -> dict[str, Any]:
+    """A NewTeamRequest as /team/new's body (proto3's empty string: not given)."""
+    data: dict[str, Any] = {"models": list(r.models), "blocked": r.blocked}
+    for name in ("team_id", "team_alias", "organization_id"):
+        if getattr(r, name):
+            data[name] = getattr(r, name)
+    return data
+
+
+def update_team_fields(r: pb.UpdateTeamRequest) -> dict[str, Any]:
+    """An UpdateTeamRequest as /team/update's body (only the fields set)."""
+    data: dict[str, Any] = {"team_id": r.team_id}
+    for name in ("team_alias", "organization_id", "blocked"):
+        if r.HasField(name):
+            data[name] = getattr(r, name)
+    if r.HasField("models"):
+        data["models"] = list(r.models.models)
+    return data
 
 
 def end_user_message(u: EndUserState) -> pb.EndUser:
@@ -137,6 +162,31 @@ class AdminServicer(pb_grpc.AdminServicer):
             raise AssertionError("unreachable: abort raises") from None
         metrics.ADMIN_REQUESTS.labels(operation, TRANSPORT, "200").inc()
         return result
+
+    async def NewTeam(
+        self, request: pb.NewTeamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Team:
+        async def body(caller: str) -> pb.Team:
+            return team_message(await self._admin.new_team(caller, new_team_fields(request)))
+
+        return await self._call("team_new", context, body)
+
+    async def UpdateTeam(
+        self, request: pb.UpdateTeamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Team:
+        async def body(caller: str) -> pb.Team:
+            return team_message(await self._admin.update_team(caller, update_team_fields(request)))
+
+        return await self._call("team_update", context, body)
+
+    async def DeleteTeams(
+        self, request: pb.DeleteTeamsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTeamsResponse:
+        async def body(caller: str) -> pb.ListTeamsResponse:
+            gone = await self._admin.delete_teams(caller, list(request.team_ids))
+            return pb.ListTeamsResponse(teams=[team_message(t) for t in gone])
+
+        return await self._call("team_delete", context, body)
 
     async def BlockTeam(
         self, request: pb.BlockTeamRequest, context: grpc.aio.ServicerContext

@@ -3,6 +3,8 @@
 Admin routes, in LiteLLM's shapes where LiteLLM has them (Envoy routes /team/, /user/ and
 /customer/ here; every call is authenticated again here, never trusting that Envoy checked):
 
+    POST /team/new {"team_id", "team_alias", "models", "blocked", "organization_id"} → the team
+    POST /team/update {"team_id", ...fields to change}   POST /team/delete {"team_ids"}
     POST /team/block {"team_id"}        POST /team/unblock {"team_id"}    → the team's state
     GET  /team/info?team_id=            GET  /team/list
     GET  /user/info?user_id=            GET  /user/list?page=&page_size=
@@ -44,6 +46,7 @@ ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
 MAX_ADMIN_BODY = 16 * 1024
 MAX_QUERY_FIELDS = 16
 TRANSPORT = "http"
+NEW_TEAM_EXAMPLE = '{"team_id": "eng", "team_alias": "Engineering", "models": ["gpt-4o"]}'
 log = logging.getLogger("extauthz.admin")
 
 
@@ -55,9 +58,16 @@ def iso_time(at: float | None) -> str | None:
 
 
 def team_json(t: TeamState) -> dict[str, Any]:
+    """LiteLLM's team fields (those the sidecar keeps), and who changed it last, and when."""
     return {
         "team_id": t.team_id,
+        "team_alias": t.team_alias,
+        "organization_id": t.organization_id,
+        "models": list(t.models),
         "blocked": t.blocked,
+        "registered": t.registered,
+        "created_at": iso_time(t.created_at),
+        "updated_at": iso_time(t.changed_at),
         "changed_by": t.changed_by,
         "changed_at": iso_time(t.changed_at),
     }
@@ -100,6 +110,20 @@ def error_response(err: AdminError) -> web.Response:
 async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
     """The body as a JSON object with only ``fields``; ``AdminError`` 400/413 otherwise."""
     example = json.dumps({f: "..." for f in fields})
+    data = await read_any_object(request, example)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise bad_request(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(fields)}"
+        )
+    for f in fields:
+        if f not in data:
+            raise bad_request(f"missing field {f!r}; send {example}")
+    return data
+
+
+async def read_any_object(request: web.Request, example: str) -> dict[str, Any]:
+    """The body as a JSON object (the caller checks its fields); ``AdminError`` 400/413."""
     if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise bad_request(
             f"the admin API takes the body uncompressed: drop Content-Encoding and send {example}"
@@ -118,14 +142,6 @@ async def read_json_object(request: web.Request, fields: tuple[str, ...]) -> dic
     data = _parse_json(raw, example)
     if not isinstance(data, dict):
         raise bad_request(f"the body must be a JSON object like {example}")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(fields)}"
-        )
-    for f in fields:
-        if f not in data:
-            raise bad_request(f"missing field {f!r}; send {example}")
     return data
 
 
@@ -240,6 +256,18 @@ def _admin_routes(app: web.Application, admin: AdminService) -> None:
         body = await read_json_object(request, ("team_id",))
         return team_json(await admin.set_team_blocked(caller, body["team_id"], False))
 
+    async def team_new(request: web.Request, caller: str) -> Any:
+        body = await read_any_object(request, NEW_TEAM_EXAMPLE)
+        return team_json(await admin.new_team(caller, body))
+
+    async def team_update(request: web.Request, caller: str) -> Any:
+        body = await read_any_object(request, NEW_TEAM_EXAMPLE)
+        return team_json(await admin.update_team(caller, body))
+
+    async def team_delete(request: web.Request, caller: str) -> Any:
+        body = await read_json_object(request, ("team_ids",))
+        return [team_json(t) for t in await admin.delete_teams(caller, body["team_ids"])]
+
     async def team_info(request: web.Request, _caller: str) -> Any:
         team = await admin.get_team(_query_id(_query(request), "team_id", "/team/info"))
         return {"team_id": team.team_id, "team_info": team_json(team)}
@@ -277,6 +305,9 @@ def _admin_routes(app: web.Application, admin: AdminService) -> None:
         return [end_user_json(s) for s in await admin.list_end_users()]
 
     handlers = {
+        "/team/new": team_new,
+        "/team/update": team_update,
+        "/team/delete": team_delete,
         "/team/block": team_block,
         "/team/unblock": team_unblock,
         "/team/info": team_info,

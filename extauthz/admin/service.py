@@ -18,7 +18,9 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from extauthz.admin import teams as team_input
 from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
 from extauthz.identity.claims import ClaimValueError, canonical_id
@@ -36,7 +38,13 @@ from extauthz.model import (
 )
 from extauthz.policy.decide import resolve_role
 from extauthz.policy.verdict import render
-from extauthz.state.protocol import EndUserState, StateStore, TeamState, UserRecord
+from extauthz.state.protocol import (
+    EndUserState,
+    StateStore,
+    TeamConflict,
+    TeamState,
+    UserRecord,
+)
 from extauthz.state.users import pause_recording
 from extauthz.state.watcher import StateWatcher
 
@@ -220,10 +228,72 @@ class AdminService:
             raise AdminError(
                 404,
                 Reason.NOT_FOUND,
-                f"team not found, passed team_id={team}: it was never blocked or unblocked "
-                "here, so it is not blocked",
+                f"team not found, passed team_id={team}: it was never created (POST /team/new), "
+                "blocked or unblocked here, so it is not blocked",
             )
         return state
+
+    async def _team_write(
+        self, write: Any, what: str, extra: dict[str, Any], team_id: str = ""
+    ) -> Any:
+        """Run a registry write: 400/404 for what the registry refuses, 503 store down."""
+        try:
+            result = await write
+        except TeamConflict as exc:
+            if exc.kind == "not_found":
+                raise AdminError(
+                    404,
+                    Reason.NOT_FOUND,
+                    f"team not found, passed team_id={exc.detail}; create it with POST /team/new",
+                ) from None
+            if exc.kind == "exists":
+                raise bad_request(
+                    f"Team id = {team_id} already exists. Please use a different team id "
+                    "(or POST /team/update to change it)"
+                ) from None
+            raise bad_request(f"{exc.detail}; aliases name one team each") from None
+        except StoreError as exc:
+            raise self._store_down(exc, writing=True) from exc
+        log.info(what, extra=extra)
+        await self._published()
+        return result
+
+    async def new_team(self, by: str, data: Mapping[str, Any]) -> TeamState:
+        """/team/new: register a team with its alias and models (400 if it exists)."""
+        try:
+            team = team_input.new_team(data, by, self._clock())
+        except team_input.BadTeamInput as exc:
+            raise bad_request(str(exc)) from None
+        state: TeamState = await self._team_write(
+            self.store.create_team(team),
+            "team created",
+            {"team_id": team.team_id, "models": list(team.models)[:20], "by": by},
+            team.team_id,
+        )
+        return state
+
+    async def update_team(self, by: str, data: Mapping[str, Any]) -> TeamState:
+        """/team/update: change a registered team's alias, models, org or block."""
+        try:
+            team_id, changes = team_input.team_update(data)
+        except team_input.BadTeamInput as exc:
+            raise bad_request(str(exc)) from None
+        state: TeamState = await self._team_write(
+            self.store.update_team(team_id, changes, by, self._clock()),
+            "team updated",
+            {"team_id": team_id, "by": by},
+        )
+        return state
+
+    async def delete_teams(self, by: str, team_ids: object) -> list[TeamState]:
+        """/team/delete: remove teams (and their blocks), all or none."""
+        ids = check_ids(team_ids, "team_ids")
+        gone: list[TeamState] = await self._team_write(
+            self.store.delete_teams(ids),
+            "teams deleted",
+            {"team_ids": ids[:20], "count": len(ids), "by": by},
+        )
+        return gone
 
     async def list_teams(self) -> list[TeamState]:
         try:

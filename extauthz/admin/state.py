@@ -21,6 +21,7 @@ from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import email_refusal, resolve_role
 from extauthz.state.protocol import StateSnapshot
+from extauthz.state.team_upserts import TeamUpserter, UpsertSettings
 from extauthz.state.urls import StoreSettings, store_from_url
 from extauthz.state.users import RecorderSettings, UserRecorder, recording_paused
 from extauthz.state.watcher import StateWatcher, WatchSettings
@@ -35,6 +36,7 @@ class StateOptions:
     store: StoreSettings = field(default_factory=StoreSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     users: RecorderSettings = field(default_factory=RecorderSettings)
+    teams: UpsertSettings = field(default_factory=UpsertSettings)
     open_timeout: float = 30.0  # at start: how long to keep trying to reach the store
 
 
@@ -47,24 +49,32 @@ class StateRuntime:
         self.view = StateView()  # what decisions read (give it to the Authorizer)
         self.watcher = StateWatcher(self.store, self._publish, self.options.watch)
         self.recorder = UserRecorder(self.store, self.options.users)
+        self.upserter = TeamUpserter(self.store, self.options.teams)
         self._opened = False
 
     def _publish(self, snapshot: StateSnapshot) -> None:
         self.view.current = snapshot
 
     def note_identity(self, identity: Identity, policy: Policy) -> None:
-        """The authorizer's ``on_identity`` hook: record a user seen in a valid token."""
-        if (
-            policy.user_id_upsert
-            and identity.user_id is not None
-            and not recording_paused()
-            and (
-                policy.email_domains is None
-                or email_refusal(identity, policy.email_domains) is None  # the core's gate
-                or resolve_role(identity, policy) is Role.PROXY_ADMIN
-            )
+        """The authorizer's ``on_identity`` hook: record a user seen in a valid token, and
+        register its team (``team_id_upsert``: the team claim or default, as LiteLLM's
+        ``get_team_object(team_id_upsert=True)``; an admin's token registers none)."""
+        if recording_paused() or (
+            policy.email_domains is not None
+            and email_refusal(identity, policy.email_domains) is not None  # the core's gate
+            and resolve_role(identity, policy) is not Role.PROXY_ADMIN
         ):
+            return
+        if policy.user_id_upsert and identity.user_id is not None:
             self.recorder.note(identity.user_id, identity.email, time.time())
+        team = identity.team_id
+        if (
+            policy.team_id_upsert
+            and team is not None
+            and team not in self.view.current.teams
+            and resolve_role(identity, policy) is not Role.PROXY_ADMIN
+        ):
+            self.upserter.note(team)
 
     def admin_service(self, authorizer: Authorizer) -> AdminService:
         """The admin API over this store, authenticating callers with ``authorizer``."""
@@ -100,6 +110,7 @@ class StateRuntime:
         self._opened = True
         self.watcher.start()
         self.recorder.start()
+        self.upserter.start()
         snapshot = self.watcher.current
         log.info(
             "state store open",
@@ -115,6 +126,7 @@ class StateRuntime:
         await self.watcher.stop()
         if self._opened:
             await self.recorder.stop()
+            await self.upserter.stop()
         await self.store.close()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -124,8 +136,10 @@ class StateRuntime:
             "store": self.store.url,
             "reachable": w.healthy,
             "version": snapshot.version if snapshot else None,
+            "teams": len(snapshot.teams) if snapshot else 0,
             "last_sync": w.last_sync,
             "pending_users": self.recorder.pending,
+            "pending_teams": self.upserter.pending,
         }
         if w.last_error:
             detail["last_error"] = w.last_error

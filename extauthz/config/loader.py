@@ -152,6 +152,8 @@ def compile_policy(
         role_permission_routes=perm_routes,
         role_models=role_models,
         user_id_upsert=jwt.user_id_upsert,
+        team_id_upsert=jwt.team_id_upsert,
+        enforce_team_models=jwt.enforce_team_based_model_access,
         non_jwt_passthrough=ours.non_jwt_tokens == "passthrough",
         remove_credential_headers=ours.remove_credential_headers,
         shadow_mode=ours.shadow_mode,
@@ -361,6 +363,8 @@ def _claim_rules(
     fields = ClaimFields(
         user_id=_field(jwt.user_id_jwt_field),
         team_id=_field(jwt.team_id_jwt_field),
+        team_ids=_field(jwt.team_ids_jwt_field),
+        team_alias=_field(jwt.team_alias_jwt_field),
         org_id=_field(jwt.org_id_jwt_field),
         end_user_id=_field(jwt.end_user_id_jwt_field),
         email=_field(jwt.user_email_jwt_field),

@@ -34,16 +34,12 @@ DEFAULT_INTERNAL_USER_ROUTES = ("openai_routes", "anthropic_routes", "info_route
 # litellm_jwtauth keys LiteLLM has that would change who gets in; refused unless "off".
 REFUSED_JWTAUTH = frozenset(
     {
-        "team_ids_jwt_field",
-        "team_alias_jwt_field",
-        "team_id_upsert",
         "org_alias_jwt_field",
         "roles_jwt_field",
         "role_mappings",
         "object_id_jwt_field",
         "scope_mappings",
         "enforce_scope_based_access",
-        "enforce_team_based_model_access",
         "custom_validate",
         "jwt_litellm_role_map",
         "sync_user_role_and_teams",
@@ -96,6 +92,12 @@ class JwtAuthSettings(_Strict):
     # make any token with that claim an unrestricted team under a config that never named it.
     team_id_jwt_field: str | None = None
     team_id_default: str | None = None
+    # Teams from tokens (issue 17): several teams (IdP groups), a team named by its alias, teams
+    # created when first seen, and model access only through a team that has the model.
+    team_ids_jwt_field: str | None = None
+    team_alias_jwt_field: str | None = None
+    team_id_upsert: bool = False
+    enforce_team_based_model_access: bool = False
     team_allowed_routes: list[str] = Field(default_factory=lambda: list(DEFAULT_TEAM_ROUTES))
     user_id_jwt_field: str | None = None
     org_id_jwt_field: str | None = None

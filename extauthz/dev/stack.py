@@ -12,6 +12,7 @@ free ports with ``--ports auto`` (or ``EXTAUTHZ_DEV_PORTS=auto``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -37,6 +38,8 @@ from extauthz.dev.envoyconf import (
     render_envoy_config,
     stop_process,
 )
+from extauthz.state.protocol import TeamConflict, TeamState
+from extauthz.state.urls import store_from_url
 
 READY_TIMEOUT = 60.0  # first starts on a busy 2-core machine import slowly
 ADMIN_SCOPE = "litellm_proxy_admin"
@@ -54,6 +57,12 @@ TOKENS: dict[str, dict[str, object]] = {
         "sub": "svc-research-bot",
         "client_id": "team-research",
         "org_id": "org-acme",
+    },
+    "GROUP_TOKEN": {  # internal_user whose IdP groups are teams (team_ids_jwt_field: groups)
+        "sub": "gina",
+        "email": "gina@example.com",
+        "roles": ["basic_user"],
+        "groups": ["data-eng", "ml-platform"],
     },
     "ADMIN_TOKEN": {  # proxy_admin through the admin scope: any model, the admin API
         "sub": "root",
@@ -179,6 +188,8 @@ class Stack:
             [sys.executable, "-m", "extauthz.dev.upstream", "--host", "127.0.0.1",
              "--port", str(wanted.upstream), "--port-file", str(port_file)],
         )  # fmt: skip
+        state_url = f"sqlite:///{self.run_dir / 'state.db'}"
+        asyncio.run(_register_teams(state_url))
         env = dict(os.environ)
         env["JWT_PUBLIC_KEY_URL"] = jwks.resolve().as_uri()
         sidecar = self._spawn(
@@ -186,7 +197,7 @@ class Stack:
             [*extauthz, "serve", "--config", str(self.policy),
              "--grpc-address", f"127.0.0.1:{wanted.extauthz_grpc}",
              "--http-address", f"127.0.0.1:{wanted.extauthz_http}",
-             "--state", f"sqlite:///{self.run_dir / 'state.db'}",
+             "--state", state_url,
              # Envoy, its only client, is stopped first: nothing to wait for.
              "--drain-delay", "0"],
             env,
@@ -280,7 +291,8 @@ class Stack:
             f"HTTP http://localhost:{p.extauthz_http} (/readyz, /metrics)",
             f"  upstream  http://localhost:{p.upstream} (echoes each request as JSON)",
             "",
-            f"# Tokens: alice (internal_user), a team, an admin (also in {run}/tokens.env)",
+            "# Tokens: alice (internal_user), a team, gina (IdP groups), an admin",
+            f"# (also in {run}/tokens.env)",
             *(f"export {k}={v}" for k, v in self.tokens.items()),
             "",
             "# 200: alice may use gpt-4o-mini; the echo shows x-auth-* headers, no Authorization",
@@ -294,6 +306,15 @@ class Stack:
             "# 403: a management route (/team/block) for a non-admin",
             f"curl -s {w} -X POST {base}/team/block {auth('USER_TOKEN')} {ct} "
             + '-d \'{"team_id": "team-research"}\'',
+            "# Teams from IdP groups: gina's token carries groups [data-eng, ml-platform]; the",
+            "# team registry (made at start, as POST /team/new would) holds ml-platform with",
+            '# models [gpt-4o-mini] and team-research with [] (every model).',
+            "# 200: gina runs as ml-platform, the first of her registered groups with the model",
+            f"curl -s {w} {base}{chat} {auth('GROUP_TOKEN')} {ct} -d {body('gpt-4o-mini')}",
+            "# 403: no team of gina's has claude-sonnet",
+            f"curl -s {w} {base}{chat} {auth('GROUP_TOKEN')} {ct} -d {body('claude-sonnet')}",
+            "# the team as the admin API shows it; change it with POST /team/update",
+            f"curl -s {base}/team/info?team_id=ml-platform {auth('ADMIN_TOKEN')}",
             "# 401: no token (see the WWW-Authenticate header with -i)",
             f"curl -s {w} {base}{chat} {ct} -d {body('gpt-4o-mini')}",
             "",
@@ -307,6 +328,24 @@ class Stack:
             "Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
+
+
+# The teams the printed examples use, registered before the sidecar starts (idempotent).
+DEV_TEAMS = (
+    TeamState("ml-platform", False, "make run", 0.0, "ML Platform", ("gpt-4o-mini",), None, True),
+    TeamState("team-research", False, "make run", 0.0, "Research", (), None, True),
+)
+
+
+async def _register_teams(state_url: str) -> None:
+    store = store_from_url(state_url)
+    await store.open()
+    try:
+        for team in DEV_TEAMS:
+            with contextlib.suppress(TeamConflict):  # registered by an earlier run
+                await store.create_team(team)
+    finally:
+        await store.close()
 
 
 def _extauthz_command() -> list[str]:

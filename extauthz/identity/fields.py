@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
+from extauthz.identity.claims import (
+    ClaimValueError,
+    canonical_id,
+    read_claim,
+    scopes_of,
+    string_claim,
+    string_set_claim,
+)
 from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.model import JWT, Deny, Identity, Reason
 
@@ -31,6 +38,8 @@ class ClaimFields:
 
     user_id: ClaimField | None = None
     team_id: ClaimField | None = None
+    team_ids: ClaimField | None = None
+    team_alias: ClaimField | None = None
     org_id: ClaimField | None = None
     end_user_id: ClaimField | None = None
     email: ClaimField | None = None
@@ -57,6 +66,25 @@ def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
     return None if f is None else string_claim(claims, f.name, f.path)
 
 
+MAX_TEAMS_PER_TOKEN = 256
+
+
+def team_list_claim(claims: Mapping[str, Any], f: ClaimField | None) -> tuple[str, ...]:
+    """``team_ids_jwt_field``: the token's teams in claim order, each id in canonical form. A
+    string is one team (LiteLLM would iterate its characters); ``ClaimValueError`` for an
+    entry that is no id or a list longer than ``MAX_TEAMS_PER_TOKEN``."""
+    if f is None:
+        return ()
+    value = read_claim(claims, f.name, f.path)
+    if value is None:
+        return ()
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_TEAMS_PER_TOKEN:
+        raise ClaimValueError(f"claim {f.name!r} holds more than {MAX_TEAMS_PER_TOKEN} teams")
+    ids = (canonical_id(v, f"claim {f.name!r}") for v in values)
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
 def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Identity | Deny:
     """Read the identity attributes the policy names; 401 if a claim cannot be carried safely."""
     fields = policy.fields
@@ -64,7 +92,10 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         email = _claim(claims, fields.email)
         claimed_user_id = _claim(claims, fields.user_id)
         user_id = claimed_user_id or email  # LiteLLM falls back to the email (attribution only)
-        team_id = _claim(claims, fields.team_id) or policy.team_id_default
+        claimed_team = _claim(claims, fields.team_id)
+        team_id = claimed_team or policy.team_id_default
+        team_ids = team_list_claim(claims, fields.team_ids)
+        team_alias = _claim(claims, fields.team_alias)
         org_id = _claim(claims, fields.org_id)
         end_user_id = _claim(claims, fields.end_user_id)
     except ClaimValueError as exc:
@@ -90,4 +121,7 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         email_domain=email_check.domain,
         email_problem=email_check.problem,
         user_id_from_email=claimed_user_id is None and email is not None,
+        team_ids=team_ids,
+        team_alias=team_alias,
+        team_id_defaulted=claimed_team is None and team_id is not None,
     )

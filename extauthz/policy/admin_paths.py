@@ -8,6 +8,9 @@ below the admin layer.
 from __future__ import annotations
 
 ADMIN_API_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/team/new"),
+    ("POST", "/team/update"),
+    ("POST", "/team/delete"),
     ("POST", "/team/block"),
     ("POST", "/team/unblock"),
     ("GET", "/team/info"),

@@ -80,6 +80,8 @@ class Policy:
     role_permission_routes: Mapping[Role, RouteSet] = field(default_factory=dict)
     role_models: Mapping[Role, ModelRule] = field(default_factory=dict)
     user_id_upsert: bool = False
+    team_id_upsert: bool = False  # a team seen in a valid token is registered (policy.teams)
+    enforce_team_models: bool = False  # enforce_team_based_model_access
     non_jwt_passthrough: bool = False
     remove_credential_headers: bool = True
     shadow_mode: bool = False

@@ -3,13 +3,14 @@
 Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
 and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
 role (403) → team claim when one is configured (403) → blocked team / end user (403) →
-email domain (403) → admin-only route (403) → route (403) → x-litellm-team-id among the token's
-teams (403) → readable model (400) → cut body when the model matters (413) → model allowed (403).
+email domain (403) → admin-only route (403) → route (403) → readable model (400) → the team the
+request runs as (``policy.teams``: x-litellm-team-id among the token's teams, a registered team,
+403) → cut body when the model matters (413) → model allowed by the role and by the team (403).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from extauthz.model import (
     JWT,
@@ -28,13 +29,20 @@ from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
 from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
+from extauthz.policy.teams import (
+    TEAM_HEADER,
+    TeamRules,
+    choose_team,
+    runs_of,
+    team_refusal,
+    team_rule,
+)
 from extauthz.state.protocol import StateSnapshot
 
 # LLM API routes (where general_settings.completion_model replaces the caller's model) and
 # provider pass-through routes (provider-native requests whose model we do not read).
 _LLM_ROUTES = compile_routes(["openai_routes", "anthropic_routes", "google_routes"])
 _PASS_THROUGH = compile_routes(["passthrough_routes_wildcard"])
-TEAM_HEADER = "x-litellm-team-id"  # LiteLLM: pick one of the token's teams
 _UNREAD_PROVIDER_ROUTE = (
     "provider pass-through routes carry the model in provider-specific places the "
     "authorization service does not read; a role with a model list may not use them"
@@ -106,6 +114,7 @@ class Admission:
     catalog: ModelCatalog | None = None  # how names resolve (with a rule)
     forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
     steering: str | None = None  # why this route cannot be checked (with a rule)
+    teams: TeamRules | None = None  # a non-admin JWT caller: its team is chosen per request
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
@@ -123,6 +132,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         and identity.team_id is None
         and policy.fields.team_id is not None
         and policy.refuse_missing_team
+        and identity.team_alias is None  # an alias claim may name the team (policy.teams)
     ):
         # LiteLLM: with team_id_jwt_field set, a non-admin token without the claim (and no
         # team_id_default) is refused, "No team found in token".
@@ -192,9 +202,22 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             )
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
     admin_api = path in ADMIN_API_PATHS
-    if rule is None:
-        return Admission(identity, role, None, admin_api=admin_api)
+    teams = (
+        _team_rules(path, policy)
+        if identity.kind == JWT and role is not Role.PROXY_ADMIN
+        else None
+    )
     llm_route = _LLM_ROUTES.matches(path)
+    if rule is None:
+        return Admission(
+            identity,
+            role,
+            None,
+            admin_api=admin_api,
+            catalog=policy.catalog,
+            forced=policy.catalog.forced if llm_route and teams is not None else (),
+            teams=teams,
+        )
     return Admission(
         identity,
         role,
@@ -203,6 +226,23 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         catalog=policy.catalog,
         forced=policy.catalog.forced if llm_route else (),
         steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
+        teams=teams,
+    )
+
+
+def _team_rules(path: str, policy: Policy) -> TeamRules:
+    f = policy.fields
+    team_routes = policy.role_routes.get(Role.TEAM)
+    return TeamRules(
+        team_field=f.team_id.name if f.team_id else None,
+        alias_field=f.team_alias.name if f.team_alias else None,
+        ids_field=f.team_ids.name if f.team_ids else None,
+        refuse_without_team=policy.refuse_missing_team
+        and (f.team_id is not None or f.team_alias is not None),
+        team_route=team_routes is not None and team_routes.matches(path),
+        enforce=policy.enforce_team_models,
+        upsert=policy.team_id_upsert,
+        claim_label=f"claim {f.team_id.name!r}" if f.team_id else "",
     )
 
 
@@ -212,6 +252,7 @@ def judge_body(
     path: str,
     query: str,
     read: ModelRead | None = None,
+    state: StateSnapshot | None = None,
 ) -> Decision:
     """The body's part: readable models (400), all of them known (413, 403), all allowed (403).
 
@@ -222,18 +263,6 @@ def judge_body(
     identity, role, rule = admission.identity, admission.role, admission.rule
     if not admission.read_body:
         return Allow(identity, role)
-    if identity.kind == JWT and role is not Role.PROXY_ADMIN:
-        wanted = request.headers.get(TEAM_HEADER)
-        if wanted and wanted != identity.team_id:
-            # LiteLLM refuses x-litellm-team-id naming a team outside the token's teams (403).
-            held = "none" if identity.team_id is None else repr(identity.team_id)
-            return Deny(
-                403,
-                Reason.TEAM_NOT_ALLOWED,
-                f"{TEAM_HEADER} {wanted[:200]!r} is not a team of this token (its team: {held})",
-                identity,
-                role,
-            )
     if read is None:  # else read already (large bodies: in the worker process)
         headers = request.headers
         read = read_models(
@@ -247,6 +276,47 @@ def judge_body(
         )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
+    rules = admission.teams
+    team_source = None
+    if rules is not None:
+        team_source = rules.claim_source(identity)
+        snapshot = state or _NO_STATE
+        header = request.headers.get(TEAM_HEADER)
+        if (
+            header
+            or snapshot.teams
+            or identity.team_ids
+            or identity.team_alias is not None
+            or rules.enforce
+        ):
+            catalog = admission.catalog or _NO_CATALOG
+            team_runs = runs_of(read.models + admission.forced, catalog)
+            choice = choose_team(
+                identity, header, team_runs, rules, snapshot, role, catalog.model_names
+            )
+            if isinstance(choice, Deny):
+                return choice
+            team_source = choice.why if choice.team_id is not None else None
+            if choice.team_id != identity.team_id:
+                identity = identity._replace(team_id=choice.team_id)
+                admission = replace(admission, identity=identity)
+                if choice.team_id in snapshot.blocked_teams:
+                    return Deny(
+                        403,
+                        Reason.TEAM_BLOCKED,
+                        f"team {choice.team_id!r} is blocked; an admin can lift it with "
+                        "POST /team/unblock",
+                        identity,
+                        role,
+                    )
+            if choice.entry is not None and team_rule(choice.entry.models) is not None:
+                refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
+                if refused is None:
+                    refused = team_refusal(
+                        choice, team_runs, identity, role, catalog.model_names
+                    )
+                if refused is not None:
+                    return refused
     if rule is not None:
         refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
         if refused is not None:
@@ -263,10 +333,12 @@ def judge_body(
         # Kept only for a target Envoy routes to the admin API as sent (the decoded path
         # naming it is not enough: Envoy routes an escaped spelling to the upstream).
         keep_credentials=admission.admin_api and routes_to_admin_api(request.path),
+        team_source=team_source,
     )
 
 
 _NO_CATALOG = ModelCatalog()
+_NO_STATE = StateSnapshot()
 
 
 def _refuse_unknown(
@@ -338,7 +410,7 @@ def decide(
     admitted = admit(path, identity, policy, state) if admission is None else admission
     if isinstance(admitted, Deny):
         return admitted
-    return judge_body(admitted, request, path, query, read)
+    return judge_body(admitted, request, path, query, read, state)
 
 
 def _route_setting(role: Role) -> str:

@@ -56,6 +56,8 @@ def _render_allow(allow: Allow, policy: Policy) -> Verdict:
                 metadata[meta_key] = value
     if allow.model is not None:
         metadata["model"] = allow.model
+    if allow.team_source is not None:
+        metadata["team_source"] = allow.team_source
     if (
         policy.remove_credential_headers
         and ident.kind != PASSTHROUGH

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 
+from extauthz.state import teams
 from extauthz.state.protocol import (
     EndUserState,
     StateSnapshot,
+    TeamChanges,
+    TeamConflict,
     TeamState,
     UserRecord,
     UserSighting,
@@ -37,10 +41,11 @@ class MemoryStore:
         return self._version
 
     async def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(
+        return StateSnapshot.of(
             blocked_teams=frozenset(t.team_id for t in self._teams.values() if t.blocked),
             blocked_end_users=frozenset(u.user_id for u in self._end_users.values() if u.blocked),
             version=self._version,
+            teams=[t.entry() for t in self._teams.values() if t.registered],
         )
 
     async def wait_for_change(self, since: int, max_wait: float) -> None:
@@ -59,7 +64,11 @@ class MemoryStore:
         current = self._teams.get(team_id)
         if current is not None and current.blocked == blocked:
             return current
-        state = TeamState(team_id, blocked, by, at)
+        state = (
+            TeamState(team_id, blocked, by, at)
+            if current is None
+            else dataclasses.replace(current, blocked=blocked, changed_by=by, changed_at=at)
+        )
         self._teams[team_id] = state
         self._bump()
         return state
@@ -69,6 +78,60 @@ class MemoryStore:
 
     async def list_teams(self) -> list[TeamState]:
         return [self._teams[k] for k in sorted(self._teams)]
+
+    def _alias_free(self, alias: str | None, team_id: str) -> None:
+        for t in self._teams.values():
+            if alias is not None and t.team_alias == alias and t.team_id != team_id:
+                raise TeamConflict("alias_taken", f"team_alias {alias!r} is team {t.team_id!r}'s")
+
+    async def create_team(self, team: TeamState) -> TeamState:
+        current = self._teams.get(team.team_id)
+        if current is not None and current.registered:
+            raise TeamConflict("exists", f"team {team.team_id!r} exists")
+        self._alias_free(team.team_alias, team.team_id)
+        if current is not None:
+            team = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+        self._teams[team.team_id] = team
+        self._bump()
+        return team
+
+    async def update_team(
+        self, team_id: str, changes: TeamChanges, by: str, at: float
+    ) -> TeamState:
+        current = self._teams.get(team_id)
+        if current is None or not current.registered:
+            raise TeamConflict("not_found", team_id)
+        self._alias_free(changes.team_alias, team_id)
+        new = teams.changed(current, changes, by, at)
+        if new is None:
+            return current
+        self._teams[team_id] = new
+        self._bump()
+        return new
+
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        ids = list(dict.fromkeys(team_ids))
+        missing = [t for t in ids if t not in self._teams]
+        if missing:
+            raise TeamConflict("not_found", ", ".join(missing))
+        gone = [self._teams.pop(t) for t in ids]
+        self._bump()
+        return gone
+
+    async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
+        added = 0
+        for team_id in dict.fromkeys(team_ids):
+            current = self._teams.get(team_id)
+            if current is None:
+                self._teams[team_id] = teams.registered(team_id, by, at)
+            elif not current.registered:
+                self._teams[team_id] = dataclasses.replace(current, registered=True, created_at=at)
+            else:
+                continue
+            added += 1
+        if added:
+            self._bump()
+        return added
 
     async def set_end_users_blocked(
         self, user_ids: Sequence[str], blocked: bool, by: str, at: float

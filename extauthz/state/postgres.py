@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,10 +34,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from extauthz.errors import ConfigError, StoreError
 from extauthz.redact import redact_url, scrub_url
-from extauthz.state import schema
+from extauthz.state import schema, teams
 from extauthz.state.protocol import (
     EndUserState,
     StateSnapshot,
+    TeamChanges,
+    TeamConflict,
+    TeamEntry,
     TeamState,
     UserRecord,
     UserSighting,
@@ -52,7 +57,9 @@ _BUMP_VERSION = (
 _SNAPSHOT = (
     f"SELECT ({_GET_VERSION}),"  # noqa: S608
     " ARRAY(SELECT team_id FROM extauthz_teams WHERE blocked),"
-    " ARRAY(SELECT user_id FROM extauthz_end_users WHERE blocked)"
+    " ARRAY(SELECT user_id FROM extauthz_end_users WHERE blocked),"
+    " ARRAY(SELECT json_build_array(team_id, team_alias, models)::text FROM extauthz_teams"
+    " WHERE registered)"
 )
 _UPSERT_TEAM = (
     "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at)"
@@ -75,7 +82,27 @@ _UPSERT_USER = (
     " first_seen = LEAST(extauthz_users.first_seen, excluded.first_seen),"
     " last_seen = GREATEST(extauthz_users.last_seen, excluded.last_seen)"
 )
-_TEAM_COLUMNS = "team_id, blocked, changed_by, changed_at"
+_TEAM_COLUMNS = (
+    "team_id, blocked, changed_by, changed_at, team_alias, models, organization_id, registered,"
+    " created_at"
+)
+_SELECT_TEAM = f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = %s"  # noqa: S608
+_WRITE_TEAM = (
+    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, team_alias, models,"
+    " organization_id, registered, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (team_id) DO UPDATE SET blocked = excluded.blocked,"
+    " changed_by = excluded.changed_by, changed_at = excluded.changed_at,"
+    " team_alias = excluded.team_alias, models = excluded.models,"
+    " organization_id = excluded.organization_id, registered = excluded.registered,"
+    " created_at = excluded.created_at"
+)
+_DELETE_TEAMS = f"DELETE FROM extauthz_teams WHERE team_id = ANY(%s) RETURNING {_TEAM_COLUMNS}"  # noqa: S608
+_UPSERT_REGISTERED = (
+    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, registered, created_at)"
+    " VALUES (%s, FALSE, %s, %s, TRUE, %s)"
+    " ON CONFLICT (team_id) DO UPDATE SET registered = TRUE, created_at = excluded.created_at"
+    " WHERE NOT extauthz_teams.registered"
+)
 _END_USER_COLUMNS = "user_id, blocked, changed_by, changed_at"
 _USER_COLUMNS = "user_id, email, first_seen, last_seen"
 # Detect a dead peer on an idle connection within ~25 s even without traffic (libpq settings).
@@ -107,7 +134,37 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _team(row: Sequence[Any]) -> TeamState:
-    return TeamState(row[0], bool(row[1]), row[2], row[3])
+    return TeamState(
+        row[0],
+        bool(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        teams.models_from_json(row[5]),
+        row[6],
+        bool(row[7]),
+        row[8],
+    )
+
+
+def _team_row(t: TeamState) -> tuple[Any, ...]:
+    return (
+        t.team_id,
+        t.blocked,
+        t.changed_by,
+        t.changed_at,
+        t.team_alias,
+        teams.models_json(t.models),
+        t.organization_id,
+        t.registered,
+        t.created_at,
+    )
+
+
+def _team_entry(text: str) -> TeamEntry:
+    """One registered team of the snapshot query: ``[team_id, team_alias, models]``."""
+    team_id, alias, models = json.loads(text)
+    return TeamEntry(str(team_id), alias, teams.models_from_json(models))
 
 
 def _end_user(row: Sequence[Any]) -> EndUserState:
@@ -307,21 +364,18 @@ class PostgresStore:
             row = await (await conn.execute(_SNAPSHOT)).fetchone()
             if row is None:  # pragma: no cover - SELECT without FROM always returns a row
                 raise StoreError("empty snapshot")
-            return StateSnapshot(
+            return StateSnapshot.of(
                 blocked_teams=frozenset(row[1]),
                 blocked_end_users=frozenset(row[2]),
                 version=int(row[0]),
+                teams=[_team_entry(t) for t in row[3]],
             )
 
         return await self._op(read)
 
     async def get_team(self, team_id: str) -> TeamState | None:
         async def read(conn: Conn) -> TeamState | None:
-            cur = await conn.execute(
-                f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = %s",  # noqa: S608
-                (team_id,),
-            )
-            row = await cur.fetchone()
+            row = await (await conn.execute(_SELECT_TEAM, (team_id,))).fetchone()
             return None if row is None else _team(row)
 
         return await self._op(read)
@@ -378,14 +432,97 @@ class PostgresStore:
                 cur = await conn.execute(_UPSERT_TEAM, (team_id, blocked, by, at))
                 if cur.rowcount:
                     await self._bump(conn)
-                cur = await conn.execute(
-                    f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = %s",  # noqa: S608
-                    (team_id,),
-                )
-                row = await cur.fetchone()
+                row = await (await conn.execute(_SELECT_TEAM, (team_id,))).fetchone()
             if row is None:  # pragma: no cover - the upsert guarantees the row
                 raise StoreError(f"team {team_id!r} vanished during its update")
             return _team(row)
+
+        return await self._op(write)
+
+    async def _locked_team(self, conn: Conn, team_id: str) -> TeamState | None:
+        row = await (await conn.execute(_SELECT_TEAM + " FOR UPDATE", (team_id,))).fetchone()
+        return None if row is None else _team(row)
+
+    async def _check_alias(self, conn: Conn, alias: str | None, team_id: str) -> None:
+        if alias is None:
+            return
+        # Serialise alias claims: two replicas giving one alias to two teams at once.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('extauthz_team_alias'))")
+        row = await (
+            await conn.execute(
+                "SELECT team_id FROM extauthz_teams WHERE team_alias = %s AND team_id <> %s",
+                (alias, team_id),
+            )
+        ).fetchone()
+        if row is not None:
+            raise TeamConflict("alias_taken", f"team_alias {alias!r} is team {row[0]!r}'s")
+
+    async def create_team(self, team: TeamState) -> TeamState:
+        async def write(conn: Conn) -> TeamState:
+            async with conn.transaction():
+                await self._check_alias(conn, team.team_alias, team.team_id)
+                # The id lock: a concurrent create of the same id waits, then sees it exists.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('extauthz_team.' || %s))",
+                    (team.team_id,),
+                )
+                current = await self._locked_team(conn, team.team_id)
+                new = team
+                if current is not None:
+                    if current.registered:
+                        raise TeamConflict("exists", f"team {team.team_id!r} exists")
+                    new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+                await conn.execute(_WRITE_TEAM, _team_row(new))
+                await self._bump(conn)
+            return new
+
+        return await self._op(write)
+
+    async def update_team(
+        self, team_id: str, changes: TeamChanges, by: str, at: float
+    ) -> TeamState:
+        async def write(conn: Conn) -> TeamState:
+            async with conn.transaction():
+                await self._check_alias(conn, changes.team_alias, team_id)
+                current = await self._locked_team(conn, team_id)
+                if current is None or not current.registered:
+                    raise TeamConflict("not_found", team_id)
+                new = teams.changed(current, changes, by, at)
+                if new is None:
+                    return current
+                await conn.execute(_WRITE_TEAM, _team_row(new))
+                await self._bump(conn)
+            return new
+
+        return await self._op(write)
+
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        ids = list(dict.fromkeys(team_ids))
+
+        async def write(conn: Conn) -> list[TeamState]:
+            async with conn.transaction():
+                cur = await conn.execute(_DELETE_TEAMS, (ids,))
+                gone = {r[0]: _team(r) for r in await cur.fetchall()}
+                missing = [t for t in ids if t not in gone]
+                if missing:
+                    raise TeamConflict("not_found", ", ".join(missing))  # rolls back
+                await self._bump(conn)
+            return [gone[t] for t in ids]
+
+        return await self._op(write)
+
+    async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
+        ids = sorted(dict.fromkeys(team_ids))  # a fixed lock order across replicas
+
+        async def write(conn: Conn) -> int:
+            async with conn.transaction():
+                added = 0
+                for team_id in ids:
+                    cur = await conn.execute(_UPSERT_REGISTERED, (team_id, by, at, at))
+                    added += max(cur.rowcount, 0)
+                if added:
+                    await self._bump(conn)
+            return added
 
         return await self._op(write)
 

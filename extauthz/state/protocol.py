@@ -7,9 +7,10 @@ the user recorder and the admin API use it. A store method either succeeds or ra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Protocol
 
 from extauthz.errors import StoreError
 
@@ -18,6 +19,9 @@ __all__ = [
     "StateSnapshot",
     "StateStore",
     "StoreError",
+    "TeamChanges",
+    "TeamConflict",
+    "TeamEntry",
     "TeamState",
     "UserRecord",
     "UserSighting",
@@ -25,22 +29,93 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class TeamEntry:
+    """A registered team as decisions read it: its id, alias and model list (LiteLLM's
+    meaning: empty is every model; see ``policy.teams``)."""
+
+    team_id: str
+    team_alias: str | None = None
+    models: tuple[str, ...] = ()
+
+
+
+
+@dataclass(frozen=True, slots=True)
 class StateSnapshot:
-    """Everything run-time state contributes to a decision, as of one moment."""
+    """Everything run-time state contributes to a decision, as of one moment.
+
+    ``teams`` holds the registered teams (created with /team/new or by ``team_id_upsert``);
+    a team that was only ever blocked or unblocked is in ``blocked_teams`` alone. Never mutated.
+    """
 
     blocked_teams: frozenset[str] = frozenset()
     blocked_end_users: frozenset[str] = frozenset()
     version: int = 0
+    teams: Mapping[str, TeamEntry] = field(default_factory=lambda: MappingProxyType({}))
+    team_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @staticmethod
+    def of(
+        blocked_teams: frozenset[str],
+        blocked_end_users: frozenset[str],
+        version: int,
+        teams: Sequence[TeamEntry] = (),
+    ) -> StateSnapshot:
+        """A snapshot with its alias index built (the first team by id wins an alias)."""
+        by_id = {t.team_id: t for t in sorted(teams, key=lambda t: t.team_id)}
+        aliases: dict[str, str] = {}
+        for t in by_id.values():
+            if t.team_alias is not None:
+                aliases.setdefault(t.team_alias, t.team_id)
+        return StateSnapshot(
+            blocked_teams,
+            blocked_end_users,
+            version,
+            MappingProxyType(by_id),
+            MappingProxyType(aliases),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class TeamState:
-    """A team as the admin API shows it; ``changed_*`` say who made the last change, and when."""
+    """A team as the admin API shows it; ``changed_*`` say who made the last change, and when.
+
+    ``registered``: created with /team/new or by ``team_id_upsert`` (its ``models`` apply);
+    a row made only by /team/block or /team/unblock is not registered.
+    """
 
     team_id: str
     blocked: bool
     changed_by: str | None = None
     changed_at: float | None = None
+    team_alias: str | None = None
+    models: tuple[str, ...] = ()
+    organization_id: str | None = None
+    registered: bool = False
+    created_at: float | None = None
+
+    def entry(self) -> TeamEntry:
+        return TeamEntry(self.team_id, self.team_alias, self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamChanges:
+    """What /team/update sets; None leaves a field as it is."""
+
+    team_alias: str | None = None
+    models: tuple[str, ...] | None = None
+    organization_id: str | None = None
+    blocked: bool | None = None
+
+
+class TeamConflict(Exception):
+    """A team write the registry's contents refuse: the id exists, is unknown, or the alias is
+    another team's. The store is fine; the admin API answers 400/404."""
+
+    def __init__(self, kind: Literal["exists", "not_found", "alias_taken"], detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +152,10 @@ class StateStore(Protocol):
     """Where blocks and the user registry live. Implementations: memory, SQLite, PostgreSQL.
 
     Every method raises ``StoreError`` when the store cannot be reached or refuses; none
-    raises anything else on purpose. Writes are idempotent: setting a state a row already has
-    changes nothing (not even who changed it last) and does not bump the version.
+    raises anything else on purpose, except the team registry's writes, which raise
+    ``TeamConflict`` when the registry's contents refuse them. Writes are idempotent: setting
+    a state a row already has changes nothing (not even who changed it last) and does not
+    bump the version.
     """
 
     url: str  # for logs and /readyz, with any password removed
@@ -109,6 +186,28 @@ class StateStore(Protocol):
 
     async def list_teams(self) -> list[TeamState]:
         """Every team the store knows, by team id."""
+        ...
+
+    async def create_team(self, team: TeamState) -> TeamState:
+        """Register a team (/team/new); a row only blocked so far becomes registered, keeping
+        its block. ``TeamConflict`` "exists" if registered already, "alias_taken"."""
+        ...
+
+    async def update_team(
+        self, team_id: str, changes: TeamChanges, by: str, at: float
+    ) -> TeamState:
+        """Change a registered team (no-op changes bump nothing). ``TeamConflict``
+        "not_found" or "alias_taken"."""
+        ...
+
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        """Remove teams and their blocks, all or none, returning what was removed.
+        ``TeamConflict`` "not_found" naming the ids the store does not hold."""
+        ...
+
+    async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
+        """Register teams seen in valid tokens (``team_id_upsert``) that are not registered
+        yet, with every model allowed; returns how many were registered."""
         ...
 
     async def set_end_users_blocked(

@@ -2,8 +2,8 @@
 
 The DDL is written in the subset both dialects accept (TEXT, BOOLEAN, BIGINT, DOUBLE PRECISION),
 so one list of migrations serves both. ``extauthz_meta`` holds two counters: ``schema_version``
-(which migrations ran) and ``state_version`` (bumped by every write that changes a block; the
-watchers compare it to know when to re-read).
+(which migrations ran) and ``state_version`` (bumped by every write that changes a block or a
+registered team; the watchers compare it to know when to re-read).
 
 Rules for a new migration: append a tuple, never edit a released one; keep it additive where
 possible so an older replica still running during a rolling upgrade keeps working.
@@ -38,6 +38,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " first_seen DOUBLE PRECISION NOT NULL,"
         " last_seen DOUBLE PRECISION NOT NULL)",
         f"INSERT INTO {META_TABLE} (key, value) VALUES ('{STATE_VERSION_KEY}', 0)",  # noqa: S608
+    ),
+    # The team registry (issue 17): LiteLLM's team fields the decision needs. ``models`` is a
+    # JSON array of strings; ``registered`` tells a team made by /team/new or team_id_upsert
+    # from a row made by /team/block alone (which older replicas keep writing unchanged).
+    (
+        "ALTER TABLE extauthz_teams ADD COLUMN team_alias TEXT",
+        "ALTER TABLE extauthz_teams ADD COLUMN models TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE extauthz_teams ADD COLUMN organization_id TEXT",
+        "ALTER TABLE extauthz_teams ADD COLUMN registered BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE extauthz_teams ADD COLUMN created_at DOUBLE PRECISION",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

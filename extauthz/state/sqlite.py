@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import time
@@ -18,10 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from extauthz.errors import ConfigError, StoreError
-from extauthz.state import schema
+from extauthz.state import schema, teams
 from extauthz.state.protocol import (
     EndUserState,
     StateSnapshot,
+    TeamChanges,
+    TeamConflict,
+    TeamEntry,
     TeamState,
     UserRecord,
     UserSighting,
@@ -53,13 +57,59 @@ _UPSERT_USER = (
     " first_seen = MIN(extauthz_users.first_seen, excluded.first_seen),"
     " last_seen = MAX(extauthz_users.last_seen, excluded.last_seen)"
 )
-_TEAM_COLUMNS = "team_id, blocked, changed_by, changed_at"
+_TEAM_COLUMNS = (
+    "team_id, blocked, changed_by, changed_at, team_alias, models, organization_id, registered,"
+    " created_at"
+)
+_SELECT_TEAM = f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = ?"  # noqa: S608
+_WRITE_TEAM = (
+    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, team_alias, models,"
+    " organization_id, registered, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (team_id) DO UPDATE SET blocked = excluded.blocked,"
+    " changed_by = excluded.changed_by, changed_at = excluded.changed_at,"
+    " team_alias = excluded.team_alias, models = excluded.models,"
+    " organization_id = excluded.organization_id, registered = excluded.registered,"
+    " created_at = excluded.created_at"
+)
+_ALIAS_OWNER = "SELECT team_id FROM extauthz_teams WHERE team_alias = ? AND team_id <> ?"
 _END_USER_COLUMNS = "user_id, blocked, changed_by, changed_at"
 _USER_COLUMNS = "user_id, email, first_seen, last_seen"
 
 
 def _team(row: tuple[object, ...]) -> TeamState:
-    return TeamState(str(row[0]), bool(row[1]), _opt_str(row[2]), _opt_float(row[3]))
+    return TeamState(
+        str(row[0]),
+        bool(row[1]),
+        _opt_str(row[2]),
+        _opt_float(row[3]),
+        _opt_str(row[4]),
+        teams.models_from_json(row[5]),
+        _opt_str(row[6]),
+        bool(row[7]),
+        _opt_float(row[8]),
+    )
+
+
+def _team_row(t: TeamState) -> tuple[object, ...]:
+    return (
+        t.team_id,
+        t.blocked,
+        t.changed_by,
+        t.changed_at,
+        t.team_alias,
+        teams.models_json(t.models),
+        t.organization_id,
+        t.registered,
+        t.created_at,
+    )
+
+
+def _check_alias(db: sqlite3.Connection, alias: str | None, team_id: str) -> None:
+    if alias is None:
+        return
+    row = db.execute(_ALIAS_OWNER, (alias, team_id)).fetchone()
+    if row is not None:
+        raise TeamConflict("alias_taken", f"team_alias {alias!r} is team {row[0]!r}'s")
 
 
 def _end_user(row: tuple[object, ...]) -> EndUserState:
@@ -228,16 +278,23 @@ class SqliteStore:
             db.execute("BEGIN")  # one read transaction: the three reads see one moment
             try:
                 version = int(db.execute(_GET_VERSION).fetchone()[0])
-                teams = db.execute("SELECT team_id FROM extauthz_teams WHERE blocked").fetchall()
+                blocked = db.execute("SELECT team_id FROM extauthz_teams WHERE blocked").fetchall()
                 users = db.execute(
                     "SELECT user_id FROM extauthz_end_users WHERE blocked"
                 ).fetchall()
+                registered = db.execute(
+                    "SELECT team_id, team_alias, models FROM extauthz_teams WHERE registered"
+                ).fetchall()
             finally:
                 db.execute("COMMIT")
-            return StateSnapshot(
-                blocked_teams=frozenset(str(r[0]) for r in teams),
+            return StateSnapshot.of(
+                blocked_teams=frozenset(str(r[0]) for r in blocked),
                 blocked_end_users=frozenset(str(r[0]) for r in users),
                 version=version,
+                teams=[
+                    TeamEntry(str(r[0]), _opt_str(r[1]), teams.models_from_json(r[2]))
+                    for r in registered
+                ],
             )
 
         return await self._run(read)
@@ -257,10 +314,7 @@ class SqliteStore:
 
     async def get_team(self, team_id: str) -> TeamState | None:
         def read(db: sqlite3.Connection) -> TeamState | None:
-            row = db.execute(
-                f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = ?",  # noqa: S608
-                (team_id,),
-            ).fetchone()
+            row = db.execute(_SELECT_TEAM, (team_id,)).fetchone()
             return None if row is None else _team(row)
 
         return await self._run(read)
@@ -319,11 +373,75 @@ class SqliteStore:
             cur = db.execute(_UPSERT_TEAM, (team_id, blocked, by, at))
             if cur.rowcount:
                 db.execute(_BUMP_VERSION)
-            row = db.execute(
-                f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = ?",  # noqa: S608
-                (team_id,),
-            ).fetchone()
+            row = db.execute(_SELECT_TEAM, (team_id,)).fetchone()
             return _team(row)
+
+        return await self._run(lambda db: self._write(db, body))
+
+    async def create_team(self, team: TeamState) -> TeamState:
+        def body(db: sqlite3.Connection) -> TeamState:
+            row = db.execute(_SELECT_TEAM, (team.team_id,)).fetchone()
+            new = team
+            if row is not None:
+                current = _team(row)
+                if current.registered:
+                    raise TeamConflict("exists", f"team {team.team_id!r} exists")
+                new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+            _check_alias(db, new.team_alias, new.team_id)
+            db.execute(_WRITE_TEAM, _team_row(new))
+            db.execute(_BUMP_VERSION)
+            return new
+
+        return await self._run(lambda db: self._write(db, body))
+
+    async def update_team(
+        self, team_id: str, changes: TeamChanges, by: str, at: float
+    ) -> TeamState:
+        def body(db: sqlite3.Connection) -> TeamState:
+            row = db.execute(_SELECT_TEAM, (team_id,)).fetchone()
+            current = None if row is None else _team(row)
+            if current is None or not current.registered:
+                raise TeamConflict("not_found", team_id)
+            _check_alias(db, changes.team_alias, team_id)
+            new = teams.changed(current, changes, by, at)
+            if new is None:
+                return current
+            db.execute(_WRITE_TEAM, _team_row(new))
+            db.execute(_BUMP_VERSION)
+            return new
+
+        return await self._run(lambda db: self._write(db, body))
+
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[TeamState]:
+        ids = list(dict.fromkeys(team_ids))
+
+        def body(db: sqlite3.Connection) -> list[TeamState]:
+            rows = {t: db.execute(_SELECT_TEAM, (t,)).fetchone() for t in ids}
+            missing = [t for t, row in rows.items() if row is None]
+            if missing:
+                raise TeamConflict("not_found", ", ".join(missing))
+            db.executemany("DELETE FROM extauthz_teams WHERE team_id = ?", [(t,) for t in ids])
+            db.execute(_BUMP_VERSION)
+            return [_team(row) for row in rows.values()]
+
+        return await self._run(lambda db: self._write(db, body))
+
+    async def upsert_teams(self, team_ids: Sequence[str], by: str, at: float) -> int:
+        ids = sorted(dict.fromkeys(team_ids))
+
+        def body(db: sqlite3.Connection) -> int:
+            added = 0
+            for team_id in ids:
+                added += db.execute(
+                    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at,"
+                    " registered, created_at) VALUES (?, FALSE, ?, ?, TRUE, ?)"
+                    " ON CONFLICT (team_id) DO UPDATE SET registered = TRUE,"
+                    " created_at = excluded.created_at WHERE NOT extauthz_teams.registered",
+                    (team_id, by, at, at),
+                ).rowcount
+            if added:
+                db.execute(_BUMP_VERSION)
+            return added
 
         return await self._run(lambda db: self._write(db, body))
 

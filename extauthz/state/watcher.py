@@ -130,6 +130,7 @@ class StateWatcher:
                 metrics.STATE_VERSION.set(snapshot.version)
                 metrics.STATE_BLOCKED.labels("team").set(len(snapshot.blocked_teams))
                 metrics.STATE_BLOCKED.labels("end_user").set(len(snapshot.blocked_end_users))
+                metrics.STATE_TEAMS.set(len(snapshot.teams))
                 log.debug("state snapshot", extra={"version": snapshot.version})
             return snapshot
 

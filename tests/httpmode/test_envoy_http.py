@@ -56,6 +56,7 @@ FORCE_503 = "force-503"
 METADATA_KEYS = (
     "user_id",
     "team_id",
+    "team_source",
     "org_id",
     "end_user_id",
     "role",

@@ -87,7 +87,7 @@ def test_dev_stack_examples_work_and_it_stops_cleanly(dev_stack: DevStack) -> No
     """Every printed curl example gets its commented status; grpcurl lines work; SIGTERM → 0."""
     dev_stack.wait_ready()
     cases = examples(dev_stack.lines)
-    assert [status for status, _ in cases] == [200, 403, 200, 200, 403, 401]
+    assert [status for status, _ in cases] == [200, 403, 200, 200, 403, 200, 403, 401]
     tokens = dev_stack.run_dir / "tokens.env"
     for status, command in cases:
         done = subprocess.run(

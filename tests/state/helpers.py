@@ -102,8 +102,10 @@ class Checker:
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = external_auth_pb2_grpc.AuthorizationStub(self.channel)
 
-    async def status(self, token: str | None, path: str = "/v1/chat/completions") -> int:
-        resp = await self.stub.Check(check_request(token, path), timeout=5)
+    async def status(
+        self, token: str | None, path: str = "/v1/chat/completions", model: str = "gpt-4o"
+    ) -> int:
+        resp = await self.stub.Check(check_request(token, path, model), timeout=5)
         if resp.HasField("ok_response"):
             return 200
         return int(resp.denied_response.status.code)

@@ -8,7 +8,11 @@ email domain) and then, for a non-admin, the route check ``user_api_key_auth`` r
 
 - the database says yes to every id the token carries: a team exists for any team id (no
   model limit, not blocked), a user exists for any user id (no role, no teams); aliases resolve
-  to nothing; nothing is written (team membership sync and upserts are no-ops);
+  to nothing; nothing is written (team membership sync and upserts are no-ops) — unless the
+  call is given ``teams`` (the extauthz team registry's contents): then the database holds
+  exactly those teams (by id and alias; an unknown id is LiteLLM's 404, or a new team with
+  every model under ``team_id_upsert``), and ``common_checks``' team steps run after
+  ``auth_builder`` (a blocked team is refused; ``can_team_access_model`` for the body's model);
 - the signing key is handed over directly (no JWKS fetch); the enterprise licence is assumed;
 - the master key and virtual keys (LiteLLM's non-JWT path) are not part of the comparison.
 
@@ -22,13 +26,14 @@ call. The client address is the ASGI scope's ``client``, as uvicorn fills it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
 import litellm.proxy.proxy_server as proxy_server
+from fastapi import HTTPException
 from litellm.proxy._types import (
     LiteLLM_JWTAuth,
     LiteLLM_TeamTable,
@@ -48,14 +53,42 @@ from litellm.proxy.auth.user_api_key_auth import (
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
 from starlette.requests import Request
 
+# The seeded database's teams for the current call (None: every team exists, see above).
+_REGISTRY: list[dict[str, LiteLLM_TeamTable] | None] = [None]
 
-async def _team(team_id: Any, **_: Any) -> LiteLLM_TeamTable:
+
+async def _team(team_id: Any, team_id_upsert: bool | None = None, **_: Any) -> LiteLLM_TeamTable:
     # A numeric claim (client_id: 42) is looked up as text, as LiteLLM's database query does.
-    return LiteLLM_TeamTable(team_id=str(team_id))
+    registry = _REGISTRY[0]
+    key = str(team_id)
+    if registry is None or key in registry:
+        return LiteLLM_TeamTable(team_id=key) if registry is None else registry[key]
+    if team_id_upsert:
+        return LiteLLM_TeamTable(team_id=key)  # LiteLLM inserts it, every model
+    raise HTTPException(
+        status_code=404,
+        detail={"error": f"Team doesn't exist in db. Team={key}."},
+    )
+
+
+async def _team_by_alias(team_alias: str, **_: Any) -> LiteLLM_TeamTable | None:
+    registry = _REGISTRY[0]
+    if registry is None:
+        return None
+    found = [t for t in registry.values() if t.team_alias == team_alias]
+    if not found:
+        raise HTTPException(status_code=404, detail={"error": f"Team with alias {team_alias!r}"})
+    return found[0]
 
 
 async def _user(user_id: str | None = None, user_email: str | None = None, **_: Any) -> Any:
     return LiteLLM_UserTable(user_id=user_id or user_email or "anonymous", user_email=user_email)
+
+
+async def _team_id_by_alias(team_alias: str, *_: Any, **__: Any) -> str | None:
+    # LiteLLM's alias lookup for x-litellm-team-id (it answers None without a database).
+    found = [t for t in (_REGISTRY[0] or {}).values() if t.team_alias == team_alias]
+    return found[0].team_id if len(found) == 1 else None
 
 
 async def _nothing(*_: Any, **__: Any) -> None:
@@ -71,10 +104,11 @@ def _install_stand_ins() -> None:
         ("get_org_object_by_alias", _nothing),
         ("get_end_user_object", _nothing),
         ("get_team_membership", _nothing),
-        ("get_team_object_by_alias", _nothing),
+        ("get_team_object_by_alias", _team_by_alias),
         ("resolve_managed_agent", _nothing),
     ):
         setattr(hj, name, fn)
+    hj.JWTAuthManager._team_id_by_alias = staticmethod(_team_id_by_alias)  # type: ignore[method-assign]
     hj.JWTAuthManager.map_user_to_teams = staticmethod(_nothing)  # type: ignore[method-assign]
     hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_nothing)  # type: ignore[method-assign]
 
@@ -133,12 +167,17 @@ async def litellm_decides(
     body: Mapping[str, Any],
     headers: Mapping[str, str],
     client: str = "127.0.0.1",
+    teams: Sequence[Mapping[str, Any]] | None = None,
 ) -> Outcome:
     """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section).
 
     ``token`` is the key the standard headers carry ("" for none); ``headers`` are the others
-    (a ``litellm_key_header_name`` header among them); ``client`` the peer address ("": none).
+    (a ``litellm_key_header_name`` header among them); ``client`` the peer address ("": none);
+    ``teams``: the database's teams (LiteLLM_TeamTable fields), else every team exists.
     """
+    _REGISTRY[0] = (
+        None if teams is None else {str(t["team_id"]): LiteLLM_TeamTable(**t) for t in teams}
+    )
     route, _, query = path.partition("?")
     jwtauth = LiteLLM_JWTAuth(**dict(general_settings.get("litellm_jwtauth") or {}))
     handler = _HANDLER[0] if _HANDLER else hj.JWTHandler()  # its HTTP client is slow to make
@@ -183,6 +222,16 @@ async def litellm_decides(
         )
         if result["is_proxy_admin"]:
             return Outcome(True, role="proxy_admin", team_id=result["team_id"])
+        team_object = result["team_object"]
+        if teams is not None and team_object is not None:
+            # common_checks, steps 1 and 2: a blocked team; the team's model list.
+            if team_object.blocked is True:
+                raise Exception(f"Team={team_object.team_id} is blocked.")
+            model = request_data.get("model")
+            if model:
+                await auth_checks.can_team_access_model(
+                    model=model, team_object=team_object, llm_router=None
+                )
         valid_token = hj.JWTAuthManager.user_api_key_auth_from_result(result)
         auth_checks._is_api_route_allowed(
             route=route,

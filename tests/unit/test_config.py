@@ -119,8 +119,8 @@ def test_jwt_audience_and_issuer_come_from_env() -> None:
         ),
         (
             "general_settings: {enable_jwt_auth: true, litellm_jwtauth: "
-            "{team_ids_jwt_field: groups}}",
-            "team_ids_jwt_field: LiteLLM option not implemented",
+            "{fallback_to_db_teams: true}}",
+            "fallback_to_db_teams: LiteLLM option not implemented",
         ),
         (
             "general_settings: {enable_jwt_auth: true, custom_auth: my.module.fn}",
@@ -177,7 +177,7 @@ def test_refused_keys_set_to_null_are_fine() -> None:
     compile_policy(
         parse_yaml(
             "general_settings: {enable_jwt_auth: true, litellm_jwtauth: "
-            "{team_ids_jwt_field: null, enforce_scope_based_access: false}}"
+            "{fallback_to_db_teams: null, enforce_scope_based_access: false}}"
         ),
         ENV,
     )

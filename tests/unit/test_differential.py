@@ -28,12 +28,13 @@ from jose import jwt
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at LiteLLM's import
 pytest.importorskip("litellm.proxy.auth.handle_jwt")
 
-from extauthz.authorizer import Authorizer
+from extauthz.authorizer import Authorizer, StateView
 from extauthz.config.loader import compile_policy
 from extauthz.devtokens import private_pem, public_jwk, sign_token
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Role
+from extauthz.state.protocol import StateSnapshot, TeamEntry
 from tests.unit.keys import jwks, rsa_jwk, rsa_key
 from tests.unit.litellm_oracle import Outcome, litellm_decides
 
@@ -157,6 +158,48 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "litellm_jwtauth": {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id"},
         "litellm_key_header_name": "X-My-Key",
     },
+    # Teams (issue 17), with the team registry below: LiteLLM's database holds the same teams.
+    "teams-groups": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_ids_jwt_field": "groups",
+            "enforce_rbac": True,
+        },
+    },
+    "teams-groups-enforced": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_ids_jwt_field": "groups",
+            "enforce_team_based_model_access": True,
+            "enforce_rbac": True,
+        },
+        "role_permissions": [
+            {"role": "internal_user", "models": ["gpt-4o", "anthropic-claude"]}
+        ],
+    },
+    "teams-alias": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_id_jwt_field": "client_id",
+            "team_alias_jwt_field": "team_name",
+            "enforce_rbac": True,
+        },
+    },
+    "teams-claim-rbac": {
+        "litellm_jwtauth": {
+            "team_id_jwt_field": "client_id",
+            "user_id_jwt_field": "sub",
+            "enforce_rbac": True,
+        },
+        "role_permissions": [{"role": "team", "models": ["gpt-4o", "anthropic-claude"]}],
+    },
+    "teams-upsert": {
+        "litellm_jwtauth": {
+            "team_id_jwt_field": "client_id",
+            "team_id_upsert": True,
+            "enforce_rbac": True,
+        },
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -194,7 +237,41 @@ TOKENS: dict[str, dict[str, Any]] = {
     },
     "auth0": {"https://example.com/roles": ["basic_user"], "sub": "auth0|1"},
     "empty": {},
+    "groups": {"sub": "gina", "groups": ["research", "eng"]},
+    "groups-unknown": {"sub": "gus", "groups": ["ghost"]},
+    "groups-mixed": {"sub": "gil", "groups": ["ghost", "team-c"]},
+    "alias": {"sub": "al", "team_name": "Alpha"},
+    "alias-unknown": {"sub": "al2", "team_name": "Nobody"},
+    "team-blocked": {"client_id": "blocked-team", "sub": "bt"},
+    "team-unknown": {"client_id": "ghost-team", "sub": "gt"},
 }
+# The team registry of the "teams-*" configs (LiteLLM_TeamTable fields); LiteLLM's database
+# stand-in holds the same teams. Other configs have none: every team exists, every model.
+TEAM_REGISTRY: list[dict[str, Any]] = [
+    {"team_id": "team-a", "team_alias": "Alpha", "models": ["anthropic-claude"]},
+    {"team_id": "team-b", "models": []},
+    {"team_id": "team-c", "team_alias": "Gamma", "models": ["gpt-4o"]},
+    {"team_id": "eng", "models": ["gpt-4o", "claude-*"]},
+    {"team_id": "research", "models": ["anthropic-claude"]},
+    {"team_id": "everything", "models": ["all-proxy-models"]},
+    {"team_id": "blocked-team", "models": [], "blocked": True},
+]
+
+
+def registry_of(config: str) -> list[dict[str, Any]] | None:
+    return TEAM_REGISTRY if config.startswith("teams-") else None
+
+
+def snapshot_of(config: str) -> StateSnapshot:
+    teams = registry_of(config)
+    if teams is None:
+        return StateSnapshot()
+    return StateSnapshot.of(
+        frozenset(t["team_id"] for t in teams if t.get("blocked")),
+        frozenset(),
+        1,
+        [TeamEntry(t["team_id"], t.get("team_alias"), tuple(t["models"])) for t in teams],
+    )
 EXPIRED = "expired"  # signed two hours ago, expired an hour ago
 NO_EXP = "no-exp"
 SPECIAL_TOKENS = {
@@ -242,6 +319,13 @@ REQUESTS = [
         "/v1/chat/completions",
         chat("anthropic-claude"),
         {"x-litellm-team-id": "team-a"},
+    ),
+    Req(
+        "team-header-alias",
+        "POST",
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        {"x-litellm-team-id": "Gamma"},
     ),
     Req(
         "team-header-other",
@@ -427,6 +511,20 @@ DIFFERENCES: dict[str, Difference] = {
         False,
         lambda c, d, o: isinstance(d, Allow) and c.request.client.startswith("::ffff:"),
     ),
+    # Attribution only (both allow): LiteLLM tries a token's teams in set order, which varies
+    # between processes; we try them in claim order.
+    "first-team-in-claim": Difference(
+        "of several teams in `team_ids_jwt_field` that may serve a request, the first in the "
+        "claim is chosen",
+        None,
+        lambda c, d, o: (
+            isinstance(d, Allow)
+            and o.allowed
+            and d.team_source is not None
+            and d.team_source.startswith("first team in claim")
+            and o.team_id in (c.claims.get("groups") or [])
+        ),
+    ),
     "dotted-claim-names": Difference(
         "a claim whose name holds dots is found by its whole name",
         False,
@@ -457,7 +555,11 @@ async def _authorizers() -> dict[str, Authorizer]:
         policy = loaded.policy
         source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
         await source.refresh()
-        out[name] = Authorizer(policy, TokenVerifier(source, policy.token_rules, clock=time.time))
+        out[name] = Authorizer(
+            policy,
+            TokenVerifier(source, policy.token_rules, clock=time.time),
+            StateView(snapshot_of(name)),
+        )
     return out
 
 
@@ -503,6 +605,7 @@ async def _run_all() -> Run:
             req.body,
             req.headers if standard else {**sent, **req.headers},
             client=req.client,
+            teams=registry_of(case.config),
         )
     return Run(ours, theirs)
 
@@ -563,6 +666,8 @@ def test_allowed_callers_are_attributed_to_the_same_team(run: Run) -> None:
         if not (isinstance(ours, Allow) and theirs.allowed):
             continue
         if DIFFERENCES["scp-scopes"].explains(case, ours, theirs):
+            continue
+        if DIFFERENCES["first-team-in-claim"].explains(case, ours, theirs):
             continue
         admin_header = ours.role is Role.PROXY_ADMIN and "x-litellm-team-id" in case.request.headers
         if admin_header and theirs.team_id == case.request.headers["x-litellm-team-id"]:

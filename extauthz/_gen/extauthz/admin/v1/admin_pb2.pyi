@@ -12,16 +12,66 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Team(_message.Message):
-    __slots__ = ("team_id", "blocked", "changed_by", "changed_at")
+    __slots__ = ("team_id", "blocked", "changed_by", "changed_at", "team_alias", "models", "organization_id", "registered", "created_at")
     TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     team_id: str
     blocked: bool
     changed_by: str
     changed_at: _timestamp_pb2.Timestamp
-    def __init__(self, team_id: _Optional[str] = ..., blocked: _Optional[bool] = ..., changed_by: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    team_alias: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    organization_id: str
+    registered: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, team_id: _Optional[str] = ..., blocked: _Optional[bool] = ..., changed_by: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., team_alias: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., organization_id: _Optional[str] = ..., registered: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NewTeamRequest(_message.Message):
+    __slots__ = ("team_id", "team_alias", "models", "blocked", "organization_id")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    team_alias: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    blocked: bool
+    organization_id: str
+    def __init__(self, team_id: _Optional[str] = ..., team_alias: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., blocked: _Optional[bool] = ..., organization_id: _Optional[str] = ...) -> None: ...
+
+class ModelList(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, models: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateTeamRequest(_message.Message):
+    __slots__ = ("team_id", "team_alias", "models", "blocked", "organization_id")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    team_alias: str
+    models: ModelList
+    blocked: bool
+    organization_id: str
+    def __init__(self, team_id: _Optional[str] = ..., team_alias: _Optional[str] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., blocked: _Optional[bool] = ..., organization_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTeamsRequest(_message.Message):
+    __slots__ = ("team_ids",)
+    TEAM_IDS_FIELD_NUMBER: _ClassVar[int]
+    team_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, team_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BlockTeamRequest(_message.Message):
     __slots__ = ("team_id",)

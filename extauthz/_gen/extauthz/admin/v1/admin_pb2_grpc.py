@@ -36,6 +36,21 @@ class AdminStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.NewTeam = channel.unary_unary(
+                '/extauthz.admin.v1.Admin/NewTeam',
+                request_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.NewTeamRequest.SerializeToString,
+                response_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.FromString,
+                _registered_method=True)
+        self.UpdateTeam = channel.unary_unary(
+                '/extauthz.admin.v1.Admin/UpdateTeam',
+                request_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.UpdateTeamRequest.SerializeToString,
+                response_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.FromString,
+                _registered_method=True)
+        self.DeleteTeams = channel.unary_unary(
+                '/extauthz.admin.v1.Admin/DeleteTeams',
+                request_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.DeleteTeamsRequest.SerializeToString,
+                response_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
         self.BlockTeam = channel.unary_unary(
                 '/extauthz.admin.v1.Admin/BlockTeam',
                 request_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.BlockTeamRequest.SerializeToString,
@@ -90,6 +105,28 @@ class AdminStub:
 
 class AdminServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def NewTeam(self, request, context):
+        """Register a team (LiteLLM's /team/new): its alias and the models its callers may use (an
+        empty list is every model). INVALID_ARGUMENT if the id exists or the alias is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTeam(self, request, context):
+        """Change a registered team (LiteLLM's /team/update): only the fields set change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTeams(self, request, context):
+        """Remove teams and their blocks, all or none (NOT_FOUND names the unknown ids).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def BlockTeam(self, request, context):
         """Block a team: every request attributed to it is denied (403 team_blocked) on every replica
@@ -165,6 +202,21 @@ class AdminServicer:
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'NewTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.NewTeam,
+                    request_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.NewTeamRequest.FromString,
+                    response_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.SerializeToString,
+            ),
+            'UpdateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTeam,
+                    request_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.UpdateTeamRequest.FromString,
+                    response_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.SerializeToString,
+            ),
+            'DeleteTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTeams,
+                    request_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.DeleteTeamsRequest.FromString,
+                    response_serializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.ListTeamsResponse.SerializeToString,
+            ),
             'BlockTeam': grpc.unary_unary_rpc_method_handler(
                     servicer.BlockTeam,
                     request_deserializer=extauthz_dot_admin_dot_v1_dot_admin__pb2.BlockTeamRequest.FromString,
@@ -225,6 +277,87 @@ def add_AdminServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Admin:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def NewTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extauthz.admin.v1.Admin/NewTeam',
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.NewTeamRequest.SerializeToString,
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extauthz.admin.v1.Admin/UpdateTeam',
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.UpdateTeamRequest.SerializeToString,
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/extauthz.admin.v1.Admin/DeleteTeams',
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.DeleteTeamsRequest.SerializeToString,
+            extauthz_dot_admin_dot_v1_dot_admin__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def BlockTeam(request,

@@ -1,0 +1,50 @@
+"""The team registry's rules shared by every store: how a change applies, how models are kept.
+
+A store holds ``models`` as a JSON array of strings (one TEXT column in both SQL dialects); the
+rules here make "what changed" the same in memory, SQLite and PostgreSQL, so an update that
+changes nothing bumps no version (replicas do not re-read for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from extauthz.errors import StoreError
+from extauthz.state.protocol import TeamChanges, TeamState
+
+
+def models_json(models: tuple[str, ...]) -> str:
+    return json.dumps(list(models), ensure_ascii=False, separators=(",", ":"))
+
+
+def models_from_json(text: object) -> tuple[str, ...]:
+    """A stored model list; ``StoreError`` if the column holds anything but strings."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise StoreError(f"unexpected team models in the state store: {str(text)[:100]!r}")
+    return tuple(value)
+
+
+def changed(old: TeamState, changes: TeamChanges, by: str, at: float) -> TeamState | None:
+    """``old`` with ``changes`` applied and the change recorded, or None if nothing changes."""
+    new = dataclasses.replace(
+        old,
+        team_alias=old.team_alias if changes.team_alias is None else changes.team_alias,
+        models=old.models if changes.models is None else changes.models,
+        organization_id=(
+            old.organization_id if changes.organization_id is None else changes.organization_id
+        ),
+        blocked=old.blocked if changes.blocked is None else changes.blocked,
+    )
+    if new == old:
+        return None
+    return dataclasses.replace(new, changed_by=by, changed_at=at)
+
+
+def registered(team_id: str, by: str, at: float) -> TeamState:
+    """A team registered from a token (``team_id_upsert``): every model, not blocked."""
+    return TeamState(team_id, False, by, at, registered=True, created_at=at)
