@@ -55,6 +55,7 @@ class Reason(StrEnum):
     AUDIENCE_MISMATCH = "audience_mismatch"
     ISSUER_MISMATCH = "issuer_mismatch"
     INVALID_API_KEY = "invalid_api_key"
+    USERINFO_REJECTED = "userinfo_rejected"  # the userinfo endpoint refused an opaque token
     # 403
     NO_ROLE = "no_role"
     NO_TEAM = "no_team"
@@ -65,11 +66,13 @@ class Reason(StrEnum):
     TEAM_BLOCKED = "team_blocked"
     END_USER_BLOCKED = "end_user_blocked"
     EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
+    CUSTOM_VALIDATE_REFUSED = "custom_validate_refused"
     # 413
     BODY_CUT = "body_cut"
     BODY_TOO_COMPLEX = "body_too_complex"
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
+    USERINFO_UNAVAILABLE = "userinfo_unavailable"
     # the admin API's own answers
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"
@@ -118,6 +121,10 @@ class Identity(NamedTuple):
     # The user id is the email, taken because the token has no user id claim (LiteLLM: the id
     # spend is attributed to, but not one that makes an internal_user).
     user_id_from_email: bool = False
+    # Which identity provider vouched: an ``issuers`` entry's issuer (None: the global keys),
+    # and whether the claims came from the OIDC userinfo endpoint (an opaque token).
+    issuer: str | None = None
+    userinfo: bool = False
 
 
 class Allow(NamedTuple):

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
+from extauthz.identity.claims import (
+    ClaimValueError,
+    read_claim,
+    scopes_of,
+    string_claim,
+    string_set_claim,
+)
 from extauthz.identity.emails import EmailCheck, check_email
 from extauthz.model import JWT, Deny, Identity, Reason
 
@@ -23,6 +29,9 @@ class ClaimField:
 
     name: str
     path: tuple[str, ...]
+    # An ``issuers`` entry's field falls back to the global one when its claim is absent or
+    # empty (LiteLLM's ``_apply_issuer_claim_mappings``).
+    fallback: ClaimField | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +63,11 @@ NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute,
 
 
 def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
-    return None if f is None else string_claim(claims, f.name, f.path)
+    if f is None:
+        return None
+    if f.fallback is not None and read_claim(claims, f.name, f.path) in (None, ""):
+        f = f.fallback
+    return string_claim(claims, f.name, f.path)
 
 
 def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Identity | Deny:

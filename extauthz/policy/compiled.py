@@ -6,7 +6,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from extauthz.identity.customvalidate import Validator
 from extauthz.identity.fields import ClaimFields
+from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
@@ -88,3 +90,6 @@ class Policy:
     model_names: tuple[str, ...] = ()
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
     source: str = "<defaults>"
+    # litellm_jwtauth.issuers: each entry's claim fields; custom_validate: the loaded function.
+    issuer_claims: Mapping[str, IssuerClaims] = field(default_factory=dict)
+    custom_validate: Validator | None = None
