@@ -71,7 +71,7 @@ def load_validator(dotted: str, config_path: str | None) -> Validator:
 
 
 def _import(module_name: str, config_path: str | None) -> Any:
-    if config_path:
+    if config_path and Path(config_path).is_file():
         beside = Path(config_path).parent.joinpath(*module_name.split(".")).with_suffix(".py")
         if beside.is_file():
             spec = importlib.util.spec_from_file_location(module_name, beside)
