@@ -116,8 +116,11 @@ async def litellm_decides(
     path: str,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
+    issuer_keys: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Outcome:
-    """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section)."""
+    """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section).
+
+    ``issuer_keys``: the public key behind each ``issuers`` entry's ``jwks_url``."""
     route, _, query = path.partition("?")
     jwtauth = LiteLLM_JWTAuth(**dict(general_settings.get("litellm_jwtauth") or {}))
     handler = _HANDLER[0] if _HANDLER else hj.JWTHandler()  # its HTTP client is slow to make
@@ -131,6 +134,11 @@ async def litellm_decides(
         return public_jwk
 
     handler.get_public_key = public_key  # type: ignore[method-assign]
+
+    async def issuer_key(jwks_url: str, kid: str | None) -> Mapping[str, Any]:
+        return (issuer_keys or {})[jwks_url]
+
+    handler._get_public_key_from_jwks_url = issuer_key  # type: ignore[method-assign]
     settings = dict(general_settings)
     request_data = dict(body)
     try:

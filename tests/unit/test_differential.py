@@ -47,6 +47,27 @@ SEED000 = {
     "user_allowed_roles": ["basic_user"],
     "enforce_rbac": True,
 }
+IDP_A, IDP_B = "https://idp-a.example", "https://idp-b.example"
+TEAM_OR_USER = {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id", "enforce_rbac": True}
+ISSUERS = {
+    **TEAM_OR_USER,
+    "issuers": [
+        {
+            "issuer": IDP_A,
+            "audience": "api-a",
+            "jwks_url": f"{IDP_A}/jwks",
+            "team_id_jwt_field": "tid",
+        },
+        {
+            "issuer": IDP_B,
+            "audience": ["api-b"],
+            "jwks_url": f"{IDP_B}/jwks",
+            "user_id_jwt_field": "oid",
+            "user_email_jwt_field": "upn",
+        },
+    ],
+}
+VALIDATORS = "tests.unit.litellm_validators"
 CONFIGS: dict[str, dict[str, Any]] = {
     # seed 000: roles make an internal_user, one model allowed
     "seed000": {
@@ -126,6 +147,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
             {"role": "team", "models": ["anthropic-claude"], "routes": ["openai_routes"]},
         ],
     },
+    # Several identity providers: each its own audience and claim fields (issue 16)
+    "issuers": {"litellm_jwtauth": ISSUERS},
+    "custom-validate": {
+        "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.not_mallory"},
+    },
+    "issuers-validate": {
+        "litellm_jwtauth": {**ISSUERS, "custom_validate": f"{VALIDATORS}.not_blocked_team"},
+    },
+    "validate-truthy": {
+        "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.truthy_subject"},
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -163,6 +195,12 @@ TOKENS: dict[str, dict[str, Any]] = {
     },
     "auth0": {"https://example.com/roles": ["basic_user"], "sub": "auth0|1"},
     "empty": {},
+    "iss-a": {"iss": IDP_A, "aud": "api-a", "sub": "ua", "tid": "team-ia"},
+    "iss-a-wrong-aud": {"iss": IDP_A, "aud": "api-b", "sub": "ua", "tid": "team-ia"},
+    "iss-a-global-team": {"iss": IDP_A, "aud": "api-a", "client_id": "team-a"},
+    "iss-a-blocked": {"iss": IDP_A, "aud": ["x", "api-a"], "tid": "blocked-team"},
+    "iss-b": {"iss": IDP_B, "aud": "api-b", "oid": "obj-1", "upn": "b@example.com"},
+    "mallory": {"sub": "mallory", "client_id": "team-a"},
 }
 EXPIRED = "expired"  # signed two hours ago, expired an hour ago
 NO_EXP = "no-exp"
@@ -365,6 +403,13 @@ DIFFERENCES: dict[str, Difference] = {
             and "UserAPIKeyAuth" in o.message
         ),
     ),
+    "custom-validate-only-true": Difference(
+        "`custom_validate` lets a caller in only when it returns `True`",
+        True,
+        lambda c, d, o: (
+            _denied(Reason.CUSTOM_VALIDATE_REFUSED)(d) and "truthy" in c.jwtauth["custom_validate"]
+        ),
+    ),
     "dotted-claim-names": Difference(
         "a claim whose name holds dots is found by its whole name",
         False,
@@ -395,7 +440,12 @@ async def _authorizers() -> dict[str, Authorizer]:
         policy = loaded.policy
         source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
         await source.refresh()
-        out[name] = Authorizer(policy, TokenVerifier(source, policy.token_rules, clock=time.time))
+        issuer_keys = {i: JwksSource(urls, fetch=fetch) for i, urls in loaded.settings.keys.issuers}
+        await asyncio.gather(*(s.refresh() for s in issuer_keys.values()))
+        verifier = TokenVerifier(
+            source, policy.token_rules, clock=time.time, issuer_keys=issuer_keys
+        )
+        out[name] = Authorizer(policy, verifier)
     return out
 
 
@@ -431,7 +481,14 @@ async def _run_all() -> Run:
         ours[case.id] = await authorizers[case.config].authorize(view)
         general = {"enable_jwt_auth": True, **case.settings}
         theirs[case.id] = await litellm_decides(
-            general, jwk, token, req.method, req.path, req.body, req.headers
+            general,
+            jwk,
+            token,
+            req.method,
+            req.path,
+            req.body,
+            req.headers,
+            issuer_keys={f"{IDP_A}/jwks": jwk, f"{IDP_B}/jwks": jwk},
         )
     return Run(ours, theirs)
 
@@ -527,3 +584,25 @@ def test_the_oracle_is_live(run: Run) -> None:
 
 def test_case_count() -> None:
     assert len(CASES) >= 500
+
+
+def test_issuers_and_custom_validate_are_decided_alike(run: Run) -> None:
+    """Issue 16's keys are exercised, not skipped: both sides allow an issuer's token with the
+    team its own field names, and both refuse its wrong audience and what the validators refuse."""
+    for case_id, allowed, team in (
+        ("issuers/iss-a/chat-claude", True, "team-ia"),
+        ("issuers/iss-a-global-team/chat-claude", True, "team-a"),
+        ("issuers/iss-a-wrong-aud/chat-claude", False, None),
+        ("issuers-validate/iss-a-blocked/chat-claude", False, None),
+        ("issuers-validate/iss-a/chat-claude", True, "team-ia"),
+        ("custom-validate/mallory/chat-claude", False, None),
+        ("custom-validate/team/chat-claude", True, "team-a"),
+    ):
+        ours, theirs = run.ours[case_id], run.theirs[case_id]
+        assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
+        if allowed:
+            assert isinstance(ours, Allow) and ours.identity.team_id == team == theirs.team_id
+    b_id = "issuers/iss-b/models"
+    b = run.ours[b_id]  # B's user id claim is "oid"; no team: refused by both
+    assert isinstance(b, Deny) and b.reason is Reason.NO_TEAM and not run.theirs[b_id].allowed
+    assert b.identity is not None and (b.identity.user_id, b.identity.issuer) == ("obj-1", IDP_B)
