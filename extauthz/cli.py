@@ -89,7 +89,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     if p.enable_jwt_auth:
         keys = loaded.settings.keys
-        shown = ", ".join(redact_url(u) for u in keys.urls)
+        shown = ", ".join(redact_url(u) for u in keys.urls) or "none besides the issuers below"
         print(f"  signing keys: {shown} (cached {keys.ttl:g}s)")
         rules = p.token_rules
         print(

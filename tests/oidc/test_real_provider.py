@@ -14,6 +14,8 @@ import base64
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -199,3 +201,39 @@ async def test_userinfo_resolves_and_caches_opaque_tokens(
         allowed(await ask(car, opaque))  # the cached answer serves while the provider is down
         denied(await ask(car, later), 503, Reason.USERINFO_UNAVAILABLE)
         allowed(await ask(car, b.token("bob", {"org": "t-b"}, audience="api-b")))
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "extauthz.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_check_config_and_explain_say_which_issuer_and_whether_userinfo(
+    providers: tuple[OpenIdProvider, OpenIdProvider], tmp_path: Path
+) -> None:
+    a, b = providers
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(_config(a, b, userinfo=True)))
+    rc, out = _cli("check-config", str(path))
+    assert rc == 0, out
+    assert f"issuer {a.issuer}: keys {a.issuer}/.well-known/openid-configuration" in out
+    assert f"issuer {b.issuer}" in out and "team org" in out
+    assert f"opaque tokens: resolved at {a.userinfo}" in out
+    token = b.token("bob", {"org": "t-b"}, audience="api-b")
+    rc, out = _cli("explain", "--config", str(path), "--token", token, "--path", "/v1/models")
+    shown = json.loads(out)
+    assert rc == 0 and shown["issuer_chosen"] == b.issuer and shown["userinfo_used"] is False
+    assert shown["identity"]["issuer"] == b.issuer and shown["identity"]["team_id"] == "t-b"
+    opaque = a.token("carol", {"team": "t-c"}, opaque=True)
+    rc, out = _cli("explain", "--config", str(path), "--token", opaque, "--path", "/v1/models")
+    shown = json.loads(out)
+    assert rc == 0 and shown["userinfo_used"] is True and shown["identity"]["userinfo"] is True
+    assert opaque not in out
