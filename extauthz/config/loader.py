@@ -125,6 +125,7 @@ def compile_policy(
     perm_routes, role_models = _role_permissions(sections, problems, warnings)
     fields, team_id_default, email_domains = _claim_rules(sections, problems)
     providers = compile_providers(
+        sections.general.enable_jwt_auth,
         sections.general.litellm_jwtauth,
         sections.ours,
         fields,

@@ -115,6 +115,7 @@ def _entry(
 
 
 def compile_providers(
+    enable_jwt_auth: bool,
     jwt: JwtAuthSettings,
     ours: ExtauthzSettings,
     fields: ClaimFields,
@@ -123,7 +124,7 @@ def compile_providers(
     problems: list[str],
 ) -> CompiledProviders:
     """The ``issuers`` entries, checked; userinfo settings checked (they compile elsewhere)."""
-    _check_userinfo(jwt, ours, problems)
+    _check_userinfo(enable_jwt_auth, jwt, ours, problems)
     if not jwt.issuers:
         return CompiledProviders()
     rules: list[tuple[str, TokenRules]] = []
@@ -145,9 +146,16 @@ def compile_providers(
     return CompiledProviders(tuple(rules), claims, tuple(key_urls))
 
 
-def _check_userinfo(jwt: JwtAuthSettings, ours: ExtauthzSettings, problems: list[str]) -> None:
+def _check_userinfo(
+    enable_jwt_auth: bool, jwt: JwtAuthSettings, ours: ExtauthzSettings, problems: list[str]
+) -> None:
     if not jwt.oidc_userinfo_enabled:
         return
+    if not enable_jwt_auth:
+        problems.append(
+            f"{_WHERE}.oidc_userinfo_enabled needs general_settings.enable_jwt_auth: true "
+            "(as in LiteLLM, userinfo is part of JWT auth)"
+        )
     endpoint = jwt.oidc_userinfo_endpoint
     if not endpoint:
         problems.append(

@@ -84,6 +84,8 @@ class TokenVerifier:
         # Opaque tokens go to the userinfo endpoint when set; answers cached by token hash.
         self.userinfo = userinfo
         self._userinfo_cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
+        # One userinfo request per token at a time, shared by the requests waiting for it.
+        self._userinfo_inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
@@ -190,8 +192,13 @@ class TokenVerifier:
                 Reason.TOKEN_TOO_LARGE,
                 f"the token is larger than {self.rules.max_token_bytes} bytes",
             )
+        key = token_key(token)
+        inflight = self._userinfo_inflight.get(key)
+        if inflight is None:
+            inflight = self._userinfo_inflight[key] = asyncio.ensure_future(client.fetch(token))
+            inflight.add_done_callback(lambda _: self._userinfo_inflight.pop(key, None))
         try:
-            claims = await asyncio.wait_for(client.fetch(token), wait)
+            claims = await asyncio.wait_for(asyncio.shield(inflight), wait)
         except TimeoutError:
             return TokenFailure(
                 Reason.USERINFO_UNAVAILABLE,
@@ -202,5 +209,5 @@ class TokenVerifier:
         now = self._clock()
         verified = Verified(claims, now + client.ttl, userinfo=True)
         if self._enabled:
-            self._userinfo_cache.put(token_key(token), verified, now + client.ttl)
+            self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified

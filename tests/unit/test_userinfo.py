@@ -13,6 +13,7 @@ from aiohttp import web
 
 from extauthz.authorizer import Authorizer
 from extauthz.config.loader import compile_policy
+from extauthz.errors import ConfigError
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.userinfo import MAX_USERINFO_BYTES, UserinfoClient
 from extauthz.identity.verifier import TokenVerifier
@@ -165,3 +166,25 @@ async def test_an_oversized_opaque_token_is_not_sent(provider: tuple[Provider, s
     p, url = provider
     got = await ask(make(url, [NOW]), "x" * 9000)
     assert isinstance(got, Deny) and got.reason is Reason.TOKEN_TOO_LARGE and p.calls == 0
+
+
+async def test_concurrent_requests_for_a_new_token_share_one_request(
+    provider: tuple[Provider, str],
+) -> None:
+    p, url = provider
+    auth = make(url, [NOW])
+    got = await asyncio.gather(*(ask(auth) for _ in range(20)))
+    assert all(isinstance(g, Allow) for g in got) and p.calls == 1
+
+
+def test_userinfo_needs_jwt_auth() -> None:
+    data: dict[str, Any] = {
+        "general_settings": {
+            "litellm_jwtauth": {
+                "oidc_userinfo_enabled": True,
+                "oidc_userinfo_endpoint": "https://idp.example/userinfo",
+            }
+        }
+    }
+    with pytest.raises(ConfigError, match=r"needs general_settings\.enable_jwt_auth"):
+        compile_policy(data, {})
