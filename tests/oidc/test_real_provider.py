@@ -237,3 +237,29 @@ def test_check_config_and_explain_say_which_issuer_and_whether_userinfo(
     shown = json.loads(out)
     assert rc == 0 and shown["userinfo_used"] is True and shown["identity"]["userinfo"] is True
     assert opaque not in out
+
+
+async def test_a_reload_adds_and_removes_an_issuer(
+    providers: tuple[OpenIdProvider, OpenIdProvider], tmp_path: Path
+) -> None:
+    a, b = providers
+    only_a = _config(a, b)
+    only_a["general_settings"]["litellm_jwtauth"]["issuers"] = only_a["general_settings"][
+        "litellm_jwtauth"
+    ]["issuers"][:1]
+    b_token = b.token("bob", {"org": "t-b"}, audience="api-b")
+    async with sidecar(tmp_path, only_a, (a.issuer,)) as car:
+        denied(await ask(car, b_token), 401, Reason.ISSUER_MISMATCH)
+        path = tmp_path / "policy.yaml"
+        path.write_text(yaml.safe_dump(_config(a, b)))
+        car.apply(load_policy_file(str(path), os.environ))
+        deadline = time.monotonic() + 15
+        while not car.issuer_keys.sources[b.issuer].ready:  # started by the reload
+            assert time.monotonic() < deadline, car.readiness()
+            await asyncio.sleep(0.05)
+        got = allowed(await ask(car, b_token))
+        assert (got.identity.issuer, got.identity.team_id) == (b.issuer, "t-b")
+        path.write_text(yaml.safe_dump(only_a))
+        car.apply(load_policy_file(str(path), os.environ))
+        assert b.issuer not in car.issuer_keys.sources
+        denied(await ask(car, b_token), 401, Reason.ISSUER_MISMATCH)  # cached verdicts dropped
