@@ -73,13 +73,11 @@ class IssuerKeys:
     """One ``JwksSource`` per ``issuers`` entry, kept in step with reloads: each refreshes,
     rotates and fails on its own, so one provider down never touches another's tokens."""
 
-    def __init__(
-        self, fetch: Fetcher, *, ttl: float = 600.0, refetch_interval: float = 5.0
-    ) -> None:
+    def __init__(self, fetch: Fetcher) -> None:
         self._fetch = fetch
+        # Shared with the verifier (``TokenVerifier.issuer_keys``): changed in place, never rebound.
         self.sources: dict[str, JwksSource] = {}
         self._running = False
-        self.ttl, self.refetch_interval = ttl, refetch_interval
 
     def sync(
         self,
@@ -90,7 +88,6 @@ class IssuerKeys:
     ) -> list[asyncio.Future[bool]]:
         """Match the configured issuers: new ones get a source (started if we run), gone ones
         are stopped, changed ones reconfigured. Returns the refreshes this started."""
-        self.ttl, self.refetch_interval = ttl, refetch_interval
         wanted = dict(key_urls)
         started: list[asyncio.Future[bool]] = []
         for issuer in [i for i in self.sources if i not in wanted]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -188,3 +189,19 @@ def test_userinfo_needs_jwt_auth() -> None:
     }
     with pytest.raises(ConfigError, match=r"needs general_settings\.enable_jwt_auth"):
         compile_policy(data, {})
+
+
+async def test_custom_validate_judges_userinfo_answers_too(provider: tuple[Provider, str]) -> None:
+    _p, url = provider
+    auth = make(url, [NOW])
+    assert auth.verifier is not None
+    seen: list[dict[str, Any]] = []
+
+    def refuse(claims: dict[str, Any]) -> bool:
+        seen.append(claims)
+        return False
+
+    auth.set_policy(replace(auth.policy, custom_validate=refuse))
+    got = await ask(auth)
+    assert isinstance(got, Deny) and got.reason is Reason.CUSTOM_VALIDATE_REFUSED
+    assert seen == [{"sub": "carol", "team": "t-c", "email": "c@x.example"}]
