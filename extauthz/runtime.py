@@ -346,6 +346,8 @@ class Sidecar:
         await self.keys.stop()
         await self.issuer_keys.stop()
         await self.fetcher.close()
+        if self.authorizer.verifier is not None:
+            await self.authorizer.verifier.stop()
         if self.userinfo is not None:
             await self.userinfo.close()
         self.body_reader.close()

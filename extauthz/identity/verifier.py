@@ -182,6 +182,13 @@ class TokenVerifier:
             metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
         return verified
 
+    async def stop(self) -> None:
+        """Cancel userinfo requests still running (their waiters have given up or gone)."""
+        pending = list(self._userinfo_inflight.values())
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def _resolve_userinfo(
         self, client: UserinfoClient, token: str, wait: float
     ) -> Verified | TokenFailure:

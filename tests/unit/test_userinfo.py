@@ -22,6 +22,7 @@ from extauthz.model import Allow, Deny, Reason, RequestView
 from tests.unit.keys import NOW
 
 TOKEN = "opaque-access-token-0123456789"
+VERIFIERS: list[TokenVerifier] = []  # stopped when the stand-in stops (no unclosed sockets)
 
 
 class Provider:
@@ -70,6 +71,11 @@ async def provider() -> AsyncIterator[tuple[Provider, str]]:
     try:
         yield p, f"http://127.0.0.1:{port}/userinfo"
     finally:
+        while VERIFIERS:
+            verifier = VERIFIERS.pop()
+            await verifier.stop()
+            assert verifier.userinfo is not None
+            await verifier.userinfo.close()
         await runner.cleanup()
 
 
@@ -97,6 +103,7 @@ def make(endpoint: str, clock: list[float]) -> Authorizer:
         clock=lambda: clock[0],
         userinfo=UserinfoClient(endpoint, 60, timeout=5),
     )
+    VERIFIERS.append(verifier)
     return Authorizer(policy, verifier, check_timeout=0.5)
 
 
