@@ -181,7 +181,7 @@ class Sidecar:
                 self._background.add(asyncio.ensure_future(self.userinfo.close()))
             self.userinfo = userinfo_client(keys)
             if self.authorizer.verifier is not None:
-                self.authorizer.verifier.userinfo = self.userinfo
+                self.authorizer.verifier.set_userinfo(self.userinfo)
         self.watcher.interval = settings.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(

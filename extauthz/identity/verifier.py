@@ -93,6 +93,11 @@ class TokenVerifier:
         for source in self.issuer_keys.values():
             self.watch(source)
 
+    def set_userinfo(self, client: UserinfoClient | None) -> None:
+        """Use another userinfo endpoint (reload); answers of the old one are dropped."""
+        self.userinfo = client
+        self._userinfo_cache.clear()
+
     def watch(self, source: JwksSource) -> None:
         """Drop cached verdicts whenever ``source``'s keys change (an issuer's key source)."""
         source.on_change = self._keys_changed

@@ -212,3 +212,18 @@ async def test_custom_validate_judges_userinfo_answers_too(provider: tuple[Provi
     got = await ask(auth)
     assert isinstance(got, Deny) and got.reason is Reason.CUSTOM_VALIDATE_REFUSED
     assert seen == [{"sub": "carol", "team": "t-c", "email": "c@x.example"}]
+
+
+async def test_another_endpoint_drops_the_answers_of_the_old(
+    provider: tuple[Provider, str],
+) -> None:
+    p, url = provider
+    auth = make(url, [NOW])
+    assert isinstance(await ask(auth), Allow)
+    assert auth.verifier is not None and auth.verifier.userinfo is not None
+    old = auth.verifier.userinfo
+    auth.verifier.set_userinfo(UserinfoClient(url, 60, timeout=5))  # as a reload does
+    await old.close()
+    p.mode = "forbidden"  # the new endpoint's verdict counts, not the cached one
+    got = await ask(auth)
+    assert isinstance(got, Deny) and got.reason is Reason.USERINFO_REJECTED and p.calls == 2
