@@ -34,6 +34,9 @@ ISSUER_CLAIM = "_litellm_jwt_issuer"
 INTERNAL_PREFIX = "_litellm_"  # LiteLLM strips these from a token and sets them itself
 
 
+_TOLD: set[tuple[Validator, type]] = set()
+
+
 class CustomValidateError(ValueError):
     """Why ``custom_validate`` cannot be used; the message says how to fix it."""
 
@@ -119,9 +122,11 @@ def run_validator(fn: Validator, claims: dict[str, Any]) -> Deny | None:
         )
     if verdict is True:
         return None
-    if verdict is not False:
+    if verdict is not False and (fn, type(verdict)) not in _TOLD:
+        _TOLD.add((fn, type(verdict)))  # once per function and type, not once per request
         log.warning(
-            "custom_validate returned a non-bool; request refused",
+            "custom_validate returned something other than True or False; such callers are "
+            "refused (return True to let one in)",
             extra={"returned_type": type(verdict).__name__},
         )
     return Deny(

@@ -234,10 +234,16 @@ async def test_custom_validate_raising_is_a_401_that_leaks_nothing(
     assert not any("hush" in r.getMessage() for r in caplog.records)
 
 
-async def test_custom_validate_returning_a_non_bool_is_a_deny() -> None:
+async def test_custom_validate_returning_a_non_bool_is_a_deny(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     auth = without_global(await authorizer(policy_of(config(custom_validate=f"{HERE}.say_yes"))))
-    got = await ask(auth, rs_token({"iss": A, "aud": "api-a", "team": "t"}, "a"))
-    assert isinstance(got, Deny) and got.status == 403
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            got = await ask(auth, rs_token({"iss": A, "aud": "api-a", "team": "t"}, "a"))
+            assert isinstance(got, Deny) and got.status == 403
+    told = [r for r in caplog.records if getattr(r, "returned_type", None) == "str"]
+    assert len(told) == 1  # said once, not once per request
 
 
 @pytest.mark.parametrize(
