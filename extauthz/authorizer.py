@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
+from extauthz.identity.customvalidate import claims_for, run_validator
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
@@ -261,12 +262,22 @@ class Authorizer:
         assert self.verifier is not None  # identify_now answers itself without one
         result = await self.verifier.verify(token, wait=self.check_timeout)
         if isinstance(result, TokenFailure):
-            status = 503 if result.reason is Reason.KEYS_UNAVAILABLE else 401
+            unavailable = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
+            status = 503 if result.reason in unavailable else 401
             return Deny(status, result.reason, result.message)
         return self._identity_of(result, policy)
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
-        identity = verified.identity_under(policy)
+        issuer = None if verified.issuer is None else policy.issuer_claims.get(verified.issuer)
+        identity = verified.identity_under(policy if issuer is None else issuer)
+        if policy.custom_validate is not None and isinstance(identity, Identity):
+            # LiteLLM runs it on every request (it caches no verdict), so do we.
+            shown = claims_for(
+                verified.claims, verified.issuer, () if issuer is None else issuer.mapped
+            )
+            refused = run_validator(policy.custom_validate, shown)
+            if refused is not None:
+                return refused
         if self.on_identity is not None and isinstance(identity, Identity):
             self.on_identity(identity, policy)
         return identity
@@ -293,6 +304,8 @@ class Authorizer:
                 if verifier is None:
                     return Deny(503, Reason.KEYS_UNAVAILABLE, "JWT verification is not configured")
                 return None
+            if verifier is not None and verifier.userinfo is not None:
+                return None  # an opaque token for the userinfo endpoint
         if policy.non_jwt_passthrough and not looks_like_jwt(token):
             return Identity(kind=PASSTHROUGH)
         return Deny(

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
+
+if TYPE_CHECKING:
+    from extauthz.config.loader import LoadedPolicy
 from extauthz.state.urls import DEFAULT_STATE_URL
 
 if TYPE_CHECKING:
@@ -90,13 +93,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     if p.enable_jwt_auth:
         keys = loaded.settings.keys
-        shown = ", ".join(redact_url(u) for u in keys.urls)
+        shown = ", ".join(redact_url(u) for u in keys.urls) or "none besides the issuers below"
         print(f"  signing keys: {shown} (cached {keys.ttl:g}s)")
         rules = p.token_rules
         print(
             f"  audience: {', '.join(sorted(rules.audiences)) or 'not checked'}; issuer: "
             f"{', '.join(sorted(rules.issuers)) or 'not checked'}; leeway {rules.leeway:g}s"
         )
+    _print_providers(loaded)
     f = p.fields
     print(
         f"  admin scope: {p.admin_scope}; team claim: {f.team_id.name if f.team_id else 'off'}; "
@@ -127,23 +131,76 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_providers(loaded: LoadedPolicy) -> None:
+    """check-config's lines for issuers, custom_validate and the userinfo endpoint."""
+    from extauthz.redact import redact_url
+
+    p, keys = loaded.policy, loaded.settings.keys
+    urls = dict(keys.issuers)
+    for issuer, rules in p.token_rules.providers:
+        f = p.issuer_claims[issuer].fields
+        claims = ", ".join(
+            f"{name} {field.name}"
+            for name, field in (
+                ("user", f.user_id),
+                ("email", f.email),
+                ("team", f.team_id),
+                ("org", f.org_id),
+                ("end user", f.end_user_id),
+            )
+            if field is not None
+        )
+        print(
+            f"  issuer {issuer}: keys {', '.join(redact_url(u) for u in urls[issuer])}; audience "
+            f"{', '.join(sorted(rules.audiences)) or 'not checked'}; claims: {claims or 'none'}"
+        )
+    if p.token_rules.providers:
+        print(
+            "  other issuers: "
+            + ("the signing keys above" if keys.urls else "refused (no global signing keys)")
+        )
+    if p.custom_validate is not None:
+        fn = p.custom_validate
+        print(f"  custom_validate: {getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', '?')}")
+    if keys.userinfo_endpoint is not None:
+        print(
+            f"  opaque tokens: resolved at {redact_url(keys.userinfo_endpoint)} "
+            f"(answers cached {keys.userinfo_cache_ttl:g}s)"
+        )
+
+
 async def _explain(args: argparse.Namespace) -> int:
     from extauthz.authorizer import Authorizer, explain_request
     from extauthz.config.loader import load_policy_file
     from extauthz.identity.jwks import HttpFetcher, JwksSource
+    from extauthz.identity.providers import IssuerKeys, unverified_issuer
+    from extauthz.identity.tokens import looks_like_jwt
     from extauthz.identity.verifier import TokenVerifier
-    from extauthz.model import Allow
+    from extauthz.model import MASTER_KEY, Allow
     from extauthz.policy.verdict import render
+    from extauthz.runtime import userinfo_client
 
     loaded = load_policy_file(args.config, os.environ)
     policy = loaded.policy
     key_settings = loaded.settings.keys
     fetcher = HttpFetcher(key_settings.fetch_timeout)
     keys = JwksSource(key_settings.urls, ttl=key_settings.ttl, fetch=fetcher)
+    issuer_keys = IssuerKeys(fetcher)
+    issuer_keys.sync(key_settings.issuers, key_settings.ttl, key_settings.refetch_interval)
+    userinfo = userinfo_client(key_settings)
     try:
         if policy.enable_jwt_auth:
-            await keys.refresh("startup")
-        verifier = TokenVerifier(keys, policy.token_rules, cache_size=0)
+            await asyncio.gather(
+                keys.refresh("startup") if keys.urls else asyncio.sleep(0),
+                issuer_keys.refresh_all(),
+            )
+        verifier = TokenVerifier(
+            keys,
+            policy.token_rules,
+            cache_size=0,
+            issuer_keys=issuer_keys.sources,
+            userinfo=userinfo,
+        )
         authorizer = Authorizer(
             policy,
             verifier if policy.enable_jwt_auth else None,
@@ -164,6 +221,8 @@ async def _explain(args: argparse.Namespace) -> int:
             timing = (time.perf_counter() - start) / args.repeat * 1e6
     finally:
         await fetcher.close()
+        if userinfo is not None:
+            await userinfo.close()
     verdict = render(decision, policy)
     out: dict[str, object] = {
         "allowed": verdict.allowed,
@@ -186,8 +245,20 @@ async def _explain(args: argparse.Namespace) -> int:
             "token_teams": list(decision.identity.team_ids),
             "registry": "not read (pass --state URL)" if args.state is None else args.state,
         }
+    token = args.token or ""
+    if policy.token_rules.providers and looks_like_jwt(token):
+        iss = unverified_issuer(token)
+        chosen = iss if isinstance(iss, str) and iss in policy.issuer_claims else None
+        out["issuer_chosen"] = chosen or ("global signing keys" if keys.urls else "none (refused)")
+    by_key = decision.identity is not None and decision.identity.kind == MASTER_KEY
+    out["userinfo_used"] = (
+        userinfo is not None and bool(token) and not looks_like_jwt(token) and not by_key
+    )
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
+    issuer_errors = {i: s.last_error for i, s in issuer_keys.sources.items() if s.last_error}
+    if issuer_errors:
+        out["issuer_key_fetch_errors"] = issuer_errors
     if timing is not None:
         out["microseconds_per_decision"] = round(timing, 1)
     print(json.dumps(out, indent=2, default=sorted))

@@ -59,6 +59,7 @@ class Reason(StrEnum):
     AUDIENCE_MISMATCH = "audience_mismatch"
     ISSUER_MISMATCH = "issuer_mismatch"
     INVALID_API_KEY = "invalid_api_key"
+    USERINFO_REJECTED = "userinfo_rejected"  # the userinfo endpoint refused an opaque token
     # 403
     NO_ROLE = "no_role"
     NO_TEAM = "no_team"
@@ -73,11 +74,13 @@ class Reason(StrEnum):
     CLIENT_IP_NOT_ALLOWED = "client_ip_not_allowed"
     ROUTE_NOT_LISTED = "route_not_listed"
     ADMIN_ONLY_ROUTE = "admin_only_route"
+    CUSTOM_VALIDATE_REFUSED = "custom_validate_refused"
     # 413
     BODY_CUT = "body_cut"
     BODY_TOO_COMPLEX = "body_too_complex"
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
+    USERINFO_UNAVAILABLE = "userinfo_unavailable"
     # the admin API's own answers
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"
@@ -136,6 +139,10 @@ class Identity(NamedTuple):
     team_ids: tuple[str, ...] = ()
     team_alias: str | None = None
     team_id_defaulted: bool = False
+    # Which identity provider vouched: an ``issuers`` entry's issuer (None: the global keys),
+    # and whether the claims came from the OIDC userinfo endpoint (an opaque token).
+    issuer: str | None = None
+    userinfo: bool = False
 
 
 class Allow(NamedTuple):

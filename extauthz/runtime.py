@@ -40,10 +40,13 @@ from extauthz.admin.state import StateOptions, StateRuntime
 from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import LoadedPolicy, load_policy_file
+from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.envoy.grpc_service import AuthorizationService
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
 from extauthz.identity.jwks import HttpFetcher, JwksSource
+from extauthz.identity.providers import IssuerKeys
+from extauthz.identity.userinfo import UserinfoClient
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.listen import parse_address, start_http
 from extauthz.policy.compiled import Policy
@@ -87,6 +90,25 @@ def announce_shadow_mode(on: bool, changed: bool = False) -> None:
         log.warning("shadow mode turned off: denials are enforced again")
 
 
+def userinfo_client(keys: KeySettings) -> UserinfoClient | None:
+    """The userinfo endpoint's client when opaque tokens are resolved there."""
+    if keys.userinfo_endpoint is None:
+        return None
+    return UserinfoClient(keys.userinfo_endpoint, keys.userinfo_cache_ttl, keys.fetch_timeout)
+
+
+def _userinfo_key(client: UserinfoClient | None) -> tuple[str | None, float]:
+    return (None, 300.0) if client is None else (client.endpoint, client.ttl)
+
+
+def _key_detail(source: JwksSource) -> dict[str, Any]:
+    return {
+        "loaded": len(source.ring) if source.ring is not None else 0,
+        "urls": [redact_url(u) for u in source.urls],  # anyone may read /readyz
+        "last_error": source.last_error,
+    }
+
+
 class Sidecar:
     """A running sidecar: holds its parts so tests can start and stop it in-process."""
 
@@ -98,11 +120,16 @@ class Sidecar:
         self.keys = JwksSource(
             keys.urls, ttl=keys.ttl, refetch_interval=keys.refetch_interval, fetch=self.fetcher
         )
+        self.issuer_keys = IssuerKeys(self.fetcher)
+        self.issuer_keys.sync(keys.issuers, keys.ttl, keys.refetch_interval)
+        self.userinfo = userinfo_client(keys)
         verifier = TokenVerifier(
             self.keys,
             policy.token_rules,
             cache_size=keys.token_cache_size,
             max_age=keys.token_cache_max_age,
+            issuer_keys=self.issuer_keys.sources,
+            userinfo=self.userinfo,
         )
         # Blocks and the user registry (--state); a URL that cannot work fails here.
         self.state = StateRuntime(options.state_url, options.state)
@@ -131,6 +158,7 @@ class Sidecar:
         self.draining = False
         self._stopped = False
         self._refresh_task: asyncio.Future[bool] | None = None
+        self._background: set[asyncio.Future[Any]] = set()  # reload work, held till done
 
     def apply(self, loaded: LoadedPolicy) -> None:
         """Take a reloaded policy; key settings that changed are applied to the key source."""
@@ -139,6 +167,21 @@ class Sidecar:
         refresh = self.keys.reconfigure(keys.urls, keys.ttl, keys.refetch_interval)
         if refresh is not None:
             self._refresh_task = refresh
+
+        def watch(source: JwksSource) -> None:
+            if self.authorizer.verifier is not None:
+                self.authorizer.verifier.watch(source)
+
+        self._background = {f for f in self._background if not f.done()}
+        self._background.update(
+            self.issuer_keys.sync(keys.issuers, keys.ttl, keys.refetch_interval, on_new=watch)
+        )
+        if (keys.userinfo_endpoint, keys.userinfo_cache_ttl) != _userinfo_key(self.userinfo):
+            if self.userinfo is not None:
+                self._background.add(asyncio.ensure_future(self.userinfo.close()))
+            self.userinfo = userinfo_client(keys)
+            if self.authorizer.verifier is not None:
+                self.authorizer.verifier.set_userinfo(self.userinfo)
         self.watcher.interval = settings.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(
@@ -146,8 +189,11 @@ class Sidecar:
                 policy.token_rules,
                 cache_size=keys.token_cache_size,
                 max_age=keys.token_cache_max_age,
+                issuer_keys=self.issuer_keys.sources,
+                userinfo=self.userinfo,
             )
             self.keys.start()
+            self.issuer_keys.start()
         if policy.shadow_mode != self.policy.shadow_mode:
             announce_shadow_mode(policy.shadow_mode, changed=True)
         self.authorizer.set_policy(policy, settings.check_timeout)
@@ -162,7 +208,7 @@ class Sidecar:
         policy = self.policy
         needs_keys = policy.enable_jwt_auth
         state_ready, state_detail = self.state.readiness()
-        ready = (not needs_keys or self.keys.ready) and state_ready and not self.draining
+        ready = (not needs_keys or self._keys_ready()) and state_ready and not self.draining
         detail: dict[str, Any] = {
             "policy": {"path": self.options.config, "reload_error": self.watcher.last_error},
             "state": state_detail,
@@ -171,18 +217,26 @@ class Sidecar:
         if self.draining:
             detail["draining"] = True
         if needs_keys:
-            detail["keys"] = {
-                "loaded": len(self.keys.ring) if self.keys.ring is not None else 0,
-                "urls": [redact_url(u) for u in self.keys.urls],  # anyone may read /readyz
-                "last_error": self.keys.last_error,
-            }
+            detail["keys"] = _key_detail(self.keys)
+            if self.issuer_keys.sources:
+                detail["issuers"] = {
+                    issuer: _key_detail(source)
+                    for issuer, source in self.issuer_keys.sources.items()
+                }
         return ready, detail
+
+    def _keys_ready(self) -> bool:
+        """Some provider's keys were fetched (one provider down must not take every caller
+        out of rotation); with only a userinfo endpoint, nothing to wait for."""
+        sources = [s for s in (self.keys, *self.issuer_keys.sources.values()) if s.urls]
+        return not sources or any(s.ready for s in sources)
 
     async def start(self) -> None:
         """Bind every port and start the background loops."""
         await self.state.open()  # before any port: never answer from an empty snapshot
         if self.policy.enable_jwt_auth:
             self.keys.start()
+            self.issuer_keys.start()
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
@@ -290,7 +344,12 @@ class Sidecar:
         await self.watcher.stop()
         await self.state.close()
         await self.keys.stop()
+        await self.issuer_keys.stop()
         await self.fetcher.close()
+        if self.authorizer.verifier is not None:
+            await self.authorizer.verifier.stop()
+        if self.userinfo is not None:
+            await self.userinfo.close()
         self.body_reader.close()
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.gate import compile_gate
+from extauthz.config.providers import CompiledProviders, compile_providers, load_custom_validate
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
     KNOWN_TOP_LEVEL,
@@ -124,7 +125,17 @@ def compile_policy(
     role_routes = _role_routes(sections, problems)
     perm_routes, role_models = _role_permissions(sections, problems, warnings)
     fields, team_id_default, email_domains = _claim_rules(sections, problems)
-    settings = _serve_settings(sections, environ, problems, warnings)
+    providers = compile_providers(
+        sections.general.enable_jwt_auth,
+        sections.general.litellm_jwtauth,
+        sections.ours,
+        fields,
+        team_id_default,
+        email_domains,
+        problems,
+    )
+    settings = _serve_settings(sections, environ, problems, warnings, providers)
+    validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
     catalog = build_catalog(
         {**data, "general_settings": sections.general_raw}, problems, warnings
     )
@@ -165,11 +176,14 @@ def compile_policy(
             leeway=ours.leeway_seconds,
             require_exp=ours.require_exp,
             max_token_bytes=ours.max_token_bytes,
+            providers=providers.token_rules,
         ),
         model_names=sections.model_names,
         catalog=catalog,
         gate=gate,
         source=source,
+        issuer_claims=providers.claims,
+        custom_validate=validator,
     )
     return LoadedPolicy(policy, settings, tuple(warnings))
 
@@ -378,6 +392,7 @@ def _serve_settings(
     environ: Mapping[str, str],
     problems: list[str],
     warnings: list[str],
+    providers: CompiledProviders,
 ) -> ServeSettings:
     """How the sidecar runs: signing keys, the check deadline, reloads; and the credential
     checks that do not fit a single section (master key, keys for JWT auth)."""
@@ -389,7 +404,8 @@ def _serve_settings(
         )
 
     urls = split_urls(ours.public_key_url or environ.get("JWT_PUBLIC_KEY_URL", ""))
-    if general.enable_jwt_auth and not urls:
+    some_keys = urls or providers.key_urls or jwt.oidc_userinfo_enabled
+    if general.enable_jwt_auth and not some_keys:
         problems.append(
             "general_settings.enable_jwt_auth is true but no signing keys are configured: export "
             "JWT_PUBLIC_KEY_URL (a JWKS or OpenID discovery URL, or file://) or set "
@@ -412,6 +428,9 @@ def _serve_settings(
             fetch_timeout=ours.jwks_fetch_timeout_seconds,
             token_cache_size=ours.token_cache_size,
             token_cache_max_age=ours.token_cache_max_age_seconds,
+            issuers=providers.key_urls,
+            userinfo_endpoint=jwt.oidc_userinfo_endpoint if jwt.oidc_userinfo_enabled else None,
+            userinfo_cache_ttl=jwt.oidc_userinfo_cache_ttl,
         ),
         check_timeout=ours.check_timeout_seconds,
         reload_interval=ours.reload_interval_seconds,

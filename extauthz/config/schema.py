@@ -40,14 +40,10 @@ REFUSED_JWTAUTH = frozenset(
         "object_id_jwt_field",
         "scope_mappings",
         "enforce_scope_based_access",
-        "custom_validate",
         "jwt_litellm_role_map",
         "sync_user_role_and_teams",
-        "oidc_userinfo_endpoint",
-        "oidc_userinfo_enabled",
         "virtual_key_claim_field",
         "routing_overrides",
-        "issuers",
         "unregistered_jwt_client_behavior",
         "fallback_to_db_teams",
         "team_claim_fallback",
@@ -59,7 +55,6 @@ REFUSED_JWTAUTH = frozenset(
 IGNORED_JWTAUTH = frozenset(
     {
         "public_key_stale_ttl",
-        "oidc_userinfo_cache_ttl",
         "virtual_key_mapping_cache_ttl",
         "public_allowed_routes",
     }
@@ -109,6 +104,30 @@ class JwtAuthSettings(_Strict):
     user_allowed_roles: list[str] | None = None
     enforce_rbac: bool = False
     public_key_ttl: float = Field(default=600.0, gt=0)
+    issuers: list[IssuerEntry] | None = None
+    custom_validate: str | None = None  # "module.function", imported at start (loader)
+    oidc_userinfo_enabled: bool = False
+    oidc_userinfo_endpoint: str | None = None
+    oidc_userinfo_cache_ttl: float = Field(default=300.0, gt=0)
+
+
+class IssuerEntry(_Strict):
+    """One ``litellm_jwtauth.issuers`` entry (LiteLLM's ``JWTIssuerConfig``): a provider chosen
+    by the token's unverified ``iss``, with its own keys, audience and claim fields."""
+
+    issuer: str = Field(min_length=1)
+    jwks_url: str | None = None  # else the issuer's /.well-known/openid-configuration
+    audience: str | list[str] | None = None
+    disable_audience_validation: bool = False
+    user_id_jwt_field: str | None = None
+    user_email_jwt_field: str | None = None
+    team_id_jwt_field: str | None = None
+    org_id_jwt_field: str | None = None
+    end_user_id_jwt_field: str | None = None
+    # LiteLLM options of an entry that need its database; refused unless null (the loader).
+    team_ids_jwt_field: object = None
+    virtual_key_claim_field: object = None
+    unregistered_jwt_client_behavior: object = None
 
 
 class RolePermission(_Strict):

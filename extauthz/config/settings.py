@@ -19,6 +19,11 @@ class KeySettings:
     fetch_timeout: float = 5.0
     token_cache_size: int = 10_000
     token_cache_max_age: float = 300.0
+    # litellm_jwtauth.issuers: (issuer, its key URLs), one key source each.
+    issuers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # litellm_jwtauth.oidc_userinfo_*: where opaque tokens are resolved (None: not at all).
+    userinfo_endpoint: str | None = None
+    userinfo_cache_ttl: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,9 @@ class ClaimField:
 
     name: str
     path: tuple[str, ...]
+    # An ``issuers`` entry's field falls back to the global one when its claim is absent or
+    # empty (LiteLLM's ``_apply_issuer_claim_mappings``).
+    fallback: ClaimField | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,11 @@ NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute,
 
 
 def _claim(claims: Mapping[str, Any], f: ClaimField | None) -> str | None:
-    return None if f is None else string_claim(claims, f.name, f.path)
+    if f is None:
+        return None
+    if f.fallback is not None and read_claim(claims, f.name, f.path) in (None, ""):
+        f = f.fallback
+    return string_claim(claims, f.name, f.path)
 
 
 MAX_TEAMS_PER_TOKEN = 256

@@ -29,6 +29,8 @@ class TokenRules:
     leeway: float = 30.0
     require_exp: bool = True
     max_token_bytes: int = 8192
+    # ``litellm_jwtauth.issuers``: (issuer, the rules its tokens are checked by), in config order.
+    providers: tuple[tuple[str, TokenRules], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

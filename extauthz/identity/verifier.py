@@ -17,14 +17,17 @@ from extauthz import metrics
 from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
+from extauthz.identity.providers import unknown_issuer, unverified_issuer
 from extauthz.identity.tokencache import ExpiringCache
 from extauthz.identity.tokens import (
     TokenFailure,
     TokenRules,
     UnknownKid,
+    looks_like_jwt,
     read_header,
     verify_token,
 )
+from extauthz.identity.userinfo import UserinfoClient, token_key
 from extauthz.model import Deny, Identity, Reason
 
 Claims = dict[str, Any]
@@ -34,18 +37,25 @@ class Verified:
     """Verified claims, and the identity read from them under ``rules`` (``fields.ClaimRules``):
     a cached token's identity is read once per token and rule set, not once per request."""
 
-    __slots__ = ("claims", "identity", "rules", "until")
+    __slots__ = ("claims", "identity", "issuer", "rules", "until", "userinfo")
 
-    def __init__(self, claims: Claims, until: float) -> None:
+    def __init__(
+        self, claims: Claims, until: float, issuer: str | None = None, userinfo: bool = False
+    ) -> None:
         self.claims = claims
         self.until = until
+        self.issuer = issuer  # the ``issuers`` entry that verified it (None: the global keys)
+        self.userinfo = userinfo  # claims from the userinfo endpoint (an opaque token)
         self.identity: Identity | Deny | None = None
         self.rules: object = None
 
     def identity_under(self, rules: ClaimRules) -> Identity | Deny:
         """The caller these claims name under ``rules`` (read once, then remembered)."""
         if self.rules is not rules or self.identity is None:
-            self.identity = identity_from_claims(self.claims, rules)
+            identity = identity_from_claims(self.claims, rules)
+            if isinstance(identity, Identity) and (self.issuer is not None or self.userinfo):
+                identity = identity._replace(issuer=self.issuer, userinfo=self.userinfo)
+            self.identity = identity
             self.rules = rules
         return self.identity
 
@@ -61,15 +71,36 @@ class TokenVerifier:
         cache_size: int = 10_000,
         max_age: float = 300.0,
         clock: Callable[[], float] = time.time,
+        issuer_keys: dict[str, JwksSource] | None = None,
+        userinfo: UserinfoClient | None = None,
     ) -> None:
         self.keys = keys
         self.rules = rules
         self._clock = clock
         self._max_age = max_age
+        self._by_issuer = dict(rules.providers)
+        # One key source per ``issuers`` entry (shared: the runtime keeps it in step).
+        self.issuer_keys: dict[str, JwksSource] = {} if issuer_keys is None else issuer_keys
+        # Opaque tokens go to the userinfo endpoint when set; answers cached by token hash.
+        self.userinfo = userinfo
+        self._userinfo_cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
+        # One userinfo request per token at a time, shared by the requests waiting for it.
+        self._userinfo_inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
         keys.on_change = self._keys_changed
+        for source in self.issuer_keys.values():
+            self.watch(source)
+
+    def set_userinfo(self, client: UserinfoClient | None) -> None:
+        """Use another userinfo endpoint (reload); answers of the old one are dropped."""
+        self.userinfo = client
+        self._userinfo_cache.clear()
+
+    def watch(self, source: JwksSource) -> None:
+        """Drop cached verdicts whenever ``source``'s keys change (an issuer's key source)."""
+        source.on_change = self._keys_changed
 
     def _keys_changed(self, _ring: KeyRing) -> None:
         self._cache.clear()
@@ -78,6 +109,7 @@ class TokenVerifier:
         """Apply new claim rules (policy reload); cached verdicts were made under the old ones."""
         if rules != self.rules:
             self.rules = rules
+            self._by_issuer = dict(rules.providers)
             self._cache.clear()
 
     @property
@@ -86,34 +118,59 @@ class TokenVerifier:
 
     def cached(self, token: str) -> Verified | None:
         """The cached verdict for a token verified before and still live (no waiting)."""
-        return self._cache.get(token, self._clock()) if self._enabled else None
+        if not self._enabled:
+            return None
+        hit = self._cache.get(token, self._clock())
+        if hit is None and self.userinfo is not None and not looks_like_jwt(token):
+            hit = self._userinfo_cache.get(token_key(token), self._clock())
+        return hit
 
     async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
         """Verified claims, or why the token is refused. Never raises for any token.
 
-        ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
+        ``wait`` bounds the only awaits: a refetch of keys for an unknown ``kid``, a userinfo
+        request for an opaque token.
         """
         hit = self.cached(token)
         if hit is not None:
             return hit
+        if self.userinfo is not None and not looks_like_jwt(token):
+            return await self._resolve_userinfo(self.userinfo, token, wait)
         now = self._clock()
-        header = read_header(token, self.rules)
+        rules = self.rules
+        header = read_header(token, rules)
         if isinstance(header, TokenFailure):
             return header
-        ring = self.keys.ring
+        keys, issuer = self.keys, None
+        if self._by_issuer:
+            iss = unverified_issuer(token)
+            if isinstance(iss, TokenFailure):
+                return iss
+            chosen = None if iss is None else self._by_issuer.get(iss)
+            if iss is not None and chosen is not None:
+                issuer, rules = iss, chosen
+                keys = self.issuer_keys.get(iss, keys)
+                if keys is self.keys:  # the runtime has not made this issuer's source yet
+                    return TokenFailure(
+                        Reason.KEYS_UNAVAILABLE,
+                        "signing keys of this token's issuer are not loaded yet; retry shortly",
+                    )
+            elif not self.keys.urls:
+                return unknown_issuer(self._by_issuer)
+        ring = keys.ring
         if ring is None:
             return TokenFailure(
                 Reason.KEYS_UNAVAILABLE,
                 "signing keys could not be fetched from the identity provider yet; retry shortly",
             )
-        result = verify_token(token, header, ring, self.rules, now)
+        result = verify_token(token, header, ring, rules, now)
         if isinstance(result, UnknownKid):
             try:
-                known = await asyncio.wait_for(self.keys.refetch_for_kid(result.kid), wait)
+                known = await asyncio.wait_for(keys.refetch_for_kid(result.kid), wait)
             except TimeoutError:
                 known = False
-            if known and self.keys.ring is not None:
-                result = verify_token(token, header, self.keys.ring, self.rules, self._clock())
+            if known and keys.ring is not None:
+                result = verify_token(token, header, keys.ring, rules, self._clock())
             if isinstance(result, UnknownKid):
                 return TokenFailure(
                     Reason.UNKNOWN_KEY,
@@ -123,9 +180,46 @@ class TokenVerifier:
         if isinstance(result, TokenFailure):
             return result
         exp = result.get("exp")
-        until = (float(exp) + self.rules.leeway) if isinstance(exp, int | float) else now
-        verified = Verified(result, until)
+        until = (float(exp) + rules.leeway) if isinstance(exp, int | float) else now
+        verified = Verified(result, until, issuer)
         if self._enabled and until > now:
             self._cache.put(token, verified, min(until, now + self._max_age))
             metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
+        return verified
+
+    async def stop(self) -> None:
+        """Cancel userinfo requests still running (their waiters have given up or gone)."""
+        pending = list(self._userinfo_inflight.values())
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _resolve_userinfo(
+        self, client: UserinfoClient, token: str, wait: float
+    ) -> Verified | TokenFailure:
+        """An opaque token's claims from the userinfo endpoint, cached ``client.ttl`` seconds
+        by token hash (cached answers keep serving while the endpoint is down)."""
+        if len(token) > self.rules.max_token_bytes:
+            return TokenFailure(
+                Reason.TOKEN_TOO_LARGE,
+                f"the token is larger than {self.rules.max_token_bytes} bytes",
+            )
+        key = token_key(token)
+        inflight = self._userinfo_inflight.get(key)
+        if inflight is None:
+            inflight = self._userinfo_inflight[key] = asyncio.ensure_future(client.fetch(token))
+            inflight.add_done_callback(lambda _: self._userinfo_inflight.pop(key, None))
+        try:
+            claims = await asyncio.wait_for(asyncio.shield(inflight), wait)
+        except TimeoutError:
+            return TokenFailure(
+                Reason.USERINFO_UNAVAILABLE,
+                "the identity provider's userinfo endpoint did not answer in time; retry shortly",
+            )
+        if isinstance(claims, TokenFailure):
+            return claims
+        now = self._clock()
+        verified = Verified(claims, now + client.ttl, userinfo=True)
+        if self._enabled:
+            self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified

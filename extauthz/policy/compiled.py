@@ -6,7 +6,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from extauthz.identity.customvalidate import Validator
 from extauthz.identity.fields import ClaimFields
+from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
@@ -92,3 +94,6 @@ class Policy:
     catalog: ModelCatalog = field(default_factory=ModelCatalog)
     gate: Gate = field(default_factory=Gate)  # allowed_ips, allowed/public/admin-only routes
     source: str = "<defaults>"
+    # litellm_jwtauth.issuers: each entry's claim fields; custom_validate: the loaded function.
+    issuer_claims: Mapping[str, IssuerClaims] = field(default_factory=dict)
+    custom_validate: Validator | None = None

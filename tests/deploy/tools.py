@@ -8,6 +8,10 @@
   (their JSON-schema validators and TypeScript types) and ``typescript``, pinned by
   ``tests/deploy/validators/package-lock.json``, installed with ``npm ci`` into ``.tools/npm``.
 
+- **a real OpenID provider**: npm's ``oidc-provider`` (pinned by
+  ``tests/oidc/op/package-lock.json``) and ``op.mjs``, its test configuration, installed with
+  ``npm ci`` into ``.tools/oidc-op`` (tests/oidc run it for issuers and userinfo).
+
 Each install runs once per checkout (a stamp records what was installed) and under a file lock.
 ``make test`` runs ``python -m tests.deploy.tools`` first, so the download is not inside a test.
 """
@@ -35,6 +39,9 @@ HELM = TOOLS / "helm" / "helm"
 VALIDATORS_SRC = Path(__file__).resolve().parent / "validators"
 NPM_DIR = TOOLS / "npm"
 NPM_FILES = ("package.json", "package-lock.json", "validate.mts")
+OP_SRC = REPO / "tests" / "oidc" / "op"
+OP_DIR = TOOLS / "oidc-op"
+OP_FILES = ("package.json", "package-lock.json", "op.mjs")
 
 
 @contextmanager
@@ -82,29 +89,39 @@ def helm() -> str:
         return str(HELM)
 
 
-def _npm_digest() -> str:
+def _npm_digest(src: Path = VALIDATORS_SRC, files: tuple[str, ...] = NPM_FILES) -> str:
     h = hashlib.sha256()
-    for name in NPM_FILES:
-        h.update((VALIDATORS_SRC / name).read_bytes())
+    for name in files:
+        h.update((src / name).read_bytes())
     return h.hexdigest()
+
+
+def _npm_install(src: Path, files: tuple[str, ...], dest: Path) -> Path:
+    """``dest`` with ``src``'s files copied in and its lock file installed (``npm ci``)."""
+    with _locked():
+        stamp = dest / ".installed"
+        digest = _npm_digest(src, files)
+        if stamp.exists() and stamp.read_text() == digest:
+            return dest
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm not found: install Node.js (Debian: nodejs, npm)")
+        dest.mkdir(exist_ok=True)
+        for name in files:
+            shutil.copyfile(src / name, dest / name)
+        _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dest)
+        stamp.write_text(digest)
+        return dest
 
 
 def validators() -> Path:
     """``.tools/npm`` with the validators installed (``npm ci``) and ``validate.mts`` beside."""
-    with _locked():
-        stamp = NPM_DIR / ".installed"
-        digest = _npm_digest()
-        if stamp.exists() and stamp.read_text() == digest:
-            return NPM_DIR
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm not found: install Node.js (Debian: nodejs, npm)")
-        NPM_DIR.mkdir(exist_ok=True)
-        for name in NPM_FILES:
-            shutil.copyfile(VALIDATORS_SRC / name, NPM_DIR / name)
-        _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NPM_DIR)
-        stamp.write_text(digest)
-        return NPM_DIR
+    return _npm_install(VALIDATORS_SRC, NPM_FILES, NPM_DIR)
+
+
+def oidc_provider() -> Path:
+    """``.tools/oidc-op``: oidc-provider installed and ``op.mjs`` (run with ``node``) beside."""
+    return _npm_install(OP_SRC, OP_FILES, OP_DIR)
 
 
 def main() -> int:
@@ -113,6 +130,7 @@ def main() -> int:
     )
     print("helm:", version.stdout.strip())
     print("validators:", validators())
+    print("oidc-provider:", oidc_provider())
     return 0
 
 

@@ -168,12 +168,14 @@ async def litellm_decides(
     headers: Mapping[str, str],
     client: str = "127.0.0.1",
     teams: Sequence[Mapping[str, Any]] | None = None,
+    issuer_keys: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Outcome:
     """LiteLLM's decision for a JWT request under ``general_settings`` (a config's section).
 
     ``token`` is the key the standard headers carry ("" for none); ``headers`` are the others
     (a ``litellm_key_header_name`` header among them); ``client`` the peer address ("": none);
-    ``teams``: the database's teams (LiteLLM_TeamTable fields), else every team exists.
+    ``teams``: the database's teams (LiteLLM_TeamTable fields), else every team exists;
+    ``issuer_keys``: the public key behind each ``issuers`` entry's ``jwks_url``.
     """
     _REGISTRY[0] = (
         None if teams is None else {str(t["team_id"]): LiteLLM_TeamTable(**t) for t in teams}
@@ -191,6 +193,11 @@ async def litellm_decides(
         return public_jwk
 
     handler.get_public_key = public_key  # type: ignore[method-assign]
+
+    async def issuer_key(jwks_url: str, kid: str | None) -> Mapping[str, Any]:
+        return (issuer_keys or {})[jwks_url]
+
+    handler._get_public_key_from_jwks_url = issuer_key  # type: ignore[method-assign]
     settings = dict(general_settings)
     request_data = dict(body)
     proxy_server.general_settings = settings  # read by the checks below at call time

@@ -48,6 +48,27 @@ SEED000 = {
     "user_allowed_roles": ["basic_user"],
     "enforce_rbac": True,
 }
+IDP_A, IDP_B = "https://idp-a.example", "https://idp-b.example"
+TEAM_OR_USER = {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id", "enforce_rbac": True}
+ISSUERS = {
+    **TEAM_OR_USER,
+    "issuers": [
+        {
+            "issuer": IDP_A,
+            "audience": "api-a",
+            "jwks_url": f"{IDP_A}/jwks",
+            "team_id_jwt_field": "tid",
+        },
+        {
+            "issuer": IDP_B,
+            "audience": ["api-b"],
+            "jwks_url": f"{IDP_B}/jwks",
+            "user_id_jwt_field": "oid",
+            "user_email_jwt_field": "upn",
+        },
+    ],
+}
+VALIDATORS = "tests.unit.litellm_validators"
 CONFIGS: dict[str, dict[str, Any]] = {
     # seed 000: roles make an internal_user, one model allowed
     "seed000": {
@@ -200,6 +221,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "enforce_rbac": True,
         },
     },
+    # Several identity providers: each its own audience and claim fields (issue 16)
+    "issuers": {"litellm_jwtauth": ISSUERS},
+    "custom-validate": {
+        "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.not_mallory"},
+    },
+    "issuers-validate": {
+        "litellm_jwtauth": {**ISSUERS, "custom_validate": f"{VALIDATORS}.not_blocked_team"},
+    },
+    "validate-truthy": {
+        "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.truthy_subject"},
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -244,6 +276,12 @@ TOKENS: dict[str, dict[str, Any]] = {
     "alias-unknown": {"sub": "al2", "team_name": "Nobody"},
     "team-blocked": {"client_id": "blocked-team", "sub": "bt"},
     "team-unknown": {"client_id": "ghost-team", "sub": "gt"},
+    "iss-a": {"iss": IDP_A, "aud": "api-a", "sub": "ua", "tid": "team-ia"},
+    "iss-a-wrong-aud": {"iss": IDP_A, "aud": "api-b", "sub": "ua", "tid": "team-ia"},
+    "iss-a-global-team": {"iss": IDP_A, "aud": "api-a", "client_id": "team-a"},
+    "iss-a-blocked": {"iss": IDP_A, "aud": ["x", "api-a"], "tid": "blocked-team"},
+    "iss-b": {"iss": IDP_B, "aud": "api-b", "oid": "obj-1", "upn": "b@example.com"},
+    "mallory": {"sub": "mallory", "client_id": "team-a"},
 }
 # The team registry of the "teams-*" configs (LiteLLM_TeamTable fields); LiteLLM's database
 # stand-in holds the same teams. Other configs have none: every team exists, every model.
@@ -525,6 +563,13 @@ DIFFERENCES: dict[str, Difference] = {
             and o.team_id in (c.claims.get("groups") or [])
         ),
     ),
+    "custom-validate-only-true": Difference(
+        "`custom_validate` lets a caller in only when it returns `True`",
+        True,
+        lambda c, d, o: (
+            _denied(Reason.CUSTOM_VALIDATE_REFUSED)(d) and "truthy" in c.jwtauth["custom_validate"]
+        ),
+    ),
     "dotted-claim-names": Difference(
         "a claim whose name holds dots is found by its whole name",
         False,
@@ -555,11 +600,12 @@ async def _authorizers() -> dict[str, Authorizer]:
         policy = loaded.policy
         source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
         await source.refresh()
-        out[name] = Authorizer(
-            policy,
-            TokenVerifier(source, policy.token_rules, clock=time.time),
-            StateView(snapshot_of(name)),
+        issuer_keys = {i: JwksSource(urls, fetch=fetch) for i, urls in loaded.settings.keys.issuers}
+        await asyncio.gather(*(s.refresh() for s in issuer_keys.values()))
+        verifier = TokenVerifier(
+            source, policy.token_rules, clock=time.time, issuer_keys=issuer_keys
         )
+        out[name] = Authorizer(policy, verifier, StateView(snapshot_of(name)))
     return out
 
 
@@ -606,6 +652,7 @@ async def _run_all() -> Run:
             req.headers if standard else {**sent, **req.headers},
             client=req.client,
             teams=registry_of(case.config),
+            issuer_keys={f"{IDP_A}/jwks": jwk, f"{IDP_B}/jwks": jwk},
         )
     return Run(ours, theirs)
 
@@ -736,3 +783,25 @@ def test_the_oracle_is_live(run: Run) -> None:
 
 def test_case_count() -> None:
     assert len(CASES) >= 500
+
+
+def test_issuers_and_custom_validate_are_decided_alike(run: Run) -> None:
+    """Issue 16's keys are exercised, not skipped: both sides allow an issuer's token with the
+    team its own field names, and both refuse its wrong audience and what the validators refuse."""
+    for case_id, allowed, team in (
+        ("issuers/iss-a/chat-claude", True, "team-ia"),
+        ("issuers/iss-a-global-team/chat-claude", True, "team-a"),
+        ("issuers/iss-a-wrong-aud/chat-claude", False, None),
+        ("issuers-validate/iss-a-blocked/chat-claude", False, None),
+        ("issuers-validate/iss-a/chat-claude", True, "team-ia"),
+        ("custom-validate/mallory/chat-claude", False, None),
+        ("custom-validate/team/chat-claude", True, "team-a"),
+    ):
+        ours, theirs = run.ours[case_id], run.theirs[case_id]
+        assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
+        if allowed:
+            assert isinstance(ours, Allow) and ours.identity.team_id == team == theirs.team_id
+    b_id = "issuers/iss-b/models"
+    b = run.ours[b_id]  # B's user id claim is "oid"; no team: refused by both
+    assert isinstance(b, Deny) and b.reason is Reason.NO_TEAM and not run.theirs[b_id].allowed
+    assert b.identity is not None and (b.identity.user_id, b.identity.issuer) == ("obj-1", IDP_B)
