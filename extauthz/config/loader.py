@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from extauthz.config import rolemaps
 from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.schema import (
@@ -123,6 +124,9 @@ def compile_policy(
     role_routes = _role_routes(sections, problems)
     perm_routes, role_models = _role_permissions(sections, problems, warnings)
     fields, team_id_default, email_domains = _claim_rules(sections, problems)
+    jwt_settings = sections.general.litellm_jwtauth
+    roles = rolemaps.role_rules(jwt_settings, problems, warnings)
+    scopes = rolemaps.scope_rules(jwt_settings, sections.ours.model_globs, problems)
     settings = _serve_settings(sections, environ, problems, warnings)
     catalog = build_catalog(
         {**data, "general_settings": sections.general_raw}, problems, warnings
@@ -145,6 +149,8 @@ def compile_policy(
         else frozenset(jwt.user_allowed_roles),
         enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
         email_domains=email_domains,
+        role_rules=roles,
+        scope_rules=scopes,
         role_routes=role_routes,
         role_permission_routes=perm_routes,
         role_models=role_models,

@@ -38,15 +38,8 @@ REFUSED_JWTAUTH = frozenset(
         "team_alias_jwt_field",
         "team_id_upsert",
         "org_alias_jwt_field",
-        "roles_jwt_field",
-        "role_mappings",
-        "object_id_jwt_field",
-        "scope_mappings",
-        "enforce_scope_based_access",
         "enforce_team_based_model_access",
         "custom_validate",
-        "jwt_litellm_role_map",
-        "sync_user_role_and_teams",
         "oidc_userinfo_endpoint",
         "oidc_userinfo_enabled",
         "virtual_key_claim_field",
@@ -92,6 +85,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class RoleMappingEntry(_Strict):
+    """One ``role_mappings`` entry: an IdP role (exact) and the internal role it makes."""
+
+    role: str = Field(min_length=1)
+    internal_role: Literal["proxy_admin", "team", "internal_user"]
+
+
+class RoleMapEntry(_Strict):
+    """One ``jwt_litellm_role_map`` entry: a glob over IdP roles and a LiteLLM user role."""
+
+    jwt_role: str = Field(min_length=1, max_length=1024)
+    litellm_role: str  # LiteLLM's user roles; config/rolemaps.py says which act here
+
+
+class ScopeMappingEntry(_Strict):
+    """One ``scope_mappings`` entry: a scope and the models (and routes) it grants."""
+
+    scope: str = Field(min_length=1)
+    models: list[str] | None = None
+    routes: list[str] | None = None
+
+
 class JwtAuthSettings(_Strict):
     """``general_settings.litellm_jwtauth``: the part of ``LiteLLM_JWTAuth`` we implement."""
 
@@ -112,6 +127,14 @@ class JwtAuthSettings(_Strict):
     user_allowed_roles: list[str] | None = None
     enforce_rbac: bool = False
     public_key_ttl: float = Field(default=600.0, gt=0)
+    # Role and scope mappings (identity/roles.py, policy/scopes.py; checked in config/rolemaps.py)
+    roles_jwt_field: str | None = None
+    role_mappings: list[RoleMappingEntry] | None = None
+    object_id_jwt_field: str | None = None
+    jwt_litellm_role_map: list[RoleMapEntry] | None = None
+    sync_user_role_and_teams: bool = False
+    scope_mappings: list[ScopeMappingEntry] | None = None
+    enforce_scope_based_access: bool = False
 
 
 class RolePermission(_Strict):

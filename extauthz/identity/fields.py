@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from extauthz.identity.claims import ClaimValueError, scopes_of, string_claim, string_set_claim
 from extauthz.identity.emails import EmailCheck, check_email
+from extauthz.identity.roles import RoleRules, read_role_claims
 from extauthz.model import JWT, Deny, Identity, Reason
 
 
@@ -48,6 +49,9 @@ class ClaimRules(Protocol):
 
     @property
     def email_domains(self) -> frozenset[str] | None: ...
+
+    @property
+    def role_rules(self) -> RoleRules: ...
 
 
 NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
@@ -90,4 +94,5 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         email_domain=email_check.domain,
         email_problem=email_check.problem,
         user_id_from_email=claimed_user_id is None and email is not None,
+        **read_role_claims(claims, policy.role_rules)._asdict(),
     )

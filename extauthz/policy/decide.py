@@ -23,11 +23,13 @@ from extauthz.model import (
     RequestView,
     Role,
 )
+from extauthz.policy import rolemap
 from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
 from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
+from extauthz.policy.scopes import ScopeGrant
 from extauthz.state.protocol import StateSnapshot
 
 # LLM API routes (where general_settings.completion_model replaces the caller's model) and
@@ -50,12 +52,13 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
         return Role.TEAM
     if policy.user_allowed_roles is not None:
         # Deliberate difference: with an allow-list, a user id alone is not enough.
-        return Role.INTERNAL_USER if identity.roles & policy.user_allowed_roles else None
-    if identity.user_id is not None and not identity.user_id_from_email:
+        if identity.roles & policy.user_allowed_roles:
+            return Role.INTERNAL_USER
+    elif identity.user_id is not None and not identity.user_id_from_email:
         # LiteLLM's role reads the user id claim alone (get_rbac_role); the email fallback
         # names whom spend is attributed to but makes no internal_user.
         return Role.INTERNAL_USER
-    return None
+    return identity.mapped_role  # role_mappings come last (identity.roles)
 
 
 def _no_role_message(policy: Policy) -> str:
@@ -106,15 +109,21 @@ class Admission:
     catalog: ModelCatalog | None = None  # how names resolve (with a rule)
     forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
     steering: str | None = None  # why this route cannot be checked (with a rule)
+    scope: ScopeGrant | None = None  # what scope_mappings grant this caller (a second rule)
+    promoted: bool = False  # a proxy_admin by jwt_litellm_role_map (policy.rolemap.promoted)
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
     """Everything decided without the body: role, blocks, email domain, route."""
     if identity.kind == PASSTHROUGH:
         return Admission(identity, None, None, read_body=False)
+    if identity.role_problem is not None and policy.admin_scope not in identity.scopes:
+        return Deny(401, Reason.MALFORMED_TOKEN, identity.role_problem, identity)
     role = resolve_role(identity, policy)
     if role is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
+    identity = rolemap.with_object_id(identity, role)
+    promoted = rolemap.promoted(identity, role)
     if role is Role.PROXY_ADMIN and identity.team_id is not None:
         # LiteLLM's admin identity carries no team (check_admin_access returns team_id=None).
         identity = identity._replace(team_id=None)
@@ -169,7 +178,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         narrowed = policy.role_permission_routes.get(role)
         if (
             routes is None
-            or not routes.matches(path)
+            or not (promoted or routes.matches(path))
             or (narrowed is not None and not narrowed.matches(path))
         ):
             return Deny(
@@ -180,15 +189,21 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 identity,
                 role,
             )
+    grant = rolemap.scope_grant(identity, policy)
+    if grant is not None and not grant.allows_route(path):
+        refusal = rolemap.scope_route_refusal(grant, path)
+        return Deny(403, Reason.ROUTE_NOT_ALLOWED, refusal, identity, role)
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
     admin_api = path in ADMIN_API_PATHS
-    if rule is None:
-        return Admission(identity, role, None, admin_api=admin_api)
+    if rule is None and grant is None:
+        return Admission(identity, role, None, admin_api=admin_api, promoted=promoted)
     llm_route = _LLM_ROUTES.matches(path)
     return Admission(
         identity,
         role,
         rule,
+        promoted=promoted,
+        scope=grant,
         admin_api=admin_api,
         catalog=policy.catalog,
         forced=policy.catalog.forced if llm_route else (),
@@ -237,18 +252,21 @@ def judge_body(
         )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
-    if rule is not None:
+    scope_rule = None if admission.scope is None else admission.scope.rule
+    rules = [r for r in (rule, scope_rule) if r is not None]
+    if rules:
         refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
         if refused is not None:
             return refused
         catalog = admission.catalog or _NO_CATALOG
         for model in read.models + admission.forced:
             for runs in catalog.runs(model):
-                if not rule.allows(runs):
-                    return _model_denied(admission, rule, model, runs)
+                for r in rules:
+                    if not r.allows(runs):
+                        return _model_denied(admission, r, model, runs)
     return Allow(
         identity,
-        role,
+        Role.PROXY_ADMIN if admission.promoted else role,
         read.models[0] if read.models else None,
         # Kept only for a target Envoy routes to the admin API as sent (the decoded path
         # naming it is not enough: Envoy routes an escaped spelling to the upstream).
@@ -293,6 +311,8 @@ def _refuse_unknown(
 def _model_denied(admission: Admission, rule: ModelRule, asked: str, runs: str) -> Deny:
     role = admission.role
     who = f"role {role.value if role else None}"
+    if admission.scope is not None and rule is admission.scope.rule:
+        who = f"the token ({admission.scope.describe()}; scope_mappings)"
     allowed = "allowed: " + (", ".join(rule.entries) or "(none)")
     if runs in admission.forced:
         message = (
