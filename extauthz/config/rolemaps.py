@@ -57,6 +57,12 @@ def role_rules(jwt: JwtAuthSettings, problems: list[str], warnings: list[str]) -
             )
             continue
         seen.add(m.role)
+        if m.internal_role == "proxy_admin":
+            warnings.append(
+                f"{_WHERE}.role_mappings[{i}]: internal_role proxy_admin makes no admin in "
+                "LiteLLM 1.108.7 (its admin check reads only admin_jwt_scope); such callers go "
+                "on as internal users without an id, here as there. Use admin_jwt_scope for admins"
+            )
         mappings.append((m.role, Role(m.internal_role)))
     globs = _role_map(jwt, problems, warnings)
     rules = RoleRules(

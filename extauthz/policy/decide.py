@@ -119,10 +119,11 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         return Admission(identity, None, None, read_body=False)
     if identity.role_problem is not None and policy.admin_scope not in identity.scopes:
         return Deny(401, Reason.MALFORMED_TOKEN, identity.role_problem, identity)
-    role = resolve_role(identity, policy)
-    if role is None:
+    rbac_role = resolve_role(identity, policy)
+    if rbac_role is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
-    identity = rolemap.with_object_id(identity, role)
+    identity = rolemap.with_object_id(identity, rbac_role)
+    role = rolemap.acting_role(identity, rbac_role, policy.admin_scope)
     promoted = rolemap.promoted(identity, role)
     if role is Role.PROXY_ADMIN and identity.team_id is not None:
         # LiteLLM's admin identity carries no team (check_admin_access returns team_id=None).

@@ -2,6 +2,7 @@
 
 The mappings are read with the identity (``identity.roles``); what they do to the decision is
 here, so ``decide`` stays a list of checks:
+- a ``role_mappings`` proxy_admin acts as an internal_user (``acting_role``);
 - the object id replaces the team id of a ``team`` caller and the user id of an
   ``internal_user`` (LiteLLM: ``if rbac_role and object_id``);
 - ``jwt_litellm_role_map`` → ``proxy_admin`` under ``sync_user_role_and_teams`` promotes a caller
@@ -27,6 +28,15 @@ def with_object_id(identity: Identity, role: Role) -> Identity:
     if role is Role.INTERNAL_USER:
         return identity._replace(user_id=identity.object_id, user_id_from_email=False)
     return identity
+
+
+def acting_role(identity: Identity, rbac_role: Role, admin_scope: str) -> Role:
+    """The role a caller acts as: ``role_mappings`` → proxy_admin makes no admin in LiteLLM
+    (its admin check reads only ``admin_jwt_scope``); such a caller goes on as an
+    internal_user without an id (the object id is not applied to it), as it does there."""
+    if rbac_role is Role.PROXY_ADMIN and identity.kind == JWT and admin_scope not in identity.scopes:
+        return Role.INTERNAL_USER
+    return rbac_role
 
 
 def promoted(identity: Identity, role: Role) -> bool:

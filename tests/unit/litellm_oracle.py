@@ -8,7 +8,9 @@ email domain) and then, for a non-admin, the route check ``user_api_key_auth`` r
 
 - the database says yes to every id the token carries: a team exists for any team id (no
   model limit, not blocked), a user exists for any user id (no role, no teams); aliases resolve
-  to nothing; nothing is written (team membership sync and upserts are no-ops);
+  to nothing; nothing is written (team membership and upserts are no-ops), but LiteLLM's own
+  ``sync_user_role_and_teams`` runs against a database that accepts its writes, so a role
+  ``jwt_litellm_role_map`` gives the user row acts as it does in LiteLLM;
 - the signing key is handed over directly (no JWKS fetch); the enterprise licence is assumed;
 - the master key and virtual keys (LiteLLM's non-JWT path) are not part of the comparison.
 """
@@ -31,6 +33,7 @@ from litellm.proxy.auth import auth_checks
 from litellm.proxy.auth import handle_jwt as hj
 from litellm.proxy.auth.route_checks import RouteChecks
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
+from litellm.proxy.management_endpoints.scim import scim_v2
 from starlette.requests import Request
 
 
@@ -47,6 +50,36 @@ async def _nothing(*_: Any, **__: Any) -> None:
     return None
 
 
+_REAL_SYNC = hj.JWTAuthManager.sync_user_role_and_teams
+
+
+class _WritableUsers:
+    """LiteLLM's user repository over a database that accepts every write."""
+
+    def __init__(self, _client: Any) -> None:
+        self.table = self
+
+    async def update(self, **_: Any) -> None:
+        return None
+
+
+async def _sync(
+    jwt_handler: Any,
+    jwt_valid_token: dict[str, Any],
+    user_object: Any,
+    prisma_client: Any,
+    user_api_key_cache: Any = None,
+) -> None:
+    """LiteLLM's own sync_user_role_and_teams, given a (stand-in) database to write to."""
+    await _REAL_SYNC(
+        jwt_handler=jwt_handler,
+        jwt_valid_token=jwt_valid_token,
+        user_object=user_object,
+        prisma_client=object(),
+        user_api_key_cache=None,
+    )
+
+
 def _install_stand_ins() -> None:
     """Point LiteLLM's database readers (as handle_jwt imported them) at the stand-in."""
     for name, fn in (
@@ -61,7 +94,9 @@ def _install_stand_ins() -> None:
     ):
         setattr(hj, name, fn)
     hj.JWTAuthManager.map_user_to_teams = staticmethod(_nothing)  # type: ignore[method-assign]
-    hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_nothing)  # type: ignore[method-assign]
+    hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_sync)  # type: ignore[method-assign]
+    hj.UserRepository = _WritableUsers  # type: ignore[misc,assignment]
+    scim_v2.patch_team_membership = _nothing  # the sync's team writes (team_ids_jwt_field)
     # Reads general_settings.admin_only_routes from the proxy server module (none here).
     RouteChecks.custom_admin_only_route_check = staticmethod(lambda route: None)  # type: ignore[method-assign]
 
