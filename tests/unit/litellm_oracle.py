@@ -75,7 +75,7 @@ async def _sync(
         jwt_handler=jwt_handler,
         jwt_valid_token=jwt_valid_token,
         user_object=user_object,
-        prisma_client=object(),
+        prisma_client=object(),  # type: ignore[arg-type]
         user_api_key_cache=None,
     )
 
@@ -95,8 +95,9 @@ def _install_stand_ins() -> None:
         setattr(hj, name, fn)
     hj.JWTAuthManager.map_user_to_teams = staticmethod(_nothing)  # type: ignore[method-assign]
     hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_sync)  # type: ignore[method-assign]
-    hj.UserRepository = _WritableUsers  # type: ignore[misc,assignment]
-    scim_v2.patch_team_membership = _nothing  # the sync's team writes (team_ids_jwt_field)
+    hj.UserRepository = _WritableUsers  # type: ignore[attr-defined,assignment]
+    # the sync's team writes (team_ids_jwt_field)
+    scim_v2.patch_team_membership = _nothing  # type: ignore[assignment]
     # Reads general_settings.admin_only_routes from the proxy server module (none here).
     RouteChecks.custom_admin_only_route_check = staticmethod(lambda route: None)  # type: ignore[method-assign]
 
