@@ -69,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from extauthz.config.loader import load_policy_file
+    from extauthz.policy import rolemap
     from extauthz.redact import redact_url
 
     try:
@@ -95,7 +96,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     f = p.fields
     print(
         f"  admin scope: {p.admin_scope}; team claim: {f.team_id.name if f.team_id else 'off'}; "
-        f"user claim: {f.user_id.name if f.user_id else 'off'}; roles claim: "
+        f"user claim: {f.user_id.name if f.user_id else 'off'}; user roles claim: "
         f"{f.roles.name if f.roles else 'off'}"
     )
     for role, routes in p.role_routes.items():
@@ -108,6 +109,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         )
     if p.email_domains:
         print(f"  email domains: {', '.join(sorted(p.email_domains))}")
+    for line in rolemap.describe(p):
+        print(f"  {line}")
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
     return 0
@@ -119,6 +122,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.identity.jwks import HttpFetcher, JwksSource
     from extauthz.identity.verifier import TokenVerifier
     from extauthz.model import Allow
+    from extauthz.policy import rolemap
     from extauthz.policy.verdict import render
 
     loaded = load_policy_file(args.config, os.environ)
@@ -163,6 +167,9 @@ async def _explain(args: argparse.Namespace) -> int:
         out["message"] = json.loads(verdict.body)["error"]["message"]
         out["response_headers"] = dict(verdict.headers)
     out["metadata"] = dict(verdict.metadata)
+    mappings = rolemap.explain(decision.identity, policy) if decision.identity else {}
+    if mappings:
+        out["mappings"] = mappings
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
     if timing is not None:

@@ -63,3 +63,53 @@ def scope_route_refusal(grant: ScopeGrant, path: str) -> str:
         f"the token's scopes ({scopes}) grant no route matching {path[:200]}; see "
         "general_settings.litellm_jwtauth.scope_mappings[].routes"
     )
+
+
+def describe(policy: Policy) -> list[str]:
+    """For ``extauthz check-config``: what the role and scope mappings do."""
+    lines: list[str] = []
+    rules = policy.role_rules
+    if rules.mappings:
+        pairs = ", ".join(f"{role} → {internal.value}" for role, internal in rules.mappings)
+        lines.append(f"role mappings (claim {rules.roles_field}, first match wins): {pairs}")
+    if rules.object_id_field:
+        lines.append(
+            f"object id claim {rules.object_id_field}: the team id of a team, the user id of "
+            "an internal_user"
+        )
+    if rules.role_map:
+        pairs = ", ".join(f"{g.pattern} → {g.role.value}" for g in rules.role_map)
+        lines.append(
+            f"jwt_litellm_role_map (claim {rules.roles_field}, synced, first match wins): "
+            f"{pairs}; proxy_admin promotes a caller with a user id"
+        )
+    if policy.scope_rules is not None:
+        for m in policy.scope_rules.mappings:
+            models = "no models" if not m.models else "models " + ", ".join(m.models)
+            routes = "" if m.routes is None else "; routes " + ", ".join(m.routes)
+            lines.append(f"scope {m.scope}: {models}{routes}")
+        if policy.scope_rules.routed:
+            lines.append("scope routes enforced: a caller may call only its scopes' routes")
+    return lines
+
+
+def explain(identity: Identity, policy: Policy) -> dict[str, str]:
+    """For ``extauthz explain``: which mapping matched, which role and id resulted, which
+    scopes granted which models and routes."""
+    out: dict[str, str] = {}
+    if identity.mapped_role is not None:
+        out["role_mapping"] = f"{identity.mapped_from} -> {identity.mapped_role.value}"
+    if identity.object_id is not None:
+        out["object_id"] = identity.object_id
+    if identity.synced_role is not None:
+        out["jwt_litellm_role_map"] = f"{identity.synced_from} -> {identity.synced_role.value}"
+    if identity.role_problem is not None:
+        out["role_problem"] = identity.role_problem
+    grant = scope_grant(identity, policy)
+    if grant is not None:
+        out["scope_mappings"] = grant.describe() + (
+            ""
+            if grant.routes is None
+            else "; routes " + (", ".join(e for r in grant.routes for e in r) or "(none)")
+        )
+    return out

@@ -4,16 +4,19 @@ config checks, the decisions, and hostile claims. LiteLLM's agreement is test_di
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from extauthz.cli import main
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
 from extauthz.errors import ConfigError
 from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.roles import GlobRole, RoleRules, read_role_claims
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
+from extauthz.policy import rolemap
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import decide
 from extauthz.state.protocol import StateSnapshot
@@ -403,3 +406,61 @@ def test_scopes_do_not_apply_to_the_master_key() -> None:
         request, "/v1/chat/completions", "", Identity(kind="master_key"), policy, StateSnapshot()
     )
     assert isinstance(decision, Allow)
+
+
+# --- check-config and explain say what each mapping did ------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "example,needles",
+    [
+        (
+            "entra-app-roles.yaml",
+            [
+                "litellm.api.consumer → team, litellm.api.user → internal_user",
+                "object id claim oid",
+            ],
+        ),
+        (
+            "okta-groups-scopes.yaml",
+            [
+                "litellm-admins-* → proxy_admin, litellm-* → internal_user",
+                "scope litellm.models.mini: models gpt-4o-mini",
+            ],
+        ),
+    ],
+)
+def test_check_config_shows_the_mappings(
+    example: str, needles: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("JWT_PUBLIC_KEY_URL", "https://idp.example/jwks")
+    monkeypatch.setenv("JWT_AUDIENCE", "api://x")
+    assert main(["check-config", str(EXAMPLES / example)]) == 0
+    out = capsys.readouterr().out
+    for needle in needles:
+        assert needle in out, out
+
+
+def test_explain_says_which_mapping_matched_and_what_scopes_granted() -> None:
+    text = OKTA_GROUPS.replace(
+        "sync_user_role_and_teams: true",
+        "sync_user_role_and_teams: true\n    enforce_scope_based_access: true\n"
+        "    scope_mappings: [{scope: s.mini, models: [gpt-4o-mini], routes: [openai_routes]}]",
+    )
+    policy = policy_of(text)
+    identity = identity_from_claims(
+        {"sub": "u", "groups": ["litellm-admins-1"], "scope": "s.mini"}, policy
+    )
+    assert isinstance(identity, Identity)
+    assert rolemap.explain(identity, policy) == {
+        "jwt_litellm_role_map": "litellm-admins-1 ~ litellm-admins-* -> proxy_admin",
+        "scope_mappings": "scopes s.mini grant models gpt-4o-mini; routes openai_routes",
+    }
+    entra = policy_of(ENTRA)
+    consumer = identity_from_claims({"oid": "o1", "roles": ["litellm.api.consumer"]}, entra)
+    assert isinstance(consumer, Identity)
+    assert rolemap.explain(consumer, entra) == {
+        "role_mapping": "litellm.api.consumer -> team",
+        "object_id": "o1",
+    }
