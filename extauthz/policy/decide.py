@@ -43,7 +43,15 @@ _UNREAD_PROVIDER_ROUTE = (
 )
 
 def resolve_role(identity: Identity, policy: Policy) -> Role | None:
-    """LiteLLM's role order: admin scope, then team id, then user role (or user id)."""
+    """The role a caller acts as (the admin API asks this): a ``role_mappings`` proxy_admin is
+    none (``rolemap.acting_role``)."""
+    role = rbac_role(identity, policy)
+    return None if role is None else rolemap.acting_role(identity, role, policy.admin_scope)
+
+
+def rbac_role(identity: Identity, policy: Policy) -> Role | None:
+    """LiteLLM's role order (get_rbac_role): admin scope, then team id, then user role (or
+    user id), then role_mappings."""
     if identity.kind == MASTER_KEY:
         return Role.PROXY_ADMIN
     if policy.admin_scope in identity.scopes:
@@ -119,11 +127,11 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         return Admission(identity, None, None, read_body=False)
     if identity.role_problem is not None and policy.admin_scope not in identity.scopes:
         return Deny(401, Reason.MALFORMED_TOKEN, identity.role_problem, identity)
-    rbac_role = resolve_role(identity, policy)
-    if rbac_role is None:
+    rbac = rbac_role(identity, policy)
+    if rbac is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
-    identity = rolemap.with_object_id(identity, rbac_role)
-    role = rolemap.acting_role(identity, rbac_role, policy.admin_scope)
+    identity = rolemap.with_object_id(identity, rbac)
+    role = rolemap.acting_role(identity, rbac, policy.admin_scope)
     promoted = rolemap.promoted(identity, role)
     if role is Role.PROXY_ADMIN and identity.team_id is not None:
         # LiteLLM's admin identity carries no team (check_admin_access returns team_id=None).

@@ -18,7 +18,7 @@ from extauthz.identity.roles import GlobRole, RoleRules, read_role_claims
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy import rolemap
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import decide
+from extauthz.policy.decide import decide, resolve_role
 from extauthz.state.protocol import StateSnapshot
 
 ENV = {"JWT_PUBLIC_KEY_URL": "https://idp.example/jwks"}
@@ -241,6 +241,10 @@ def test_a_mapped_proxy_admin_is_no_admin_as_in_litellm() -> None:
     allow = allowed(call(loaded.policy, token))
     assert allow.role is Role.INTERNAL_USER and allow.identity.user_id is None
     denied(call(loaded.policy, token, "/key/generate", None), Reason.ROUTE_NOT_ALLOWED)
+    # ... nor of the sidecar's admin API, which asks resolve_role
+    identity = identity_from_claims(token, loaded.policy)
+    assert isinstance(identity, Identity)
+    assert resolve_role(identity, loaded.policy) is Role.INTERNAL_USER
 
 
 # --- hostile claims -----------------------------------------------------------------------------
