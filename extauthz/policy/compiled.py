@@ -79,6 +79,8 @@ class Policy:
     refuse_missing_team: bool = True  # LiteLLM's "No team found in token" (extauthz opt-out)
     user_allowed_roles: frozenset[str] | None = None
     enforce_rbac: bool = False
+    # general_settings.enforce_rbac: a non-admin needs a user or team id (validate_object_id)
+    require_caller_id: bool = False
     email_domains: frozenset[str] | None = None
     role_rules: RoleRules = NO_ROLE_RULES  # role_mappings, object id, jwt_litellm_role_map
     scope_rules: ScopeRules | None = None  # scope_mappings (with enforce_scope_based_access)

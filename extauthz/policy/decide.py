@@ -2,9 +2,11 @@
 
 Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
 and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
-role (403) → team claim when one is configured (403) → blocked team / end user (403) →
-email domain (403) → route (403) → x-litellm-team-id among the token's teams (403) →
-readable model (400) → cut body when the model matters (413) → model allowed (403).
+usable roles claim / object id (401) → role (403) → team claim when one is configured (403) →
+a user or team id under general_settings.enforce_rbac (403) → blocked team / end user (403) →
+email domain (403) → route, and the scopes' routes (403) → x-litellm-team-id among the token's
+teams (403) → readable model (400) → cut body when the model matters (413) → model allowed by
+the role and by the scopes (403). Role and scope mappings act through ``policy.rolemap``.
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             identity,
             role,
         )
+    if policy.require_caller_id and rolemap.unnamed(identity, role):
+        return Deny(403, Reason.NO_ROLE, rolemap.UNNAMED, identity, role)
     if identity.team_id is not None and identity.team_id in state.blocked_teams:
         return Deny(
             403,

@@ -40,6 +40,19 @@ def acting_role(identity: Identity, rbac_role: Role, admin_scope: str) -> Role:
     return rbac_role
 
 
+UNNAMED = (
+    "no user or team id in the token and general_settings.enforce_rbac is true (LiteLLM: \"No "
+    "user or team id found in token\"); set object_id_jwt_field, user_id_jwt_field or "
+    "team_id_jwt_field so callers are named"
+)
+
+
+def unnamed(identity: Identity, role: Role) -> bool:
+    """A non-admin with neither a user nor a team id: refused under general_settings'
+    enforce_rbac (LiteLLM's validate_object_id; a role_mappings team without object id)."""
+    return role is not Role.PROXY_ADMIN and identity.user_id is None and identity.team_id is None
+
+
 def promoted(identity: Identity, role: Role) -> bool:
     """A proxy admin by ``jwt_litellm_role_map`` (sync on): a caller LiteLLM keeps a user row
     for, i.e. one with a user id, whose IdP roles map to proxy_admin."""

@@ -149,6 +149,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "entra-no-rbac": {"litellm_jwtauth": {k: v for k, v in ENTRA.items() if k != "enforce_rbac"}},
     "entra-user-id": {"litellm_jwtauth": {**ENTRA, "user_id_jwt_field": "sub"}},
     "entra-team-id": {"litellm_jwtauth": {**ENTRA, "team_id_jwt_field": "azp"}},
+    # general_settings.enforce_rbac (not litellm_jwtauth's): LiteLLM's validate_object_id
+    "entra-general-rbac": {
+        "litellm_jwtauth": {k: v for k, v in ENTRA.items() if k != "enforce_rbac"},
+        "enforce_rbac": True,
+    },
     # Okta groups (issue 16): jwt_litellm_role_map globs, synced into LiteLLM's user row
     "okta-groups": {
         "litellm_jwtauth": {
@@ -162,6 +167,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "enforce_rbac": True,
         },
         "role_permissions": [{"role": "internal_user", "models": ["gpt-4o"]}],
+    },
+    "okta-groups-no-rbac": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "user_email_jwt_field": "email",
+            "roles_jwt_field": "groups",
+            "jwt_litellm_role_map": [
+                {"jwt_role": "litellm-admins-*", "litellm_role": "proxy_admin"},
+            ],
+            "sync_user_role_and_teams": True,
+        },
     },
     "okta-group-mappings": {
         "litellm_jwtauth": {
@@ -258,6 +274,7 @@ TOKENS: dict[str, dict[str, Any]] = {
     "okta-member": {"sub": "00u-member", "groups": ["Everyone", "litellm-users"]},
     "okta-everyone": {"sub": "00u-everyone", "groups": ["Everyone"]},
     "okta-admin-no-sub": {"groups": ["litellm-admins-prod"]},
+    "okta-admin-email-only": {"email": "ops@example.com", "groups": ["litellm-admins-ops"]},
     "okta-team-group": {"uid": "00u-team", "groups": ["LiteLLM Teams"]},
     "okta-user-group": {"uid": "00u-user", "groups": ["Everyone", "LiteLLM Users"]},
     "okta-scope-gpt": {"sub": "00u-gpt", "scope": "openid litellm.models.gpt"},

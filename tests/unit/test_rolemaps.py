@@ -226,6 +226,19 @@ def test_a_mapped_team_without_object_id_has_no_team_id() -> None:
     denied(call(policy, {"roles": ["litellm.api.consumer"]}), Reason.NO_TEAM)
 
 
+def test_general_settings_enforce_rbac_refuses_a_caller_without_ids() -> None:
+    """LiteLLM's validate_object_id: a mapped team without object id names nobody."""
+    text = ENTRA.replace("    enforce_rbac: true\n", "").replace(
+        "  role_permissions:", "  enforce_rbac: true\n  role_permissions:"
+    )
+    policy = policy_of(text)
+    deny = denied(call(policy, {"roles": ["litellm.api.consumer"]}), Reason.NO_ROLE)
+    assert "No user or team id found in token" in deny.message
+    allowed(call(policy, {"oid": "o", "roles": ["litellm.api.consumer"]}))
+    # litellm_jwtauth.enforce_rbac alone does not ask for an id (LiteLLM reads general_settings')
+    allowed(call(policy_of(ENTRA), {"roles": ["litellm.api.consumer"]}))
+
+
 def test_an_unmapped_app_role_is_no_role() -> None:
     denied(call(policy_of(ENTRA), {"oid": "o", "roles": ["Directory.Read"]}), Reason.NO_ROLE)
 
