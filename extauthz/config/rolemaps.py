@@ -32,7 +32,7 @@ SYNCED_ROLES = {"proxy_admin": Role.PROXY_ADMIN, "internal_user": Role.INTERNAL_
 
 def role_rules(jwt: JwtAuthSettings, problems: list[str], warnings: list[str]) -> RoleRules:
     """``roles_jwt_field``, ``role_mappings``, ``object_id_jwt_field``, ``jwt_litellm_role_map``."""
-    if jwt.role_mappings is not None and jwt.roles_jwt_field is None:
+    if jwt.role_mappings and jwt.roles_jwt_field is None:
         problems.append(
             f"{_WHERE}.role_mappings needs roles_jwt_field (the claim holding the IdP roles, "
             "e.g. 'roles' for Entra ID app roles)"
@@ -42,7 +42,7 @@ def role_rules(jwt: JwtAuthSettings, problems: list[str], warnings: list[str]) -
             f"{_WHERE}.object_id_jwt_field needs role_mappings: the mapped role says whether "
             "the object id is a team id or a user id (LiteLLM refuses it alone too)"
         )
-    if jwt.jwt_litellm_role_map is not None and jwt.roles_jwt_field is None:
+    if jwt.jwt_litellm_role_map and jwt.roles_jwt_field is None:
         problems.append(
             f"{_WHERE}.jwt_litellm_role_map needs roles_jwt_field (the claim holding the IdP "
             "roles or groups, e.g. 'groups' for Okta)"
@@ -65,6 +65,10 @@ def role_rules(jwt: JwtAuthSettings, problems: list[str], warnings: list[str]) -
             )
         mappings.append((m.role, Role(m.internal_role)))
     globs = _role_map(jwt, problems, warnings)
+    if jwt.roles_jwt_field is not None and not (mappings or jwt.jwt_litellm_role_map):
+        warnings.append(
+            f"{_WHERE}.roles_jwt_field: no effect without role_mappings or jwt_litellm_role_map"
+        )
     rules = RoleRules(
         roles_field=jwt.roles_jwt_field,
         roles_path=parse_field_path(jwt.roles_jwt_field) if jwt.roles_jwt_field else (),

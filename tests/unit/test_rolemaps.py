@@ -171,6 +171,14 @@ def test_mapping_keys_are_no_longer_refused() -> None:
         compile_policy(parse_yaml(text), ENV)
 
 
+def test_empty_and_idle_mapping_keys_are_harmless() -> None:
+    loaded = compile_policy(
+        parse_yaml(JWT % "{role_mappings: [], jwt_litellm_role_map: [], roles_jwt_field: roles}"),
+        ENV,
+    )
+    assert any("roles_jwt_field: no effect" in w for w in loaded.warnings)
+
+
 def test_role_map_without_sync_warns_and_grants_nothing() -> None:
     text = OKTA_GROUPS.replace("sync_user_role_and_teams: true", "sync_user_role_and_teams: false")
     loaded = compile_policy(parse_yaml(text), ENV)
