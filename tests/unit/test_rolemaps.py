@@ -12,6 +12,7 @@ import pytest
 from extauthz.cli import main
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
+from extauthz.devtokens import sign_token
 from extauthz.errors import ConfigError
 from extauthz.identity.fields import identity_from_claims
 from extauthz.identity.roles import GlobRole, RoleRules, read_role_claims
@@ -20,6 +21,7 @@ from extauthz.policy import rolemap
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import decide, resolve_role
 from extauthz.state.protocol import StateSnapshot
+from tests.unit.keys import jwks, rsa_jwk, rsa_key
 
 ENV = {"JWT_PUBLIC_KEY_URL": "https://idp.example/jwks"}
 MODELS = """
@@ -489,3 +491,20 @@ def test_explain_says_which_mapping_matched_and_what_scopes_granted() -> None:
         "role_mapping": "litellm.api.consumer -> team",
         "object_id": "o1",
     }
+
+
+def test_explain_command_shows_the_mappings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """`extauthz explain` on the Entra example: the mapping that matched and the oid it named."""
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk())))
+    monkeypatch.setenv("JWT_PUBLIC_KEY_URL", keys.as_uri())
+    monkeypatch.setenv("JWT_AUDIENCE", "api://x")
+    claims = {"oid": "6e1a", "roles": ["litellm.api.consumer"], "aud": "api://x"}
+    args = ["explain", "--config", str(EXAMPLES / "entra-app-roles.yaml")]
+    args += ["--token", sign_token(rsa_key("a"), claims), "--path", "/v1/chat/completions"]
+    assert main([*args, "--body", '{"model": "gpt-4o"}']) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["role"] == "team" and out["set_headers"]["x-auth-team-id"] == "6e1a"
+    assert out["mappings"] == {"role_mapping": "litellm.api.consumer -> team", "object_id": "6e1a"}
