@@ -123,6 +123,7 @@ def read_role_claims(claims: Mapping[str, Any], rules: RoleRules) -> RoleClaims:
     for entry in rules.role_map:
         match = next((r for r in roles if entry.regex.match(r)), None)
         if match is not None:
-            synced, synced_from = entry.role, f"{match} ~ {entry.pattern}"
+            # the matched role is the token's: shown cut (explain output), never a header
+            synced, synced_from = entry.role, f"{match[:200]} ~ {entry.pattern}"
             break
     return RoleClaims(mapped_role, mapped_from, object_id, problem, synced, synced_from)

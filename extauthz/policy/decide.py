@@ -188,7 +188,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             )
     if identity.kind != MASTER_KEY:
         routes = policy.role_routes.get(role)
-        narrowed = policy.role_permission_routes.get(role)
+        narrowed = policy.role_permission_routes.get(rbac)  # LiteLLM's check_rbac_role
         if (
             routes is None
             or not (promoted or routes.matches(path))
@@ -206,7 +206,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     if grant is not None and not grant.allows_route(path):
         refusal = rolemap.scope_route_refusal(grant, path)
         return Deny(403, Reason.ROUTE_NOT_ALLOWED, refusal, identity, role)
-    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
+    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(rbac)
     admin_api = path in ADMIN_API_PATHS
     if rule is None and grant is None:
         return Admission(identity, role, None, admin_api=admin_api, promoted=promoted)

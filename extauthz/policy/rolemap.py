@@ -33,7 +33,8 @@ def with_object_id(identity: Identity, role: Role) -> Identity:
 def acting_role(identity: Identity, rbac_role: Role, admin_scope: str) -> Role:
     """The role a caller acts as: ``role_mappings`` → proxy_admin makes no admin in LiteLLM
     (its admin check reads only ``admin_jwt_scope``); such a caller goes on as an
-    internal_user without an id (the object id is not applied to it), as it does there."""
+    internal_user without an id (the object id is not applied to it), as it does there, held to
+    the internal_user's routes and to proxy_admin's ``role_permissions`` (``check_rbac_role``)."""
     mapped_admin = identity.kind == JWT and admin_scope not in identity.scopes
     if rbac_role is Role.PROXY_ADMIN and mapped_admin:
         return Role.INTERNAL_USER

@@ -147,7 +147,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "role_permissions": [{"role": "team", "models": ["gpt-4o", "anthropic-claude"]}],
     },
     "entra-no-rbac": {"litellm_jwtauth": {k: v for k, v in ENTRA.items() if k != "enforce_rbac"}},
-    "entra-user-id": {"litellm_jwtauth": {**ENTRA, "user_id_jwt_field": "sub"}},
+    "entra-user-id": {
+        "litellm_jwtauth": {**ENTRA, "user_id_jwt_field": "sub"},
+        "role_permissions": [
+            {"role": "internal_user", "models": ["gpt-4o"]},
+            {"role": "proxy_admin", "models": ["anthropic-claude"], "routes": ["openai_routes"]},
+        ],
+    },
     "entra-team-id": {"litellm_jwtauth": {**ENTRA, "team_id_jwt_field": "azp"}},
     # general_settings.enforce_rbac (not litellm_jwtauth's): LiteLLM's validate_object_id
     "entra-general-rbac": {

@@ -264,6 +264,19 @@ def test_a_mapped_proxy_admin_is_no_admin_as_in_litellm() -> None:
     allow = allowed(call(loaded.policy, token))
     assert allow.role is Role.INTERNAL_USER and allow.identity.user_id is None
     denied(call(loaded.policy, token, "/key/generate", None), Reason.ROUTE_NOT_ALLOWED)
+    # held to proxy_admin's role_permissions (LiteLLM's check_rbac_role), not internal_user's
+    perms = compile_policy(
+        parse_yaml(
+            text.replace(
+                "    - {role: team, models: [gpt-4o-mini]}",
+                "    - {role: internal_user, models: [gpt-4o]}\n"
+                "    - {role: proxy_admin, models: [claude]}",
+            )
+        ),
+        ENV,
+    ).policy
+    allowed(call(perms, token, model="claude"))
+    denied(call(perms, token, model="gpt-4o"), Reason.MODEL_NOT_ALLOWED)
     # ... nor of the sidecar's admin API, which asks resolve_role
     identity = identity_from_claims(token, loaded.policy)
     assert isinstance(identity, Identity)
