@@ -121,6 +121,7 @@ class Admission:
     steering: str | None = None  # why this route cannot be checked (with a rule)
     scope: ScopeGrant | None = None  # what scope_mappings grant this caller (a second rule)
     promoted: bool = False  # a proxy_admin by jwt_litellm_role_map (policy.rolemap.promoted)
+    header_teams: tuple[str, ...] | None = None  # x-litellm-team-id may name (None: the team)
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
@@ -132,7 +133,9 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     rbac = rbac_role(identity, policy)
     if rbac is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
+    claimed = identity
     identity = rolemap.with_object_id(identity, rbac)
+    header_teams = rolemap.header_teams(claimed, identity, state.blocked_teams)
     role = rolemap.acting_role(identity, rbac, policy.admin_scope)
     promoted = rolemap.promoted(identity, role)
     if role is Role.PROXY_ADMIN and identity.team_id is not None:
@@ -209,7 +212,14 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(rbac)
     admin_api = path in ADMIN_API_PATHS
     if rule is None and grant is None:
-        return Admission(identity, role, None, admin_api=admin_api, promoted=promoted)
+        return Admission(
+            identity,
+            role,
+            None,
+            admin_api=admin_api,
+            promoted=promoted,
+            header_teams=header_teams,
+        )
     llm_route = _LLM_ROUTES.matches(path)
     return Admission(
         identity,
@@ -217,6 +227,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         rule,
         promoted=promoted,
         scope=grant,
+        header_teams=header_teams,
         admin_api=admin_api,
         catalog=policy.catalog,
         forced=policy.catalog.forced if llm_route else (),
@@ -242,9 +253,14 @@ def judge_body(
         return Allow(identity, role)
     if identity.kind == JWT and role is not Role.PROXY_ADMIN:
         wanted = request.headers.get(TEAM_HEADER)
-        if wanted and wanted != identity.team_id:
+        teams = admission.header_teams
+        if wanted and teams is not None and wanted in teams:
+            identity = identity._replace(team_id=wanted)  # LiteLLM: the header's team is used
+        elif wanted and (teams is not None or wanted != identity.team_id):
             # LiteLLM refuses x-litellm-team-id naming a team outside the token's teams (403).
             held = "none" if identity.team_id is None else repr(identity.team_id)
+            if teams is not None:
+                held = ", ".join(map(repr, teams)) or "none that may be named"
             return Deny(
                 403,
                 Reason.TEAM_NOT_ALLOWED,

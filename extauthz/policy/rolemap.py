@@ -30,6 +30,19 @@ def with_object_id(identity: Identity, role: Role) -> Identity:
     return identity
 
 
+def header_teams(
+    claimed: Identity, named: Identity, blocked: frozenset[str]
+) -> tuple[str, ...] | None:
+    """The teams ``x-litellm-team-id`` may name when the object id replaced the team: LiteLLM
+    allows the team claim (``team_id_jwt_field``), not the object id, and then uses the header's
+    team. None: no replacement, the header may name only the token's team. A blocked team may
+    not be named."""
+    if claimed.team_id == named.team_id:
+        return None
+    team = claimed.team_id
+    return () if team is None or team in blocked else (team,)
+
+
 def acting_role(identity: Identity, rbac_role: Role, admin_scope: str) -> Role:
     """The role a caller acts as: ``role_mappings`` → proxy_admin makes no admin in LiteLLM
     (its admin check reads only ``admin_jwt_scope``); such a caller goes on as an

@@ -106,7 +106,7 @@ def test_entra_team_is_held_to_its_models_and_its_team(entra: Stack) -> None:
         entra.call(token=token, model="gpt-4o-mini", headers=other_team),
         403,
         "team_not_allowed",
-        "6e1a2b3c-consumer",
+        "someone-elses-team",
     )
 
 

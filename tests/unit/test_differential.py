@@ -339,6 +339,20 @@ REQUESTS = [
         chat("anthropic-claude"),
         {"x-litellm-team-id": "team-a"},
     ),
+    Req(  # an Entra team named by its oid (entra-consumer), and its azp (a team claim)
+        "team-header-oid",
+        "POST",
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        {"x-litellm-team-id": "6e1a-consumer"},
+    ),
+    Req(
+        "team-header-azp",
+        "POST",
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        {"x-litellm-team-id": "app-1"},
+    ),
     Req(
         "team-header-other",
         "POST",

@@ -202,8 +202,28 @@ def test_entra_app_role_makes_a_team_named_by_the_object_id() -> None:
     assert allow.role is Role.TEAM and allow.identity.team_id == "6e1a-oid"
     assert allow.identity.mapped_from == "litellm.api.consumer"
     denied(call(policy, token, model="gpt-4o"), Reason.MODEL_NOT_ALLOWED)
-    allowed(call(policy, token, headers={"x-litellm-team-id": "6e1a-oid"}))
+    # x-litellm-team-id may name only a team claim (LiteLLM's allowed teams), never the oid
+    denied(call(policy, token, headers={"x-litellm-team-id": "6e1a-oid"}), Reason.TEAM_NOT_ALLOWED)
     denied(call(policy, token, headers={"x-litellm-team-id": "other"}), Reason.TEAM_NOT_ALLOWED)
+
+
+def test_the_team_header_may_select_the_team_claim_over_the_object_id() -> None:
+    """LiteLLM: with team_id_jwt_field and an object id, the team is the oid, and a header naming
+    the claim's team selects that team instead (a blocked one may not be named)."""
+    policy = policy_of(ENTRA.replace("enforce_rbac: true", "team_id_jwt_field: azp"))
+    token = {"azp": "app-1", "oid": "o1", "roles": []}
+    assert allowed(call(policy, token)).identity.team_id == "o1"
+    chosen = allowed(call(policy, token, headers={"x-litellm-team-id": "app-1"}))
+    assert chosen.identity.team_id == "app-1" and chosen.role is Role.TEAM
+    denied(call(policy, token, headers={"x-litellm-team-id": "o1"}), Reason.TEAM_NOT_ALLOWED)
+    identity = identity_from_claims(token, policy)
+    assert isinstance(identity, Identity)
+    request = RequestView(
+        "POST", "/v1/chat/completions", {"x-litellm-team-id": "app-1"}, b'{"model": "m"}'
+    )
+    blocked = StateSnapshot(frozenset({"app-1"}))
+    decision = decide(request, "/v1/chat/completions", "", identity, policy, blocked)
+    assert isinstance(decision, Deny) and decision.reason is Reason.TEAM_NOT_ALLOWED
 
 
 def test_entra_user_role_makes_the_object_id_the_user_id() -> None:
