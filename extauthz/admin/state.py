@@ -19,7 +19,8 @@ from extauthz.authorizer import Authorizer, StateView
 from extauthz.errors import ConfigError, StoreError
 from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import email_refusal, resolve_role
+from extauthz.policy.decide import email_refusal, rbac_role, resolve_role
+from extauthz.policy.rolemap import with_object_id
 from extauthz.state.protocol import StateSnapshot
 from extauthz.state.urls import StoreSettings, store_from_url
 from extauthz.state.users import RecorderSettings, UserRecorder, recording_paused
@@ -54,6 +55,9 @@ class StateRuntime:
 
     def note_identity(self, identity: Identity, policy: Policy) -> None:
         """The authorizer's ``on_identity`` hook: record a user seen in a valid token."""
+        rbac = rbac_role(identity, policy)
+        if rbac is not None:  # the user id an object id names (object_id_jwt_field)
+            identity = with_object_id(identity, rbac)
         if (
             policy.user_id_upsert
             and identity.user_id is not None

@@ -3,6 +3,7 @@ config checks, the decisions, and hostile claims. LiteLLM's agreement is test_di
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -541,3 +542,20 @@ def test_explain_command_shows_the_mappings(
     out = json.loads(capsys.readouterr().out)
     assert out["role"] == "team" and out["set_headers"]["x-auth-team-id"] == "6e1a"
     assert out["mappings"] == {"role_mapping": "litellm.api.consumer -> team", "object_id": "6e1a"}
+
+
+def test_user_id_upsert_records_the_user_the_object_id_names() -> None:
+    """LiteLLM upserts the user row of the object id (authorize_jwt sets user_id = oid)."""
+    from extauthz.admin.state import StateRuntime
+
+    policy = policy_of(ENTRA.replace("enforce_rbac: true", "user_id_upsert: true"))
+    identity = identity_from_claims({"oid": "u-oid", "roles": ["litellm.api.user"]}, policy)
+    assert isinstance(identity, Identity)
+    runtime = StateRuntime("memory://")
+    runtime.note_identity(identity, policy)
+
+    async def recorded() -> Any:
+        await runtime.recorder.flush()
+        return await runtime.store.get_user("u-oid")
+
+    assert asyncio.run(recorded()) is not None
