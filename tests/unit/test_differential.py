@@ -185,6 +185,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "sync_user_role_and_teams": True,
         },
     },
+    "okta-groups-teams": {
+        "litellm_jwtauth": {
+            "team_id_jwt_field": "client_id",
+            "user_id_jwt_field": "sub",
+            "roles_jwt_field": "groups",
+            "jwt_litellm_role_map": [
+                {"jwt_role": "litellm-admins-*", "litellm_role": "proxy_admin"},
+            ],
+            "sync_user_role_and_teams": True,
+            "enforce_rbac": True,
+        },
+        "role_permissions": [{"role": "team", "models": ["anthropic-claude"]}],
+    },
     "okta-group-mappings": {
         "litellm_jwtauth": {
             "roles_jwt_field": "groups",
@@ -280,6 +293,7 @@ TOKENS: dict[str, dict[str, Any]] = {
     "okta-member": {"sub": "00u-member", "groups": ["Everyone", "litellm-users"]},
     "okta-everyone": {"sub": "00u-everyone", "groups": ["Everyone"]},
     "okta-admin-no-sub": {"groups": ["litellm-admins-prod"]},
+    "okta-admin-client": {"sub": "00u-ops", "client_id": "team-a", "groups": ["litellm-admins-x"]},
     "okta-admin-email-only": {"email": "ops@example.com", "groups": ["litellm-admins-ops"]},
     "okta-team-group": {"uid": "00u-team", "groups": ["LiteLLM Teams"]},
     "okta-user-group": {"uid": "00u-user", "groups": ["Everyone", "LiteLLM Users"]},
