@@ -4,11 +4,14 @@ config checks, the decisions, and hostile claims. LiteLLM's agreement is test_di
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extauthz.cli import main
 from extauthz.config.loader import compile_policy
@@ -559,3 +562,15 @@ def test_user_id_upsert_records_the_user_the_object_id_names() -> None:
         return await runtime.store.get_user("u-oid")
 
     assert asyncio.run(recorded()) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab*?[]!-.", max_size=12),
+    roles=st.lists(st.text(alphabet="ab-.[]*?", max_size=10), max_size=5),
+)
+def test_globs_match_as_litellms_fnmatch(pattern: str, roles: list[str]) -> None:
+    """Any pattern, any roles: matched exactly when LiteLLM's fnmatch.fnmatch matches (Linux)."""
+    rules = rules_of((pattern, Role.PROXY_ADMIN))
+    expected = any(fnmatch.fnmatch(r, pattern) for r in roles)
+    assert (read_role_claims({"g": roles}, rules).synced_role is not None) == expected
