@@ -126,7 +126,9 @@ def compile_policy(
     fields, team_id_default, email_domains = _claim_rules(sections, problems)
     jwt_settings = sections.general.litellm_jwtauth
     roles = rolemaps.role_rules(jwt_settings, problems, warnings)
-    scopes = rolemaps.scope_rules(jwt_settings, sections.ours.model_globs, problems)
+    scopes = rolemaps.scope_rules(
+        jwt_settings, sections.ours.model_globs, sections.model_names, problems, warnings
+    )
     settings = _serve_settings(sections, environ, problems, warnings)
     catalog = build_catalog(
         {**data, "general_settings": sections.general_raw}, problems, warnings

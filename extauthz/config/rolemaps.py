@@ -118,7 +118,11 @@ def _role_map(
 
 
 def scope_rules(
-    jwt: JwtAuthSettings, model_globs: bool, problems: list[str]
+    jwt: JwtAuthSettings,
+    model_globs: bool,
+    model_names: tuple[str, ...],
+    problems: list[str],
+    warnings: list[str],
 ) -> ScopeRules | None:
     """``scope_mappings`` with ``enforce_scope_based_access``: both or neither."""
     if jwt.scope_mappings is not None and not jwt.enforce_scope_based_access:
@@ -144,5 +148,11 @@ def scope_rules(
             except RouteError as exc:
                 problems.append(f"{_WHERE}.scope_mappings[{i}].routes: {exc}")
         models = None if m.models is None else tuple(m.models)
+        unknown = [x for x in models or () if "*" not in x and x not in model_names]
+        if unknown and model_names:
+            warnings.append(
+                f"{_WHERE}.scope_mappings[{i}].models: {', '.join(unknown)} not in model_list "
+                "(granted anyway)"
+            )
         mappings.append(ScopeMapping(m.scope, models, routes))
     return ScopeRules(tuple(mappings), globs=model_globs)

@@ -193,6 +193,12 @@ def test_role_map_without_sync_warns_and_grants_nothing() -> None:
     denied(call(loaded.policy, admin, "/key/generate", None), Reason.ROUTE_NOT_ALLOWED)
 
 
+def test_scope_models_not_in_model_list_warn() -> None:
+    text = OKTA_SCOPES.replace("models: [claude]}", "models: [claude, cluade]}")
+    loaded = compile_policy(parse_yaml(text), ENV)
+    assert any("scope_mappings[2].models: cluade not in model_list" in w for w in loaded.warnings)
+
+
 def test_sync_warns_that_the_database_part_is_not_applied() -> None:
     loaded = compile_policy(parse_yaml(OKTA_GROUPS), ENV)
     assert any("LiteLLM's database are not known" in w for w in loaded.warnings)
