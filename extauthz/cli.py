@@ -77,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from extauthz.config.gate import describe_gate
     from extauthz.config.loader import load_policy_file
+    from extauthz.policy import rolemap
     from extauthz.redact import redact_url
 
     try:
@@ -104,7 +105,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     f = p.fields
     print(
         f"  admin scope: {p.admin_scope}; team claim: {f.team_id.name if f.team_id else 'off'}; "
-        f"user claim: {f.user_id.name if f.user_id else 'off'}; roles claim: "
+        f"user claim: {f.user_id.name if f.user_id else 'off'}; user roles claim: "
         f"{f.roles.name if f.roles else 'off'}"
     )
     if f.team_ids or f.team_alias or p.team_id_upsert or p.enforce_team_models:
@@ -124,7 +125,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         )
     if p.email_domains:
         print(f"  email domains: {', '.join(sorted(p.email_domains))}")
-    for line in describe_gate(p.gate):
+    for line in (*describe_gate(p.gate), *rolemap.describe(p)):
         print(f"  {line}")
     for warning in loaded.warnings:
         print(f"  warning: {warning}")
@@ -177,6 +178,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.identity.tokens import looks_like_jwt
     from extauthz.identity.verifier import TokenVerifier
     from extauthz.model import MASTER_KEY, Allow
+    from extauthz.policy import rolemap
     from extauthz.policy.verdict import render
     from extauthz.runtime import userinfo_client
 
@@ -254,6 +256,9 @@ async def _explain(args: argparse.Namespace) -> int:
     out["userinfo_used"] = (
         userinfo is not None and bool(token) and not looks_like_jwt(token) and not by_key
     )
+    mappings = rolemap.explain(decision.identity, policy) if decision.identity else {}
+    if mappings:
+        out["mappings"] = mappings
     if keys.last_error:
         out["key_fetch_error"] = keys.last_error
     issuer_errors = {i: s.last_error for i, s in issuer_keys.sources.items() if s.last_error}

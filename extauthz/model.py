@@ -143,6 +143,14 @@ class Identity(NamedTuple):
     # and whether the claims came from the OIDC userinfo endpoint (an opaque token).
     issuer: str | None = None
     userinfo: bool = False
+    # role_mappings / object_id_jwt_field / jwt_litellm_role_map (identity.roles), read with the
+    # identity; decide.admit uses them where LiteLLM's get_rbac_role and authorize_jwt do.
+    mapped_role: Role | None = None  # the first role_mappings entry the roles claim holds
+    mapped_from: str | None = None  # the IdP role that matched it
+    object_id: str | None = None  # object_id_jwt_field: becomes the team or user id, by role
+    role_problem: str | None = None  # why the roles claim or object id cannot be used (401)
+    synced_role: Role | None = None  # jwt_litellm_role_map under sync_user_role_and_teams
+    synced_from: str | None = None  # "IdP role ~ pattern" that matched
 
 
 class Allow(NamedTuple):

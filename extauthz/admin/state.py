@@ -19,7 +19,8 @@ from extauthz.authorizer import Authorizer, StateView
 from extauthz.errors import ConfigError, StoreError
 from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import email_refusal, resolve_role
+from extauthz.policy.decide import email_refusal, rbac_role, resolve_role
+from extauthz.policy.rolemap import with_object_id
 from extauthz.state.protocol import StateSnapshot
 from extauthz.state.team_upserts import TeamUpserter, UpsertSettings
 from extauthz.state.urls import StoreSettings, store_from_url
@@ -59,6 +60,9 @@ class StateRuntime:
         """The authorizer's ``on_identity`` hook: record a user seen in a valid token, and
         register its team (``team_id_upsert``: the team claim or default, as LiteLLM's
         ``get_team_object(team_id_upsert=True)``; an admin's token registers none)."""
+        rbac = rbac_role(identity, policy)
+        if rbac is not None:  # the user or team id an object id names (object_id_jwt_field)
+            identity = with_object_id(identity, rbac)
         if recording_paused() or (
             policy.email_domains is not None
             and email_refusal(identity, policy.email_domains) is not None  # the core's gate

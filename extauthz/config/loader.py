@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from extauthz.config import rolemaps
 from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.gate import compile_gate
@@ -134,6 +135,11 @@ def compile_policy(
         email_domains,
         problems,
     )
+    jwt_settings = sections.general.litellm_jwtauth
+    roles = rolemaps.role_rules(jwt_settings, problems, warnings)
+    scopes = rolemaps.scope_rules(
+        jwt_settings, sections.ours.model_globs, sections.model_names, problems, warnings
+    )
     settings = _serve_settings(sections, environ, problems, warnings, providers)
     validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
     catalog = build_catalog(
@@ -158,7 +164,10 @@ def compile_policy(
         if jwt.user_allowed_roles is None
         else frozenset(jwt.user_allowed_roles),
         enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
+        require_caller_id=general.enforce_rbac,
         email_domains=email_domains,
+        role_rules=roles,
+        scope_rules=scopes,
         role_routes=role_routes,
         role_permission_routes=perm_routes,
         role_models=role_models,
@@ -182,7 +191,8 @@ def compile_policy(
         catalog=catalog,
         gate=gate,
         source=source,
-        issuer_claims=providers.claims,
+        # roles and their mappings are global: every provider's tokens are read with them
+        issuer_claims={k: replace(c, role_rules=roles) for k, c in providers.claims.items()},
         custom_validate=validator,
     )
     return LoadedPolicy(policy, settings, tuple(warnings))

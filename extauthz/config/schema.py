@@ -35,13 +35,6 @@ DEFAULT_INTERNAL_USER_ROUTES = ("openai_routes", "anthropic_routes", "info_route
 REFUSED_JWTAUTH = frozenset(
     {
         "org_alias_jwt_field",
-        "roles_jwt_field",
-        "role_mappings",
-        "object_id_jwt_field",
-        "scope_mappings",
-        "enforce_scope_based_access",
-        "jwt_litellm_role_map",
-        "sync_user_role_and_teams",
         "virtual_key_claim_field",
         "routing_overrides",
         "unregistered_jwt_client_behavior",
@@ -78,6 +71,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class RoleMappingEntry(_Strict):
+    """One ``role_mappings`` entry: an IdP role (exact) and the internal role it makes."""
+
+    role: str = Field(min_length=1)
+    internal_role: Literal["proxy_admin", "team", "internal_user"]
+
+
+class RoleMapEntry(_Strict):
+    """One ``jwt_litellm_role_map`` entry: a glob over IdP roles and a LiteLLM user role."""
+
+    jwt_role: str = Field(min_length=1, max_length=1024)
+    litellm_role: str  # LiteLLM's user roles; config/rolemaps.py says which act here
+
+
+class ScopeMappingEntry(_Strict):
+    """One ``scope_mappings`` entry: a scope and the models (and routes) it grants."""
+
+    scope: str = Field(min_length=1)
+    models: list[str] | None = None
+    routes: list[str] | None = None
+
+
 class JwtAuthSettings(_Strict):
     """``general_settings.litellm_jwtauth``: the part of ``LiteLLM_JWTAuth`` we implement."""
 
@@ -109,6 +124,14 @@ class JwtAuthSettings(_Strict):
     oidc_userinfo_enabled: bool = False
     oidc_userinfo_endpoint: str | None = None
     oidc_userinfo_cache_ttl: float = Field(default=300.0, gt=0)
+    # Role and scope mappings (identity/roles.py, policy/scopes.py; checked in config/rolemaps.py)
+    roles_jwt_field: str | None = None
+    role_mappings: list[RoleMappingEntry] | None = None
+    object_id_jwt_field: str | None = None
+    jwt_litellm_role_map: list[RoleMapEntry] | None = None
+    sync_user_role_and_teams: bool = False
+    scope_mappings: list[ScopeMappingEntry] | None = None
+    enforce_scope_based_access: bool = False
 
 
 class IssuerEntry(_Strict):

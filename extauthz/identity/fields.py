@@ -21,6 +21,7 @@ from extauthz.identity.claims import (
     string_set_claim,
 )
 from extauthz.identity.emails import EmailCheck, check_email
+from extauthz.identity.roles import RoleRules, read_role_claims
 from extauthz.model import JWT, Deny, Identity, Reason
 
 
@@ -60,6 +61,9 @@ class ClaimRules(Protocol):
 
     @property
     def email_domains(self) -> frozenset[str] | None: ...
+
+    @property
+    def role_rules(self) -> RoleRules: ...
 
 
 NO_EMAIL_CHECK = EmailCheck(None)  # no email gate: the address is an attribute, not judged
@@ -131,4 +135,5 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         team_ids=team_ids,
         team_alias=team_alias,
         team_id_defaulted=claimed_team is None and team_id is not None,
+        **read_role_claims(claims, policy.role_rules)._asdict(),
     )

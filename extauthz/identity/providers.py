@@ -21,6 +21,7 @@ import orjson
 
 from extauthz.identity.fields import ClaimField, ClaimFields
 from extauthz.identity.jwks import Fetcher, JwksSource
+from extauthz.identity.roles import NO_ROLE_RULES, RoleRules
 from extauthz.identity.tokens import TokenFailure, b64url_decode
 from extauthz.model import Reason
 
@@ -37,6 +38,7 @@ class IssuerClaims:
     email_domains: frozenset[str] | None
     # (LiteLLM's normalized claim, the entry's own field): what custom_validate is shown.
     mapped: tuple[tuple[str, ClaimField], ...] = ()
+    role_rules: RoleRules = NO_ROLE_RULES  # global (role_mappings, jwt_litellm_role_map)
 
 
 def unverified_issuer(token: str) -> str | TokenFailure | None:

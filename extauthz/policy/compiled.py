@@ -5,15 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from extauthz.identity.customvalidate import Validator
 from extauthz.identity.fields import ClaimFields
 from extauthz.identity.providers import IssuerClaims
+from extauthz.identity.roles import NO_ROLE_RULES, RoleRules
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.gate import Gate
 from extauthz.policy.routes import RouteSet
+
+if TYPE_CHECKING:
+    from extauthz.policy.scopes import ScopeRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,11 @@ class Policy:
     refuse_missing_team: bool = True  # LiteLLM's "No team found in token" (extauthz opt-out)
     user_allowed_roles: frozenset[str] | None = None
     enforce_rbac: bool = False
+    # general_settings.enforce_rbac: a non-admin needs a user or team id (validate_object_id)
+    require_caller_id: bool = False
     email_domains: frozenset[str] | None = None
+    role_rules: RoleRules = NO_ROLE_RULES  # role_mappings, object id, jwt_litellm_role_map
+    scope_rules: ScopeRules | None = None  # scope_mappings (with enforce_scope_based_access)
     role_routes: Mapping[Role, RouteSet] = field(default_factory=dict)
     role_permission_routes: Mapping[Role, RouteSet] = field(default_factory=dict)
     role_models: Mapping[Role, ModelRule] = field(default_factory=dict)

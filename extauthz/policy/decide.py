@@ -2,10 +2,13 @@
 
 Pure and synchronous, in two steps: ``admit`` (everything but the body, reusable per caller
 and path) and ``judge_body``. Order of checks (each a deny with its own reason and status):
-role (403) → team claim when one is configured (403) → blocked team / end user (403) →
-email domain (403) → admin-only route (403) → route (403) → readable model (400) → the team the
-request runs as (``policy.teams``: x-litellm-team-id among the token's teams, a registered team,
-403) → cut body when the model matters (413) → model allowed by the role and by the team (403).
+usable roles claim / object id (401) → role (403) → team claim when one is configured (403) →
+a user or team id under general_settings.enforce_rbac (403) → blocked team / end user (403) →
+email domain (403) → admin-only route (403) → route, and the scopes' routes (403) → readable
+model (400) → the team the request runs as (``policy.teams``: x-litellm-team-id among the
+token's teams, a registered team, 403) → cut body when the model matters (413) → model allowed
+by the role, by the scopes and by the team (403). Role and scope mappings act through
+``policy.rolemap``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from extauthz.model import (
     RequestView,
     Role,
 )
+from extauthz.policy import rolemap
 from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
 from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
 from extauthz.policy.routes import compile_routes
+from extauthz.policy.scopes import ScopeGrant
 from extauthz.policy.teams import (
     TEAM_HEADER,
     TeamRules,
@@ -49,7 +54,15 @@ _UNREAD_PROVIDER_ROUTE = (
 )
 
 def resolve_role(identity: Identity, policy: Policy) -> Role | None:
-    """LiteLLM's role order: admin scope, then team id, then user role (or user id)."""
+    """The role a caller acts as (the admin API asks this): a ``role_mappings`` proxy_admin is
+    none (``rolemap.acting_role``)."""
+    role = rbac_role(identity, policy)
+    return None if role is None else rolemap.acting_role(identity, role, policy.admin_scope)
+
+
+def rbac_role(identity: Identity, policy: Policy) -> Role | None:
+    """LiteLLM's role order (get_rbac_role): admin scope, then team id, then user role (or
+    user id), then role_mappings."""
     if identity.kind == MASTER_KEY:
         return Role.PROXY_ADMIN
     if policy.admin_scope in identity.scopes:
@@ -58,12 +71,13 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
         return Role.TEAM
     if policy.user_allowed_roles is not None:
         # Deliberate difference: with an allow-list, a user id alone is not enough.
-        return Role.INTERNAL_USER if identity.roles & policy.user_allowed_roles else None
-    if identity.user_id is not None and not identity.user_id_from_email:
+        if identity.roles & policy.user_allowed_roles:
+            return Role.INTERNAL_USER
+    elif identity.user_id is not None and not identity.user_id_from_email:
         # LiteLLM's role reads the user id claim alone (get_rbac_role); the email fallback
         # names whom spend is attributed to but makes no internal_user.
         return Role.INTERNAL_USER
-    return None
+    return identity.mapped_role  # role_mappings come last (identity.roles)
 
 
 def _no_role_message(policy: Policy) -> str:
@@ -115,15 +129,25 @@ class Admission:
     forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
     steering: str | None = None  # why this route cannot be checked (with a rule)
     teams: TeamRules | None = None  # a non-admin JWT caller: its team is chosen per request
+    scope: ScopeGrant | None = None  # what scope_mappings grant this caller (a second rule)
+    promoted: bool = False  # a proxy_admin by jwt_litellm_role_map (policy.rolemap.promoted)
+    header_teams: tuple[str, ...] | None = None  # x-litellm-team-id may name (None: the team)
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
     """Everything decided without the body: role, blocks, email domain, route."""
     if identity.kind == PASSTHROUGH:
         return Admission(identity, None, None, read_body=False)
-    role = resolve_role(identity, policy)
-    if role is None:
+    if identity.role_problem is not None and policy.admin_scope not in identity.scopes:
+        return Deny(401, Reason.MALFORMED_TOKEN, identity.role_problem, identity)
+    rbac = rbac_role(identity, policy)
+    if rbac is None:
         return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
+    claimed = identity
+    identity = rolemap.with_object_id(identity, rbac)
+    header_teams = rolemap.header_teams(claimed, identity, state.blocked_teams)
+    role = rolemap.acting_role(identity, rbac, policy.admin_scope)
+    promoted = rolemap.promoted(identity, role)
     if role is Role.PROXY_ADMIN and identity.team_id is not None:
         # LiteLLM's admin identity carries no team (check_admin_access returns team_id=None).
         identity = identity._replace(team_id=None)
@@ -146,6 +170,8 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             identity,
             role,
         )
+    if policy.require_caller_id and rolemap.unnamed(identity, role):
+        return Deny(403, Reason.NO_ROLE, rolemap.UNNAMED, identity, role)
     if identity.team_id is not None and identity.team_id in state.blocked_teams:
         return Deny(
             403,
@@ -186,10 +212,10 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         )
     if identity.kind != MASTER_KEY:
         routes = policy.role_routes.get(role)
-        narrowed = policy.role_permission_routes.get(role)
+        narrowed = policy.role_permission_routes.get(rbac)  # LiteLLM's check_rbac_role
         if (
             routes is None
-            or not routes.matches(path)
+            or not (promoted or routes.matches(path))
             or (narrowed is not None and not narrowed.matches(path))
         ):
             return Deny(
@@ -200,7 +226,11 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
                 identity,
                 role,
             )
-    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(role)
+    grant = rolemap.scope_grant(identity, policy)
+    if grant is not None and not grant.allows_route(path):
+        refusal = rolemap.scope_route_refusal(grant, path)
+        return Deny(403, Reason.ROUTE_NOT_ALLOWED, refusal, identity, role)
+    rule = None if identity.kind == MASTER_KEY else policy.role_models.get(rbac)
     admin_api = path in ADMIN_API_PATHS
     teams = (
         _team_rules(path, policy)
@@ -208,7 +238,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         else None
     )
     llm_route = _LLM_ROUTES.matches(path)
-    if rule is None:
+    if rule is None and grant is None:
         return Admission(
             identity,
             role,
@@ -217,11 +247,16 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             catalog=policy.catalog,
             forced=policy.catalog.forced if llm_route and teams is not None else (),
             teams=teams,
+            promoted=promoted,
+            header_teams=header_teams,
         )
     return Admission(
         identity,
         role,
         rule,
+        promoted=promoted,
+        scope=grant,
+        header_teams=header_teams,
         admin_api=admin_api,
         catalog=policy.catalog,
         forced=policy.catalog.forced if llm_route else (),
@@ -276,10 +311,10 @@ def judge_body(
         )
     if read.error is not None:
         return Deny(400, Reason.BAD_BODY, read.error, identity, role)
-    rules = admission.teams
+    team_rules = admission.teams
     team_source = None
-    if rules is not None:
-        team_source = rules.claim_source(identity)
+    if team_rules is not None:
+        team_source = team_rules.claim_source(identity)
         snapshot = state or _NO_STATE
         header = request.headers.get(TEAM_HEADER)
         if (
@@ -287,12 +322,19 @@ def judge_body(
             or snapshot.teams
             or identity.team_ids
             or identity.team_alias is not None
-            or rules.enforce
+            or team_rules.enforce
         ):
             catalog = admission.catalog or _NO_CATALOG
             team_runs = runs_of(read.models + admission.forced, catalog)
             choice = choose_team(
-                identity, header, team_runs, rules, snapshot, role, catalog.model_names
+                identity,
+                header,
+                team_runs,
+                team_rules,
+                snapshot,
+                role,
+                catalog.model_names,
+                admission.header_teams,
             )
             if isinstance(choice, Deny):
                 return choice
@@ -317,18 +359,21 @@ def judge_body(
                     )
                 if refused is not None:
                     return refused
-    if rule is not None:
+    scope_rule = None if admission.scope is None else admission.scope.rule
+    rules = [r for r in (rule, scope_rule) if r is not None]
+    if rules:
         refused = _refuse_unknown(admission, read.cut, read.complex, read.steering)
         if refused is not None:
             return refused
         catalog = admission.catalog or _NO_CATALOG
         for model in read.models + admission.forced:
             for runs in catalog.runs(model):
-                if not rule.allows(runs):
-                    return _model_denied(admission, rule, model, runs)
+                for r in rules:
+                    if not r.allows(runs):
+                        return _model_denied(admission, r, model, runs)
     return Allow(
         identity,
-        role,
+        Role.PROXY_ADMIN if admission.promoted else role,
         read.models[0] if read.models else None,
         # Kept only for a target Envoy routes to the admin API as sent (the decoded path
         # naming it is not enough: Envoy routes an escaped spelling to the upstream).
@@ -375,6 +420,8 @@ def _refuse_unknown(
 def _model_denied(admission: Admission, rule: ModelRule, asked: str, runs: str) -> Deny:
     role = admission.role
     who = f"role {role.value if role else None}"
+    if admission.scope is not None and rule is admission.scope.rule:
+        who = f"the token ({admission.scope.describe()}; scope_mappings)"
     allowed = "allowed: " + (", ".join(rule.entries) or "(none)")
     if runs in admission.forced:
         message = (

@@ -106,8 +106,12 @@ def choose_team(
     state: StateSnapshot,
     role: Role | None,
     proxy_models: frozenset[str] = frozenset(),
+    header_teams: tuple[str, ...] | None = None,
 ) -> TeamChoice | Deny:
-    """The team this request runs as, or why it is refused (see the module's docstring)."""
+    """The team this request runs as, or why it is refused (see the module's docstring).
+
+    ``header_teams``: when ``object_id_jwt_field`` replaced the team id, the teams the header
+    may name instead of it (LiteLLM allows the team claim, not the object id; ``rolemap``)."""
     teams = state.teams
     in_use = bool(teams)
 
@@ -132,6 +136,8 @@ def choose_team(
         return TeamChoice(team_id, entry, where) if ok else unknown(team_id, where)
 
     held = identity.team_ids if identity.team_id is None else (identity.team_id, *identity.team_ids)
+    if header_teams is not None:
+        held = (*header_teams, *identity.team_ids)
     if header:
         target = header if header in held else state.team_aliases.get(header)
         if target is None or target not in held:

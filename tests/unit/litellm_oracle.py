@@ -8,7 +8,9 @@ email domain) and then, for a non-admin, the route check ``user_api_key_auth`` r
 
 - the database says yes to every id the token carries: a team exists for any team id (no
   model limit, not blocked), a user exists for any user id (no role, no teams); aliases resolve
-  to nothing; nothing is written (team membership sync and upserts are no-ops) — unless the
+  to nothing; nothing is written (team membership and upserts are no-ops), but LiteLLM's own
+  ``sync_user_role_and_teams`` runs against a database that accepts its writes, so a role
+  ``jwt_litellm_role_map`` gives the user row acts as it does in LiteLLM — unless the
   call is given ``teams`` (the extauthz team registry's contents): then the database holds
   exactly those teams (by id and alias; an unknown id is LiteLLM's 404, or a new team with
   every model under ``team_id_upsert``), and ``common_checks``' team steps run after
@@ -51,6 +53,7 @@ from litellm.proxy.auth.user_api_key_auth import (
     get_api_key_from_custom_header,
 )
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
+from litellm.proxy.management_endpoints.scim import scim_v2
 from starlette.requests import Request
 
 # The seeded database's teams for the current call (None: every team exists, see above).
@@ -95,6 +98,36 @@ async def _nothing(*_: Any, **__: Any) -> None:
     return None
 
 
+_REAL_SYNC = hj.JWTAuthManager.sync_user_role_and_teams
+
+
+class _WritableUsers:
+    """LiteLLM's user repository over a database that accepts every write."""
+
+    def __init__(self, _client: Any) -> None:
+        self.table = self
+
+    async def update(self, **_: Any) -> None:
+        return None
+
+
+async def _sync(
+    jwt_handler: Any,
+    jwt_valid_token: dict[str, Any],
+    user_object: Any,
+    prisma_client: Any,
+    user_api_key_cache: Any = None,
+) -> None:
+    """LiteLLM's own sync_user_role_and_teams, given a (stand-in) database to write to."""
+    await _REAL_SYNC(
+        jwt_handler=jwt_handler,
+        jwt_valid_token=jwt_valid_token,
+        user_object=user_object,
+        prisma_client=object(),  # type: ignore[arg-type]
+        user_api_key_cache=None,
+    )
+
+
 def _install_stand_ins() -> None:
     """Point LiteLLM's database readers (as handle_jwt imported them) at the stand-in."""
     for name, fn in (
@@ -110,7 +143,10 @@ def _install_stand_ins() -> None:
         setattr(hj, name, fn)
     hj.JWTAuthManager._team_id_by_alias = staticmethod(_team_id_by_alias)  # type: ignore[method-assign]
     hj.JWTAuthManager.map_user_to_teams = staticmethod(_nothing)  # type: ignore[method-assign]
-    hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_nothing)  # type: ignore[method-assign]
+    hj.JWTAuthManager.sync_user_role_and_teams = staticmethod(_sync)  # type: ignore[method-assign]
+    hj.UserRepository = _WritableUsers  # type: ignore[attr-defined,assignment]
+    # the sync's team writes (team_ids_jwt_field)
+    scim_v2.patch_team_membership = _nothing  # type: ignore[assignment]
 
 
 _install_stand_ins()

@@ -69,6 +69,21 @@ ISSUERS = {
     ],
 }
 VALIDATORS = "tests.unit.litellm_validators"
+ENTRA = {
+    "roles_jwt_field": "roles",
+    "role_mappings": [
+        {"role": "litellm.api.consumer", "internal_role": "team"},
+        {"role": "litellm.api.user", "internal_role": "internal_user"},
+        {"role": "litellm.api.admin", "internal_role": "proxy_admin"},
+    ],
+    "object_id_jwt_field": "oid",
+    "enforce_rbac": True,
+}
+OKTA_SCOPES = [
+    {"scope": "litellm.models.gpt", "models": ["gpt-4o"]},
+    {"scope": "litellm.models.claude", "models": ["anthropic-claude", "claude-3-5-sonnet"]},
+    {"scope": "openid"},
+]
 CONFIGS: dict[str, dict[str, Any]] = {
     # seed 000: roles make an internal_user, one model allowed
     "seed000": {
@@ -232,6 +247,101 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "validate-truthy": {
         "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.truthy_subject"},
     },
+    # Entra ID app roles (issue 16): the app role makes the role, the object id (oid) the id.
+    "entra": {
+        "litellm_jwtauth": ENTRA,
+        "role_permissions": [{"role": "team", "models": ["gpt-4o", "anthropic-claude"]}],
+    },
+    "entra-no-rbac": {"litellm_jwtauth": {k: v for k, v in ENTRA.items() if k != "enforce_rbac"}},
+    "entra-user-id": {
+        "litellm_jwtauth": {**ENTRA, "user_id_jwt_field": "sub"},
+        "role_permissions": [
+            {"role": "internal_user", "models": ["gpt-4o"]},
+            {"role": "proxy_admin", "models": ["anthropic-claude"], "routes": ["openai_routes"]},
+        ],
+    },
+    "entra-team-id": {"litellm_jwtauth": {**ENTRA, "team_id_jwt_field": "azp"}},
+    # general_settings.enforce_rbac (not litellm_jwtauth's): LiteLLM's validate_object_id
+    "entra-general-rbac": {
+        "litellm_jwtauth": {k: v for k, v in ENTRA.items() if k != "enforce_rbac"},
+        "enforce_rbac": True,
+    },
+    # Okta groups (issue 16): jwt_litellm_role_map globs, synced into LiteLLM's user row
+    "okta-groups": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "roles_jwt_field": "groups",
+            "jwt_litellm_role_map": [
+                {"jwt_role": "litellm-admins-*", "litellm_role": "proxy_admin"},
+                {"jwt_role": "litellm-*", "litellm_role": "internal_user"},
+            ],
+            "sync_user_role_and_teams": True,
+            "enforce_rbac": True,
+        },
+        "role_permissions": [{"role": "internal_user", "models": ["gpt-4o"]}],
+    },
+    "okta-groups-no-rbac": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "user_email_jwt_field": "email",
+            "roles_jwt_field": "groups",
+            "jwt_litellm_role_map": [
+                {"jwt_role": "litellm-admins-*", "litellm_role": "proxy_admin"},
+            ],
+            "sync_user_role_and_teams": True,
+        },
+    },
+    "okta-groups-teams": {
+        "litellm_jwtauth": {
+            "team_id_jwt_field": "client_id",
+            "user_id_jwt_field": "sub",
+            "roles_jwt_field": "groups",
+            "jwt_litellm_role_map": [
+                {"jwt_role": "litellm-admins-*", "litellm_role": "proxy_admin"},
+            ],
+            "sync_user_role_and_teams": True,
+            "enforce_rbac": True,
+        },
+        "role_permissions": [{"role": "team", "models": ["anthropic-claude"]}],
+    },
+    "okta-group-mappings": {
+        "litellm_jwtauth": {
+            "roles_jwt_field": "groups",
+            "role_mappings": [
+                {"role": "LiteLLM Teams", "internal_role": "team"},
+                {"role": "LiteLLM Users", "internal_role": "internal_user"},
+            ],
+            "object_id_jwt_field": "uid",
+            "enforce_rbac": True,
+        },
+    },
+    # Okta scopes (issue 16): scope_mappings with enforce_scope_based_access
+    "okta-scopes": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "scope_mappings": OKTA_SCOPES,
+            "enforce_scope_based_access": True,
+            "enforce_rbac": True,
+        },
+    },
+    "okta-scopes-admin": {
+        "litellm_jwtauth": {
+            "admin_jwt_scope": "litellm-proxy-admin",
+            "team_id_jwt_field": "cid",
+            "scope_mappings": OKTA_SCOPES,
+            "enforce_scope_based_access": True,
+        },
+    },
+    "okta-scopes-routes": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "scope_mappings": [
+                {"scope": "litellm.models.gpt", "models": ["gpt-4o"], "routes": ["openai_routes"]},
+                {"scope": "litellm.models.claude", "routes": ["/v1/messages"]},
+            ],
+            "enforce_scope_based_access": True,
+        },
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -282,6 +392,39 @@ TOKENS: dict[str, dict[str, Any]] = {
     "iss-a-blocked": {"iss": IDP_A, "aud": ["x", "api-a"], "tid": "blocked-team"},
     "iss-b": {"iss": IDP_B, "aud": "api-b", "oid": "obj-1", "upn": "b@example.com"},
     "mallory": {"sub": "mallory", "client_id": "team-a"},
+    # Entra ID access tokens: app roles in `roles`, the object id in `oid`
+    "entra-consumer": {
+        "oid": "6e1a-consumer",
+        "roles": ["litellm.api.consumer"],
+        "azp": "app-1",
+        "sub": "s-consumer",
+        "tid": "tenant-1",
+    },
+    "entra-user": {"oid": "7f2b-user", "roles": ["litellm.api.user"], "sub": "s-user"},
+    "entra-two-roles": {"oid": "8a3c-both", "roles": ["litellm.api.user", "litellm.api.consumer"]},
+    "entra-app-admin": {"oid": "9b4d-admin", "roles": ["litellm.api.admin"]},
+    "entra-no-oid": {"roles": ["litellm.api.consumer"], "sub": "s-no-oid"},
+    "entra-other-role": {"oid": "0c5e-other", "roles": ["Directory.Read"]},
+    "entra-oid-list": {"oid": ["a", "b"], "roles": ["litellm.api.consumer"]},
+    "entra-roles-object": {"oid": "1d6f-obj", "roles": {"litellm.api.consumer": True}},
+    # Okta access tokens: groups, and scopes in `scp` (a list) or `scope` (a string)
+    "okta-admin": {"sub": "00u-admin", "groups": ["Everyone", "litellm-admins-prod"]},
+    "okta-member": {"sub": "00u-member", "groups": ["Everyone", "litellm-users"]},
+    "okta-everyone": {"sub": "00u-everyone", "groups": ["Everyone"]},
+    "okta-admin-no-sub": {"groups": ["litellm-admins-prod"]},
+    "okta-admin-client": {"sub": "00u-ops", "client_id": "team-a", "groups": ["litellm-admins-x"]},
+    "okta-admin-email-only": {"email": "ops@example.com", "groups": ["litellm-admins-ops"]},
+    "okta-team-group": {"uid": "00u-team", "groups": ["LiteLLM Teams"]},
+    "okta-user-group": {"uid": "00u-user", "groups": ["Everyone", "LiteLLM Users"]},
+    "okta-scope-gpt": {"sub": "00u-gpt", "scope": "openid litellm.models.gpt"},
+    "okta-scope-both": {
+        "sub": "00u-both",
+        "scope": ["litellm.models.gpt", "litellm.models.claude"],
+    },
+    "okta-scope-none": {"sub": "00u-none", "scope": "openid profile"},
+    "okta-scp-claude": {"sub": "00u-scp", "scp": ["litellm.models.claude"]},
+    "okta-scope-admin": {"cid": "okta-app", "scope": "litellm-proxy-admin litellm.models.gpt"},
+    "okta-scope-team": {"cid": "okta-app", "scope": "litellm.models.claude"},
 }
 # The team registry of the "teams-*" configs (LiteLLM_TeamTable fields); LiteLLM's database
 # stand-in holds the same teams. Other configs have none: every team exists, every model.
@@ -358,6 +501,20 @@ REQUESTS = [
         chat("anthropic-claude"),
         {"x-litellm-team-id": "team-a"},
     ),
+    Req(  # an Entra team named by its oid (entra-consumer), and its azp (a team claim)
+        "team-header-oid",
+        "POST",
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        {"x-litellm-team-id": "6e1a-consumer"},
+    ),
+    Req(
+        "team-header-azp",
+        "POST",
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        {"x-litellm-team-id": "app-1"},
+    ),
     Req(
         "team-header-alias",
         "POST",
@@ -433,6 +590,12 @@ def _has_user_id(case: Case) -> bool:
 def _domain_after_last_at(case: Case) -> str | None:
     email = case.claims.get("email")
     return email.rsplit("@", 1)[-1] if isinstance(email, str) and "@" in email else None
+
+
+def _is_roles_shape(value: Any) -> bool:
+    return value is None or isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
 
 
 @dataclass(frozen=True)
@@ -568,6 +731,24 @@ DIFFERENCES: dict[str, Difference] = {
         True,
         lambda c, d, o: (
             _denied(Reason.CUSTOM_VALIDATE_REFUSED)(d) and "truthy" in c.jwtauth["custom_validate"]
+        ),
+    ),
+    "roles-claim-shape": Difference(
+        "A roles claim (`roles_jwt_field`) that is not a string or a list of strings refuses "
+        "the token",
+        True,
+        lambda c, d, o: (
+            _denied(Reason.MALFORMED_TOKEN)(d)
+            and "roles_jwt_field" in c.jwtauth
+            and not _is_roles_shape(c.claims.get(c.jwtauth["roles_jwt_field"]))
+        ),
+    ),
+    "scope-routes": Difference(
+        "`scope_mappings[].routes` are enforced",
+        True,
+        lambda c, d, o: (
+            _denied(Reason.ROUTE_NOT_ALLOWED)(d)
+            and any(m.get("routes") for m in c.jwtauth.get("scope_mappings") or ())
         ),
     ),
     "dotted-claim-names": Difference(
@@ -711,6 +892,8 @@ def test_allowed_callers_are_attributed_to_the_same_team(run: Run) -> None:
     for case in CASES:
         ours, theirs = run.ours[case.id], run.theirs[case.id]
         if not (isinstance(ours, Allow) and theirs.allowed):
+            continue
+        if theirs.role == "public":  # LiteLLM's public-route shortcut reads no token at all
             continue
         if DIFFERENCES["scp-scopes"].explains(case, ours, theirs):
             continue
