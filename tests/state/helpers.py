@@ -8,8 +8,9 @@ import io
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,8 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from extauthz.admin.state import StateOptions
 from extauthz.config.loader import load_policy_file
+from extauthz.dev import upstream
+from extauthz.dev.envoyconf import EnvoyPorts, EnvoyProcess, load_config, render_envoy_config
 from extauthz.runtime import ServeOptions, Sidecar
 from extauthz.state.urls import StoreSettings
 from extauthz.state.users import RecorderSettings
@@ -161,3 +164,54 @@ class Http:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy.yaml"
+Send = Callable[[str, str, str, object], Awaitable[tuple[int, str]]]
+
+
+@contextlib.asynccontextmanager
+async def envoy_in_front(files: PolicyFiles, tmp_path: Path) -> AsyncIterator[Send]:
+    """The shipped envoy.yaml in front of an in-process sidecar (SQLite state in ``tmp_path``)
+    and the demo upstream; yields ``send(method, path, token, json_body) -> (status, text)``."""
+    runner = aiohttp.web.AppRunner(upstream.build_app(), access_log=None)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    upstream_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    try:
+        async with sidecar(files, f"sqlite:///{tmp_path}/state.db") as car:
+            assert car.grpc_port and car.http_port
+            ports = EnvoyPorts(
+                listener=0,
+                admin=0,
+                extauthz_grpc=car.grpc_port,
+                extauthz_http=car.http_port,
+                upstream=upstream_port,
+            )
+            envoy = EnvoyProcess(
+                render_envoy_config(load_config(ENVOY_YAML), ports), tmp_path, die_with_parent=True
+            )
+            envoy.start()
+            try:
+                await asyncio.to_thread(envoy.wait_ready, 20.0)
+                base = f"http://127.0.0.1:{envoy.listener_port}"
+                async with aiohttp.ClientSession() as session:
+
+                    async def send(
+                        method: str, path: str, tok: str, body: object
+                    ) -> tuple[int, str]:
+                        headers = {
+                            "authorization": f"Bearer {tok}",
+                            "content-type": "application/json",
+                        }
+                        async with session.request(
+                            method, base + path, data=json.dumps(body), headers=headers
+                        ) as resp:
+                            return resp.status, await resp.text()
+
+                    yield send
+            finally:
+                await asyncio.to_thread(envoy.stop)
+    finally:
+        await runner.cleanup()

@@ -5,19 +5,14 @@ a /team/update of the model list takes effect on the next request."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from extauthz.dev import upstream
-from extauthz.dev.envoyconf import EnvoyPorts, EnvoyProcess, load_config, render_envoy_config
 from tests.state.conftest import MASTER_KEY, token, write_policy
-from tests.state.helpers import sidecar
+from tests.state.helpers import envoy_in_front
 
-ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy.yaml"
 GROUPS = "    team_ids_jwt_field: groups\n    enforce_team_based_model_access: true\n"
 
 
@@ -28,70 +23,34 @@ async def test_group_teams_through_envoy(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setenv(k, v)
     gina = token({"sub": "gina", "groups": ["ghost", "eng"]})
     nobody = token({"sub": "nora"})
-    runner = aiohttp.web.AppRunner(upstream.build_app(), access_log=None)
-    await runner.setup()
-    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    upstream_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    async with sidecar(files, f"sqlite:///{tmp_path}/state.db") as car:
-        assert car.grpc_port and car.http_port
-        ports = EnvoyPorts(
-            listener=0,
-            admin=0,
-            extauthz_grpc=car.grpc_port,
-            extauthz_http=car.http_port,
-            upstream=upstream_port,
-        )
-        envoy = EnvoyProcess(
-            render_envoy_config(load_config(ENVOY_YAML), ports), tmp_path, die_with_parent=True
-        )
-        envoy.start()
-        try:
-            await asyncio.to_thread(envoy.wait_ready, 20.0)
-            base = f"http://127.0.0.1:{envoy.listener_port}"
-            async with aiohttp.ClientSession() as session:
+    async with envoy_in_front(files, tmp_path) as send:
 
-                async def send(method: str, path: str, tok: str, body: object) -> tuple[int, str]:
-                    async with session.request(
-                        method,
-                        base + path,
-                        data=json.dumps(body),
-                        headers={
-                            "authorization": f"Bearer {tok}",
-                            "content-type": "application/json",
-                        },
-                    ) as resp:
-                        return resp.status, await resp.text()
+        def chat(model: str) -> dict[str, object]:
+            return {"model": model, "messages": []}
 
-                def chat(model: str) -> dict[str, object]:
-                    return {"model": model, "messages": []}
+        path = "/v1/chat/completions"
+        # Gina may not create teams; the admin may.
+        status, text = await send("POST", "/team/new", gina, {"team_id": "eng"})
+        assert status == 403, text
+        new = {"team_id": "eng", "team_alias": "Engineering", "models": ["gpt-4o"]}
+        status, text = await send("POST", "/team/new", MASTER_KEY, new)
+        assert status == 200 and json.loads(text)["models"] == ["gpt-4o"], text
 
-                path = "/v1/chat/completions"
-                # Gina may not create teams; the admin may.
-                status, text = await send("POST", "/team/new", gina, {"team_id": "eng"})
-                assert status == 403, text
-                new = {"team_id": "eng", "team_alias": "Engineering", "models": ["gpt-4o"]}
-                status, text = await send("POST", "/team/new", MASTER_KEY, new)
-                assert status == 200 and json.loads(text)["models"] == ["gpt-4o"], text
+        status, text = await send("POST", path, gina, chat("gpt-4o"))
+        assert status == 200, text
+        assert json.loads(text)["headers"]["x-auth-team-id"] == "eng"
+        status, text = await send("POST", path, gina, chat("claude"))
+        assert status == 403 and "no team of this token" in text, text
+        status, text = await send("POST", path, nobody, chat("gpt-4o"))
+        assert status == 403 and "enforce_team_based_model_access" in text, text
 
-                status, text = await send("POST", path, gina, chat("gpt-4o"))
-                assert status == 200, text
-                assert json.loads(text)["headers"]["x-auth-team-id"] == "eng"
-                status, text = await send("POST", path, gina, chat("claude"))
-                assert status == 403 and "no team of this token" in text, text
-                status, text = await send("POST", path, nobody, chat("gpt-4o"))
-                assert status == 403 and "enforce_team_based_model_access" in text, text
+        update = {"team_id": "eng", "models": ["claude"]}
+        status, text = await send("POST", "/team/update", MASTER_KEY, update)
+        assert status == 200, text
+        assert (await send("POST", path, gina, chat("claude")))[0] == 200
+        assert (await send("POST", path, gina, chat("gpt-4o")))[0] == 403
 
-                update = {"team_id": "eng", "models": ["claude"]}
-                status, text = await send("POST", "/team/update", MASTER_KEY, update)
-                assert status == 200, text
-                assert (await send("POST", path, gina, chat("claude")))[0] == 200
-                assert (await send("POST", path, gina, chat("gpt-4o")))[0] == 403
-
-                status, text = await send("POST", "/team/delete", MASTER_KEY, {"team_ids": ["eng"]})
-                assert status == 200, text
-                # The registry is empty again: every team exists with every model.
-                assert (await send("POST", path, gina, chat("gpt-4o")))[0] == 200
-        finally:
-            await asyncio.to_thread(envoy.stop)
-            await runner.cleanup()
+        status, text = await send("POST", "/team/delete", MASTER_KEY, {"team_ids": ["eng"]})
+        assert status == 200, text
+        # The registry is empty again: every team exists with every model.
+        assert (await send("POST", path, gina, chat("gpt-4o")))[0] == 200
