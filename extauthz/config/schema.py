@@ -56,7 +56,6 @@ IGNORED_JWTAUTH = frozenset(
 REFUSED_GENERAL = frozenset(
     {
         "custom_auth",
-        "enforce_user_param",
     }
 )
 KNOWN_TOP_LEVEL = frozenset(
@@ -179,6 +178,7 @@ class GeneralSettings(BaseModel):
     public_routes: list[str] | None = None
     admin_only_routes: list[str] | None = None
     litellm_key_header_name: str | None = None
+    enforce_user_param: bool = False  # policy/userparam.py
 
 
 class ModelEntry(BaseModel):
