@@ -33,22 +33,17 @@ def _template(template: str) -> str:
 
 
 _PLACEHOLDER_GROUPS = ("openai_routes", "google_routes", "anthropic_routes")
-# Matched by check_route_access: exactly, or a trailing '*' as a string prefix.
+# Matched by check_route_access: exactly, a trailing '*' as a string prefix, or as a pattern.
 _ACCESS_GROUPS = ("mcp_inference_routes", "agent_inference_routes", "litellm_native_routes")
 
 _EXACT = frozenset(t for g in _PLACEHOLDER_GROUPS + _ACCESS_GROUPS for t in GROUPS[g])
 _PREFIXES = tuple(
-    t[:-1]
-    for g in ("openai_routes", *_ACCESS_GROUPS)
-    for t in GROUPS[g]
-    if t.endswith("*")
+    t[:-1] for g in ("openai_routes", *_ACCESS_GROUPS) for t in GROUPS[g] if t.endswith("*")
 )
 _PATTERNS = re.compile(
     "|".join(
-        f"(?:{_template(t)})"
-        for g in _PLACEHOLDER_GROUPS
-        for t in GROUPS[g]
-        if "{" in t
+        [f"(?:{_template(t)})" for g in _PLACEHOLDER_GROUPS for t in GROUPS[g] if "{" in t]
+        + [f"(?:{_template(t)})" for g in _ACCESS_GROUPS for t in GROUPS[g]]
     )
 )
 _AZURE = re.compile(
@@ -57,6 +52,7 @@ _AZURE = re.compile(
 _MAPPED = tuple(GROUPS["mapped_pass_through_routes"])
 _MCP_EXACT = frozenset(GROUPS["mcp_routes"])
 _MCP_PREFIXES = tuple(t[:-1] for t in GROUPS["mcp_routes"] if t.endswith("*"))
+_MCP_PATTERNS = re.compile("|".join(f"(?:{_template(t)})" for t in GROUPS["mcp_routes"]))
 
 
 def is_llm_api_route(path: str) -> bool:
@@ -72,7 +68,11 @@ def is_llm_api_route(path: str) -> bool:
 
 def applies(path: str) -> bool:
     """Whether the check runs on this path for a POST: an LLM API route, not an MCP route."""
-    return is_llm_api_route(path) and not (path in _MCP_EXACT or path.startswith(_MCP_PREFIXES))
+    return is_llm_api_route(path) and not (
+        path in _MCP_EXACT
+        or path.startswith(_MCP_PREFIXES)
+        or _MCP_PATTERNS.match(path) is not None
+    )
 
 
 def refusal(read: ModelRead, identity: Identity, role: Role | None) -> Deny | None:
