@@ -975,7 +975,7 @@ def test_enforce_user_param_decides_in_both(run: Run) -> None:
         if theirs_missing:
             assert isinstance(ours, Deny) and theirs.status == 401, case.id
         if ours_missing and theirs_missing:
-            assert ours.status == theirs.status, case.id
+            assert isinstance(ours, Deny) and ours.status == theirs.status, case.id
             seen[f"missing-{ours.role.value if ours.role else None}"] += 1
         elif case.request.id in ("chat-user", "embeddings-user-query") and theirs.allowed:
             assert isinstance(ours, Allow) or explain(case, ours, theirs), case.id
