@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from litellm.proxy.auth.route_checks import RouteChecks
 from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
 from extauthz.config.gate import describe_gate
+from extauthz.config.schema import REFUSED_GENERAL, REFUSED_JWTAUTH
+from extauthz.errors import ConfigError
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
@@ -245,3 +248,42 @@ def test_check_config_shows_it() -> None:
     lines = describe_gate(policy_of({"enforce_user_param": True}).gate)
     assert any(line.startswith("enforce_user_param:") for line in lines)
     assert not any("enforce_user_param" in line for line in describe_gate(policy_of({}).gate))
+
+
+# -- the refused keys: one table of reasons, in the start-up error and the README ----------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _refused_paragraph() -> str:
+    text = README.read_text()
+    start = text.index("**Refused**")
+    return text[start : text.index("\nOther LiteLLM keys", start)]
+
+
+@pytest.mark.parametrize(("key", "why"), sorted(REFUSED_JWTAUTH.items()))
+def test_refused_jwtauth_key_says_why(key: str, why: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        policy_of({"litellm_jwtauth": {"user_id_jwt_field": "sub", key: "on"}})
+    (problem,) = [p for p in err.value.problems if key in p]
+    assert why in problem and "Remove it" in problem
+    assert f"`{key}`" in _refused_paragraph()
+
+
+@pytest.mark.parametrize(("key", "why"), sorted(REFUSED_GENERAL.items()))
+def test_refused_general_key_says_why(key: str, why: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        policy_of({key: "my.module.fn"})
+    (problem,) = [p for p in err.value.problems if key in p]
+    assert why in problem
+    assert f"`{key}`" in _refused_paragraph()
+
+
+def test_database_keys_say_so_and_implemented_keys_are_gone() -> None:
+    paragraph = _refused_paragraph()
+    assert "LiteLLM's database" in paragraph and "custom_validate" in paragraph
+    assert "enforce_user_param" not in paragraph
+    assert paragraph.count("upsert_sso_user_to_team") == 1
+    assert "`upsert_sso_user_to_team` is accepted" in paragraph
+    # LiteLLM 1.108.7 reads upsert_sso_user_to_team nowhere: accepted, with a warning.
+    assert isinstance(policy_of({"litellm_jwtauth": {"upsert_sso_user_to_team": True}}), Policy)
