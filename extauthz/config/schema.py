@@ -49,8 +49,9 @@ REFUSED_JWTAUTH: Mapping[str, str] = MappingProxyType(
         "stored there",
         "team_claim_fallback": f"{_DB}: an unknown team claim falls back to the caller's only "
         "team membership stored there",
-        "agent_id_jwt_field": f"{_DB}: the claim must name an agent in its agent registry "
-        "(agents made through its API and their managed identities live there)",
+        "agent_id_jwt_field": f"{_DB}: the claim must name an agent in its agent registry, "
+        "and agents made through its API live there (those declared in config.yaml's `agents` "
+        "could be read here, but are not yet)",
         "routing_overrides": "it hands matching tokens to LiteLLM's own OAuth2 token "
         "introspection, which extauthz does not implement",
     }
