@@ -60,6 +60,7 @@ class Reason(StrEnum):
     ISSUER_MISMATCH = "issuer_mismatch"
     INVALID_API_KEY = "invalid_api_key"
     USERINFO_REJECTED = "userinfo_rejected"  # the userinfo endpoint refused an opaque token
+    USER_PARAM_MISSING = "user_param_missing"  # general_settings.enforce_user_param
     # 403
     NO_ROLE = "no_role"
     NO_TEAM = "no_team"
@@ -212,10 +213,12 @@ def deny_body(status: int, message: str) -> str:
 
 
 def deny_headers(reason: Reason, status: int) -> list[tuple[str, str]]:
-    """The headers every deny carries: JSON, the reason, and a Bearer challenge on 401."""
+    """The headers every deny carries: JSON, the reason, and a Bearer challenge on 401 (the
+    token is fine when LiteLLM's 401 is about the body: no ``invalid_token`` to refresh on)."""
     headers = [("content-type", "application/json"), (REASON_HEADER, reason.value)]
     if status == 401:
-        headers.append(("www-authenticate", 'Bearer error="invalid_token"'))
+        error = "invalid_request" if reason is Reason.USER_PARAM_MISSING else "invalid_token"
+        headers.append(("www-authenticate", f'Bearer error="{error}"'))
     return headers
 
 

@@ -72,6 +72,7 @@ def compile_gate(
             _exact_paths(general.admin_only_routes or [], "admin_only_routes", warnings)
         ),
         key_header=_key_header(general.litellm_key_header_name, identity_headers, problems),
+        enforce_user_param=general.enforce_user_param,
     )
 
 
@@ -210,5 +211,10 @@ def describe_gate(gate: Gate) -> list[str]:
         lines.append(
             f"credential header: {gate.key_header} ('Bearer <key>'; when present it is the only "
             "one read), removed before the upstream with the others"
+        )
+    if gate.enforce_user_param:
+        lines.append(
+            "enforce_user_param: every caller's POST to an LLM API route (not MCP) must name "
+            "`user` in its body or query, else 401 user_param_missing"
         )
     return lines

@@ -231,8 +231,8 @@ def _read_sections(
     for key, value in general_raw.items():
         if key in REFUSED_GENERAL and not _is_off(value):
             problems.append(
-                f"general_settings.{key}: not supported by extauthz and it would change who gets "
-                "in; remove it (or enforce it in another layer)"
+                f"general_settings.{key}: not supported by extauthz, and it would change who "
+                f"gets in ({REFUSED_GENERAL[key]}); remove it"
             )
         elif key not in GENERAL_KEYS and key not in REFUSED_GENERAL:
             ignored_general.append(str(key))
@@ -259,8 +259,9 @@ def _read_sections(
             elif key in REFUSED_JWTAUTH:
                 if not _is_off(value):
                     problems.append(
-                        f"{where}: LiteLLM option not implemented by extauthz; it would change "
-                        "who gets in, so the policy is refused. Remove it or set it to null"
+                        f"{where}: LiteLLM option not implemented by extauthz "
+                        f"({REFUSED_JWTAUTH[key]}); it would change who gets in, so the policy "
+                        "is refused. Remove it or set it to null"
                     )
             elif key in IGNORED_JWTAUTH:
                 warnings.append(f"{where}: ignored (it does not affect decisions here)")

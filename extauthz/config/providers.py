@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlparse
 
-from extauthz.config.schema import ExtauthzSettings, IssuerEntry, JwtAuthSettings
+from extauthz.config.schema import REFUSED_JWTAUTH, ExtauthzSettings, IssuerEntry, JwtAuthSettings
 from extauthz.identity.claims import parse_field_path
 from extauthz.identity.customvalidate import CustomValidateError, Validator, load_validator
 from extauthz.identity.fields import ClaimField, ClaimFields
@@ -17,11 +18,13 @@ from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.tokens import TokenRules
 
 _WHERE = "general_settings.litellm_jwtauth"
-# Entry keys LiteLLM has that need its database (virtual-key mapping, team lists).
-_REFUSED_ENTRY_KEYS = (
-    "team_ids_jwt_field",
-    "virtual_key_claim_field",
-    "unregistered_jwt_client_behavior",
+# Entry keys LiteLLM has that are not implemented per issuer, and why.
+_REFUSED_ENTRY_KEYS = MappingProxyType(
+    {
+        "team_ids_jwt_field": "not implemented per issuer yet (the global key is)",
+        "virtual_key_claim_field": REFUSED_JWTAUTH["virtual_key_claim_field"],
+        "unregistered_jwt_client_behavior": REFUSED_JWTAUTH["unregistered_jwt_client_behavior"],
+    }
 )
 # LiteLLM's normalized claim for each per-issuer field (what custom_validate sees).
 _NORMALIZED = (
@@ -67,11 +70,10 @@ def _entry(
     problems: list[str],
 ) -> tuple[TokenRules, IssuerClaims, tuple[str, ...]]:
     where = f"{_WHERE}.issuers[{i}]"
-    for key in _REFUSED_ENTRY_KEYS:
+    for key, why in _REFUSED_ENTRY_KEYS.items():
         if getattr(entry, key) is not None:
             problems.append(
-                f"{where}.{key}: needs LiteLLM's database, not implemented by extauthz; remove it "
-                "or set it to null"
+                f"{where}.{key}: not implemented by extauthz ({why}); remove it or set it to null"
             )
     if entry.audience is None and not entry.disable_audience_validation:
         problems.append(

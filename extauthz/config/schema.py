@@ -11,6 +11,8 @@ Key handling, so that a LiteLLM config.yaml works as it is and never silently le
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,17 +33,27 @@ DEFAULT_TEAM_ROUTES = (
 )
 DEFAULT_INTERNAL_USER_ROUTES = ("openai_routes", "anthropic_routes", "info_routes")
 
+# Refused keys (they would change who gets in, and cannot be done here) and why: the one table
+# the start-up errors read (config/loader.py); the README's "Refused" paragraph says the same.
+_DB = "it needs LiteLLM's database"
+VIRTUAL_KEYS = f"{_DB}: the claim is looked up in its table of JWT-to-virtual-key mappings"
 # litellm_jwtauth keys LiteLLM has that would change who gets in; refused unless "off".
-REFUSED_JWTAUTH = frozenset(
+REFUSED_JWTAUTH: Mapping[str, str] = MappingProxyType(
     {
-        "org_alias_jwt_field",
-        "virtual_key_claim_field",
-        "routing_overrides",
-        "unregistered_jwt_client_behavior",
-        "fallback_to_db_teams",
-        "team_claim_fallback",
-        "agent_id_jwt_field",
-        "upsert_sso_user_to_team",
+        "org_alias_jwt_field": f"{_DB}: organization aliases are resolved in its "
+        "organization table",
+        "virtual_key_claim_field": VIRTUAL_KEYS,
+        "unregistered_jwt_client_behavior": f"{_DB}: it says what to do with a claim that has "
+        "no virtual-key mapping there",
+        "fallback_to_db_teams": f"{_DB}: a user without team claims gets the team memberships "
+        "stored there",
+        "team_claim_fallback": f"{_DB}: an unknown team claim falls back to the caller's only "
+        "team membership stored there",
+        "agent_id_jwt_field": f"{_DB}: the claim must name an agent in its agent registry, "
+        "and agents made through its API live there (those declared in config.yaml's `agents` "
+        "could be read here, but are not yet)",
+        "routing_overrides": "it hands matching tokens to LiteLLM's own OAuth2 token "
+        "introspection, which extauthz does not implement",
     }
 )
 # litellm_jwtauth keys that do not change who gets in here; accepted and ignored.
@@ -50,13 +62,16 @@ IGNORED_JWTAUTH = frozenset(
         "public_key_stale_ttl",
         "virtual_key_mapping_cache_ttl",
         "public_allowed_routes",
+        "upsert_sso_user_to_team",  # LiteLLM 1.108.7 declares it and reads it nowhere
     }
 )
 # general_settings keys that change who gets in in LiteLLM but that we do not implement.
-REFUSED_GENERAL = frozenset(
+REFUSED_GENERAL: Mapping[str, str] = MappingProxyType(
     {
-        "custom_auth",
-        "enforce_user_param",
+        "custom_auth": "it is a Python function of LiteLLM's own FastAPI Request returning its "
+        "UserAPIKeyAuth, which replaces LiteLLM's auth altogether; use "
+        "general_settings.litellm_jwtauth.custom_validate (a function of the verified claims) "
+        "instead",
     }
 )
 KNOWN_TOP_LEVEL = frozenset(
@@ -179,6 +194,7 @@ class GeneralSettings(BaseModel):
     public_routes: list[str] | None = None
     admin_only_routes: list[str] | None = None
     litellm_key_header_name: str | None = None
+    enforce_user_param: bool = False  # policy/userparam.py
 
 
 class ModelEntry(BaseModel):

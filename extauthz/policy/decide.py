@@ -7,8 +7,9 @@ a user or team id under general_settings.enforce_rbac (403) → blocked team / e
 email domain (403) → admin-only route (403) → route, and the scopes' routes (403) → readable
 model (400) → the team the request runs as (``policy.teams``: x-litellm-team-id among the
 token's teams, a registered team, 403) → cut body when the model matters (413) → model allowed
-by the role, by the scopes and by the team (403). Role and scope mappings act through
-``policy.rolemap``.
+by the role, by the scopes and by the team (403) → ``user`` named, under
+general_settings.enforce_user_param (401, ``policy.userparam``). Role and scope mappings act
+through ``policy.rolemap``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from extauthz.model import (
     RequestView,
     Role,
 )
-from extauthz.policy import rolemap
+from extauthz.policy import rolemap, userparam
 from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
@@ -132,6 +133,7 @@ class Admission:
     scope: ScopeGrant | None = None  # what scope_mappings grant this caller (a second rule)
     promoted: bool = False  # a proxy_admin by jwt_litellm_role_map (policy.rolemap.promoted)
     header_teams: tuple[str, ...] | None = None  # x-litellm-team-id may name (None: the team)
+    user_param: bool = False  # enforce_user_param applies to this path (for a POST)
 
 
 def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -> Admission | Deny:
@@ -238,6 +240,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         else None
     )
     llm_route = _LLM_ROUTES.matches(path)
+    user_param = policy.gate.enforce_user_param and userparam.applies(path)
     if rule is None and grant is None:
         return Admission(
             identity,
@@ -249,6 +252,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
             teams=teams,
             promoted=promoted,
             header_teams=header_teams,
+            user_param=user_param,
         )
     return Admission(
         identity,
@@ -262,6 +266,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         forced=policy.catalog.forced if llm_route else (),
         steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
         teams=teams,
+        user_param=user_param,
     )
 
 
@@ -371,6 +376,10 @@ def judge_body(
                 for r in rules:
                     if not r.allows(runs):
                         return _model_denied(admission, r, model, runs)
+    if admission.user_param and request.method.upper() == "POST":
+        missing = userparam.refusal(read, identity, role)
+        if missing is not None:
+            return missing
     return Allow(
         identity,
         Role.PROXY_ADMIN if admission.promoted else role,

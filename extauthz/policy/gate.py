@@ -76,6 +76,7 @@ class Gate:
     public_routes: PublicRoutes | None = None
     admin_only_routes: frozenset[str] = frozenset()
     key_header: str | None = None  # litellm_key_header_name, lower-case
+    enforce_user_param: bool = False  # checked on the body (policy.userparam), not here
     # Whether check_gate has anything to check: one attribute read on every request.
     before_credential: bool = field(init=False, default=False)
 

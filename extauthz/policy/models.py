@@ -95,6 +95,8 @@ class ModelRead(NamedTuple):
     ``steering``: a client-facing message when the request can make the upstream run a model it
     does not name where we can read it (batches, client model lists); refused for a caller whose
     role has a model list.
+    ``user``: the request data LiteLLM builds (the body's fields, the query's added) has a
+    ``user`` key (general_settings.enforce_user_param); False when unknown (cut, complex).
     """
 
     models: tuple[str, ...]
@@ -102,6 +104,7 @@ class ModelRead(NamedTuple):
     cut: bool = False
     complex: bool = False
     steering: str | None = None
+    user: bool = False
 
 
 class _Refused(Exception):
@@ -143,32 +146,39 @@ def read_models(
     a chat request out to each).
     """
     found: list[str] = []
+    user = False
     try:
         _add(found, _path_models(path, method))
         if query:
             _add(found, _query_models(query, strict=path in _REALTIME_PATHS))
+            user = _query_has_user(query)
         if model_header is not None:
             _add(found, [model_header])
         steering = _steering_route(path, method)
         if body_cut:
             # LiteLLM parses every body that is not a form as JSON (whatever its label), and a
             # form for its fields: a cut body can always hide a model.
-            return ModelRead(tuple(found), cut=True, steering=steering)
+            return ModelRead(tuple(found), cut=True, steering=steering, user=user)
         if body:
             media = media_type(content_type)
             if media in _FORMS:
-                _add(found, _form_models(body) if media == _FORM else _multipart_models(
-                    content_type or "", body
-                ))
+                form_models, form_user = (
+                    _form_models(body)
+                    if media == _FORM
+                    else _multipart_models(content_type or "", body)
+                )
+                _add(found, form_models)
+                user = user or form_user
             elif _is_json_type(media) or _JSON_OBJECT_START.match(body) is not None:
                 # LiteLLM reads any body whose media type is not a form as JSON: a `text/plain`
                 # or `application/octet-stream` label does not stop it (only an object names
                 # a model; other JSON, or no JSON, makes LiteLLM answer 400 itself).
                 parsed = _json_models(body)
                 if parsed is None:
-                    return ModelRead(tuple(found), complex=True, steering=steering)
-                models, body_steering = parsed
+                    return ModelRead(tuple(found), complex=True, steering=steering, user=user)
+                models, body_steering, body_user = parsed
                 _add(found, models)
+                user = user or body_user
                 steering = steering or body_steering
         if steering is None and not found and _RUN_PATH.search(path) and method.upper() == "POST":
             steering = (
@@ -177,7 +187,7 @@ def read_models(
             )
     except _Refused as refused:
         return ModelRead((), error=str(refused.args[0]))
-    return ModelRead(tuple(found), steering=steering)
+    return ModelRead(tuple(found), steering=steering, user=user)
 
 
 def _steering_route(path: str, method: str) -> str | None:
@@ -268,6 +278,20 @@ def _query_models(query: str, strict: bool) -> list[str]:
     return found
 
 
+def _query_has_user(query: str) -> bool:
+    """Whether the query has a ``user`` parameter (LiteLLM adds the query to the request data,
+    Starlette's reading: '&'-separated, blank values kept). Unreadable: False."""
+    if "user" not in query and "%" not in query:
+        return False
+    try:
+        params = parse_qs(
+            query, keep_blank_values=True, errors="surrogateescape", max_num_fields=MAX_FORM_FIELDS
+        )
+    except ValueError:
+        return False
+    return "user" in params
+
+
 def _json_constant(name: str) -> Any:
     """``parse_constant`` hook: NaN and Infinity are not JSON, whatever Python's parser allows."""
     raise _Refused(f"the body is not valid JSON ({name} is not a JSON value); send a JSON object")
@@ -279,8 +303,9 @@ _PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=list, parse_constant=_json_c
 _TOO_DEEP = f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it"
 
 
-def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
-    """The models a JSON object body names and a steering message, or None: too complex.
+def _json_models(body: bytes) -> tuple[list[str], str | None, bool] | None:
+    """The models a JSON object body names, a steering message and whether it has a ``user``
+    key, or None: too complex.
 
     Strict: UTF-8, no duplicate top-level ``model``, no NaN; at most MAX_JSON_CONTAINERS
     objects and arrays and MAX_JSON_ITEMS values, so no body holds the event loop for long.
@@ -309,7 +334,7 @@ def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
         if sum(1 for key, _ in pairs if key == "model") > 1:
             raise _Refused("the body names `model` twice; send it once")
     if not isinstance(value, dict):
-        return [], None
+        return [], None, False
     models: list[str] = []
     if "model" in value:
         model = value["model"]
@@ -334,7 +359,7 @@ def _json_models(body: bytes) -> tuple[list[str], str | None] | None:
             "`specific_deployment` picks a deployment by its provider model name, outside the "
             "model allow-list; remove it"
         )
-    return models, steering
+    return models, steering, "user" in value
 
 
 def _string_list(value: Any, name: str, comma_string: bool = False) -> list[str]:
@@ -393,8 +418,9 @@ def _stdlib_json(body: bytes, decoder: json.JSONDecoder) -> Any:
         ) from None
 
 
-def _form_models(body: bytes) -> list[str]:
-    """The model fields of an urlencoded body, refusing any reading that parsers disagree on."""
+def _form_models(body: bytes) -> tuple[list[str], bool]:
+    """The model fields of an urlencoded body, refusing any reading that parsers disagree on,
+    and whether every reading has a ``user`` field."""
     if not body.isascii():
         raise _Refused("the form body contains raw non-ASCII bytes; percent-encode them")
     text = body.decode("ascii")
@@ -403,6 +429,7 @@ def _form_models(body: bytes) -> list[str]:
         # Some form parsers also split on ';': both readings must agree on the model.
         readings.append(text.replace(";", "&"))
     readings_fields: list[tuple[list[str], ...]] = []
+    user = True
     for reading in readings:
         try:
             fields = parse_qs(
@@ -417,13 +444,14 @@ def _form_models(body: bytes) -> list[str]:
                 f"the form body has more than {MAX_FORM_FIELDS} fields; send fewer"
             ) from None
         named = tuple(fields.get(name, []) for name in _MODEL_FIELDS)
+        user = user and "user" in fields
         for name, values in zip(_MODEL_FIELDS, named, strict=True):
             if len(values) > 1:
                 raise _Refused(f"the form body names `{name}` twice; send it once")
         readings_fields.append(named)
     if len(readings_fields) > 1 and readings_fields[0] != readings_fields[1]:
         raise _Refused("the form body's `model` is ambiguous around ';'; percent-encode ';' as %3B")
-    return [value for values in readings_fields[0] for value in values]
+    return [value for values in readings_fields[0] for value in values], user
 
 
 def _header_params(value: str) -> tuple[str, dict[str, list[str]]] | None:
@@ -467,8 +495,9 @@ _MULTIPART_MALFORMED = (
 )
 
 
-def _multipart_models(content_type: str, body: bytes) -> list[str]:
-    """``model`` text fields of a multipart/form-data body, from a strict CRLF parser.
+def _multipart_models(content_type: str, body: bytes) -> tuple[list[str], bool]:
+    """``model`` text fields of a multipart/form-data body, from a strict CRLF parser, and
+    whether a part is named ``user``.
 
     Parts are split on the boundary first, so a ``name="model"`` inside a file's content is
     never seen as a field. Anything irregular is refused rather than parsed leniently.
@@ -484,6 +513,7 @@ def _multipart_models(content_type: str, body: bytes) -> list[str]:
     pos += len(delimiter)
     models: list[tuple[str, str]] = []
     parts = 0
+    user = False
     while not body.startswith(b"--", pos):
         if pos >= len(body):
             raise _Refused(_MULTIPART_MALFORMED.format("no closing boundary"))
@@ -496,19 +526,21 @@ def _multipart_models(content_type: str, body: bytes) -> list[str]:
         parts += 1
         if parts > MAX_FORM_FIELDS:
             raise _Refused(f"the multipart body has more than {MAX_FORM_FIELDS} parts; send fewer")
-        model = _multipart_part_model(body, start, end)
+        field, model = _multipart_part_model(body, start, end)
         if model is not None:
-            models.append(model)
+            models.append((field, model))
+        user = user or field == "user"
         pos = end + len(separator)
     names = [name for name, _ in models]
     for name in _MODEL_FIELDS:
         if names.count(name) > 1:
             raise _Refused(f"the multipart body names `{name}` twice; send it once")
-    return [value for _, value in models]
+    return [value for _, value in models], user
 
 
-def _multipart_part_model(body: bytes, start: int, end: int) -> tuple[str, str] | None:
-    """(name, text) if the part is a model field, else None; refuses unreadable headers."""
+def _multipart_part_model(body: bytes, start: int, end: int) -> tuple[str, str | None]:
+    """(name, text) if the part is a model field, else (name, None); refuses unreadable
+    headers."""
     if body.startswith(b"\r\n", start, end):
         head_end = start
         content_start = start + 2
@@ -540,7 +572,7 @@ def _multipart_part_model(body: bytes, start: int, end: int) -> tuple[str, str] 
         )
     field = names[0]
     if field not in _MODEL_FIELDS:
-        return None
+        return field, None
     if any(k.startswith("filename") for k in params):
         raise _Refused(f"the multipart `{field}` field is a file; send it as a text field")
     encoding = headers.get("content-transfer-encoding")

@@ -52,6 +52,7 @@ from litellm.proxy.auth.user_api_key_auth import (
     _route_requires_auth_despite_public,
     get_api_key_from_custom_header,
 )
+from litellm.proxy.common_utils.http_parsing_utils import populate_request_with_path_params
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
 from litellm.proxy.management_endpoints.scim import scim_v2
 from starlette.requests import Request
@@ -263,7 +264,11 @@ async def litellm_decides(
             request_headers=dict(headers),
             request_method=method,
         )
+        # common_checks runs for admins too (run_centralized_common_checks), on the request
+        # data user_api_key_auth built: the body with the query's parameters added.
+        common_data = populate_request_with_path_params(dict(request_data), request)
         if result["is_proxy_admin"]:
+            auth_checks._enforce_user_param_check(settings, request, common_data, route)
             return Outcome(True, role="proxy_admin", team_id=result["team_id"])
         team_object = result["team_object"]
         if teams is not None and team_object is not None:
@@ -275,6 +280,8 @@ async def litellm_decides(
                 await auth_checks.can_team_access_model(
                     model=model, team_object=team_object, llm_router=None
                 )
+        # common_checks, step 9 (after the team's and before the route's checks).
+        auth_checks._enforce_user_param_check(settings, request, common_data, route)
         valid_token = hj.JWTAuthManager.user_api_key_auth_from_result(result)
         auth_checks._is_api_route_allowed(
             route=route,

@@ -342,6 +342,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "enforce_scope_based_access": True,
         },
     },
+    # general_settings.enforce_user_param (issue 16): every caller's POST to an LLM API route
+    "user-param": {
+        "litellm_jwtauth": {**TEAM_OR_USER, "admin_allowed_routes": ["openai_routes"]},
+        "enforce_user_param": True,
+    },
+    "user-param-users": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "enforce_rbac": True},
+        "enforce_user_param": True,
+    },
     # Auth0: a namespaced claim, whose name holds dots
     "auth0": {
         "litellm_jwtauth": {
@@ -539,6 +548,8 @@ REQUESTS = [
     Req("key-header", "POST", "/v1/chat/completions", chat("gpt-4o"), key_in="x-my-key"),
     Req("litellm-public", "GET", "/health/liveliness"),  # in LiteLLMRoutes.public_routes
     Req("key-header-junk", "POST", "/v1/chat/completions", chat("gpt-4o"), {"x-my-key": "junk"}),
+    Req("chat-user", "POST", "/v1/chat/completions", chat("gpt-4o", user="end-user-1")),
+    Req("embeddings-user-query", "POST", "/v1/embeddings?user=u1", {"model": "gpt-4o"}),
 ]
 
 
@@ -946,6 +957,32 @@ def test_gate_keys_decide_in_both(run: Run) -> None:
         "key-header-allow",
         "key-header-deny",
     }, seen
+
+
+def test_enforce_user_param_decides_in_both(run: Run) -> None:
+    """enforce_user_param refuses where LiteLLM refuses, and where LiteLLM's own check refuses
+    we refuse too (for that reason, or an earlier one: our route check comes before it), admins
+    and users and teams alike; both let the same requests with `user` through."""
+    seen: Counter[str] = Counter()
+    for case in CASES:
+        if not case.config.startswith("user-param"):
+            continue
+        ours, theirs = run.ours[case.id], run.theirs[case.id]
+        ours_missing = isinstance(ours, Deny) and ours.reason is Reason.USER_PARAM_MISSING
+        theirs_missing = not theirs.allowed and "'user' param not passed in" in theirs.message
+        if ours_missing:
+            assert not theirs.allowed, case.id
+        if theirs_missing:
+            assert isinstance(ours, Deny) and theirs.status == 401, case.id
+        if ours_missing and theirs_missing:
+            assert isinstance(ours, Deny) and ours.status == theirs.status, case.id
+            seen[f"missing-{ours.role.value if ours.role else None}"] += 1
+        elif case.request.id in ("chat-user", "embeddings-user-query") and theirs.allowed:
+            assert isinstance(ours, Allow) or explain(case, ours, theirs), case.id
+            seen["with-user"] += isinstance(ours, Allow)
+    assert {"missing-proxy_admin", "missing-team", "missing-internal_user", "with-user"} <= set(
+        seen
+    ), seen
 
 
 def test_every_difference_is_in_the_readme() -> None:
