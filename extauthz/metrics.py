@@ -5,6 +5,7 @@ Label values are the stable ``Reason`` strings, so dashboards survive message re
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections.abc import Iterator
 
@@ -20,7 +21,8 @@ class CheckStats(Collector):
     numbers and turned into Prometheus metrics only when scraped.
 
     Every check updates both; prometheus_client's Counter and Histogram take a lock and run
-    Python per update (~3 µs of a ~30 µs check). Updates come from the event loop thread only.
+    Python per update (~3 µs of a ~30 µs check). Updates come from the gRPC server's threads and
+    the event loop, so one plain lock guards the three updates together.
     """
 
     def __init__(self, buckets: tuple[float, ...] = CHECK_BUCKETS) -> None:
@@ -28,13 +30,16 @@ class CheckStats(Collector):
         self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
         self.seconds = 0.0
         self.decisions: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
 
     def record(self, labels: tuple[str, str, str], seconds: float) -> None:
         """One decision: ``labels`` are (outcome, reason, status)."""
         decisions = self.decisions
-        decisions[labels] = decisions.get(labels, 0) + 1
-        self.counts[bisect_left(self.bounds, seconds)] += 1  # le: bound >= value
-        self.seconds += seconds
+        bucket = bisect_left(self.bounds, seconds)  # le: bound >= value
+        with self._lock:
+            decisions[labels] = decisions.get(labels, 0) + 1
+            self.counts[bucket] += 1
+            self.seconds += seconds
 
     def collect(self) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
@@ -42,10 +47,12 @@ class CheckStats(Collector):
             "Authorization decisions by outcome and reason.",
             labels=["outcome", "reason", "status"],
         )
-        for labels, count in dict(self.decisions).items():  # a copy: scrapes may be elsewhere
+        with self._lock:  # one consistent copy
+            counted, counts, total = dict(self.decisions), list(self.counts), self.seconds
+        for labels, count in counted.items():
             decisions.add_metric(list(labels), count)
         yield decisions
-        counts, cumulative, running = list(self.counts), [], 0
+        cumulative, running = [], 0
         for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
             running += count
             cumulative.append((_le(bound), running))
@@ -53,7 +60,7 @@ class CheckStats(Collector):
             "extauthz_check_duration_seconds",
             "Time spent deciding one request inside the sidecar.",
             buckets=cumulative,
-            sum_value=self.seconds,
+            sum_value=total,
         )
 
 

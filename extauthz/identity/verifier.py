@@ -34,24 +34,25 @@ class Verified:
     """Verified claims, and the identity read from them under ``rules`` (``fields.ClaimRules``):
     a cached token's identity is read once per token and rule set, not once per request."""
 
-    __slots__ = ("claims", "identity", "rules", "until")
+    __slots__ = ("_under", "claims", "until")
 
     def __init__(self, claims: Claims, until: float) -> None:
         self.claims = claims
         self.until = until
-        self.identity: Identity | Deny | None = None
-        self.rules: object = None
+        # (rules, identity) as one reference: threads reading under different rules (a reload
+        # in flight) never pair one rule set with the other's identity.
+        self._under: tuple[object, Identity | Deny] | None = None
 
     def identity_under(self, rules: ClaimRules) -> Identity | Deny:
         """The caller these claims name under ``rules`` (read once, then remembered)."""
-        if self.rules is not rules or self.identity is None:
-            self.identity = identity_from_claims(self.claims, rules)
-            self.rules = rules
-        return self.identity
+        under = self._under
+        if under is None or under[0] is not rules:
+            under = self._under = (rules, identity_from_claims(self.claims, rules))
+        return under[1]
 
 
 class TokenVerifier:
-    """Verifies JWTs against a ``JwksSource``; safe to share across requests on one loop."""
+    """Verifies JWTs against a ``JwksSource``; safe to share across threads (the cache locks)."""
 
     def __init__(
         self,
@@ -88,11 +89,9 @@ class TokenVerifier:
         """The cached verdict for a token verified before and still live (no waiting)."""
         return self._cache.get(token, self._clock()) if self._enabled else None
 
-    async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
-        """Verified claims, or why the token is refused. Never raises for any token.
-
-        ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
-        """
+    def verify_now(self, token: str) -> Verified | TokenFailure | UnknownKid:
+        """``verify`` without waiting: UnknownKid when only a key refetch could tell (the one
+        case that needs the event loop). Safe to call from any thread."""
         hit = self.cached(token)
         if hit is not None:
             return hit
@@ -108,18 +107,36 @@ class TokenVerifier:
             )
         result = verify_token(token, header, ring, self.rules, now)
         if isinstance(result, UnknownKid):
-            try:
-                known = await asyncio.wait_for(self.keys.refetch_for_kid(result.kid), wait)
-            except TimeoutError:
-                known = False
-            if known and self.keys.ring is not None:
-                result = verify_token(token, header, self.keys.ring, self.rules, self._clock())
-            if isinstance(result, UnknownKid):
-                return TokenFailure(
-                    Reason.UNKNOWN_KEY,
-                    f"the token's signing key {result.kid[:64]!r} is not published by the "
-                    "identity provider",
-                )
+            return result
+        return self._remember(token, result, now)
+
+    async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
+        """Verified claims, or why the token is refused. Never raises for any token.
+
+        ``wait`` bounds the only await: a refetch of keys for an unknown ``kid``.
+        """
+        result = self.verify_now(token)
+        if not isinstance(result, UnknownKid):
+            return result
+        try:
+            known = await asyncio.wait_for(self.keys.refetch_for_kid(result.kid), wait)
+        except TimeoutError:
+            known = False
+        ring = self.keys.ring
+        if not known or ring is None:
+            return _unknown_key(result)
+        header = read_header(token, self.rules)
+        if isinstance(header, TokenFailure):
+            return header
+        now = self._clock()
+        claims = verify_token(token, header, ring, self.rules, now)
+        if isinstance(claims, UnknownKid):
+            return _unknown_key(claims)
+        return self._remember(token, claims, now)
+
+    def _remember(
+        self, token: str, result: Claims | TokenFailure, now: float
+    ) -> Verified | TokenFailure:
         if isinstance(result, TokenFailure):
             return result
         exp = result.get("exp")
@@ -129,3 +146,10 @@ class TokenVerifier:
             self._cache.put(token, verified, min(until, now + self._max_age))
             metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
         return verified
+
+
+def _unknown_key(result: UnknownKid) -> TokenFailure:
+    return TokenFailure(
+        Reason.UNKNOWN_KEY,
+        f"the token's signing key {result.kid[:64]!r} is not published by the identity provider",
+    )
