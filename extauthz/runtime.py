@@ -83,6 +83,7 @@ class ServeOptions:
     authz_http_address: str | None = None  # Envoy's HTTP-service ext_authz mode (off if None)
     authz_http_path_prefix: str = "/extauthz"
     drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
+    shared_ports: bool = False  # one of --workers N processes: bind with SO_REUSEPORT
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -199,7 +200,7 @@ class Sidecar:
             concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self.options.shared_ports else 0),
             ],
         )
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
@@ -219,7 +220,9 @@ class Sidecar:
         self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:
             app = build_app(self.readiness, self.admin)
-            self.http_runner, bound = await start_http(app, self.options.http_address)
+            self.http_runner, bound = await start_http(
+                app, self.options.http_address, self.options.shared_ports
+            )
             self.http_port = parse_address(bound)[1]
         if self.options.authz_http_address:
             if self.options.authz_http_address == self.options.http_address:
@@ -233,6 +236,7 @@ class Sidecar:
                 host,
                 port,
                 path_prefix=self.options.authz_http_path_prefix,
+                reuse_port=self.options.shared_ports,
             )
             self.authz_http_port = self.authz_http.port
         self.watcher.start()
