@@ -5,6 +5,8 @@ task writes what was noted every ``flush_interval`` in batches. A user already w
 written again until its ``last_seen`` moved by ``resolution`` seconds or its email changed, so a
 busy user costs one write a minute, not one per request. When the store is down, sightings are
 kept (up to ``buffer_max`` users; beyond that new users are dropped and counted) and retried.
+``note`` runs on the gRPC server's threads and the loop alike: one lock guards both maps
+(cachetools' LRUCache is not thread-safe), never held across an await.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -65,9 +68,14 @@ class UserRecorder:
         )
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._lock = threading.Lock()
 
     def note(self, user_id: str, email: str | None, at: float) -> None:
-        """Remember one sighting (request path: O(1), never raises, never waits)."""
+        """Remember one sighting (request path: O(1), never raises, never waits long)."""
+        with self._lock:
+            self._note(user_id, email, at)
+
+    def _note(self, user_id: str, email: str | None, at: float) -> None:
         seen = self._pending.get(user_id)
         if seen is not None:
             self._pending[user_id] = UserSighting(
@@ -93,27 +101,30 @@ class UserRecorder:
     async def flush(self) -> None:
         """Write every pending sighting. Raises ``StoreError`` (what failed stays pending)."""
         while self._pending:
-            batch = dict(list(self._pending.items())[: self.settings.batch_max])
-            for key in batch:
-                del self._pending[key]
+            with self._lock:
+                batch = dict(list(self._pending.items())[: self.settings.batch_max])
+                for key in batch:
+                    del self._pending[key]
             try:
                 await self.store.record_users(list(batch.values()))
             except BaseException:
-                for key, sighting in batch.items():  # put back, merging newer sightings
-                    newer = self._pending.get(key)
-                    self._pending[key] = (
-                        sighting
-                        if newer is None
-                        else UserSighting(
-                            key,
-                            newer.email if newer.email is not None else sighting.email,
-                            sighting.first_seen,
-                            newer.last_seen,
+                with self._lock:
+                    for key, sighting in batch.items():  # put back, merging newer sightings
+                        newer = self._pending.get(key)
+                        self._pending[key] = (
+                            sighting
+                            if newer is None
+                            else UserSighting(
+                                key,
+                                newer.email if newer.email is not None else sighting.email,
+                                sighting.first_seen,
+                                newer.last_seen,
+                            )
                         )
-                    )
                 raise
-            for key, sighting in batch.items():
-                self._written[key] = (sighting.email, sighting.last_seen)
+            with self._lock:
+                for key, sighting in batch.items():
+                    self._written[key] = (sighting.email, sighting.last_seen)
             metrics.USERS_RECORDED.inc(len(batch))
 
     def start(self) -> None:
