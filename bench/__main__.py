@@ -9,7 +9,10 @@ answers itself behind a buffer filter so no upstream is measured):
   floor-aio          the same on grpc.aio
   sidecar-warm       ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
   sidecar-cold       the same with 50,000 distinct tokens (a signature verified on each request)
-  sidecar-warm-2w    sidecar-warm with `--workers 2` (two processes on one port)
+  workers-1          sidecar-warm, but Envoy opens a new connection to the authorizer for every
+                     4 checks in flight (``max_concurrent_streams: 4``), so SO_REUSEPORT can spread
+                     them; the baseline for ...
+  workers-2          ... the same with `extauthz serve --workers 2` (two processes, one port)
   http-*             the same three in Envoy's HTTP-service ext_authz mode (bench/http_mode.py)
 
 Envoy, wrk and the authorizer share the machine's cores, so run-to-run noise is large (±10-20 %
@@ -51,6 +54,7 @@ WORK = ROOT / "results"
 BIN = Path(sys.executable).parent
 EXT = "type.googleapis.com/envoy.extensions."
 FLOORS = ("floor-sync", "floor-aio")  # every x-floor ratio is against the faster of the two
+WORKER_STREAMS = 4  # workers-N rows: ~8 connections from Envoy for SO_REUSEPORT to spread
 HCM = f"{EXT}filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -84,7 +88,11 @@ def make_tokens(path: Path, count: int, prefix: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def envoy_config(port: int, admin: int, auth: str, authz_port: int | None = None) -> dict[str, Any]:
+def envoy_config(
+    port: int, admin: int, auth: str, authz_port: int | None = None, streams: int | None = None
+) -> dict[str, Any]:
+    """``streams``: most checks in flight on one connection to the authorizer (Envoy opens more
+    connections beyond it); None: Envoy's default, so one connection carries them all."""
     filters: list[dict[str, Any]] = [
         {
             "name": "envoy.filters.http.buffer",
@@ -140,7 +148,11 @@ def envoy_config(port: int, admin: int, auth: str, authz_port: int | None = None
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": f"{EXT}upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
+                        "explicit_http_config": {
+                            "http2_protocol_options": (
+                                {"max_concurrent_streams": streams} if streams else {}
+                            )
+                        },
                     }
                 },
                 "load_assignment": {
@@ -235,10 +247,10 @@ def process(
 
 
 @contextmanager
-def envoy(auth: str, authz_port: int | None = None) -> Iterator[int]:
+def envoy(auth: str, authz_port: int | None = None, streams: int | None = None) -> Iterator[int]:
     port, admin = free_port(), free_port()
     cfg = WORK / f"envoy-{auth}.yaml"
-    cfg.write_text(yaml.safe_dump(envoy_config(port, admin, auth, authz_port)))
+    cfg.write_text(yaml.safe_dump(envoy_config(port, admin, auth, authz_port, streams)))
     with process(
         [
             str(BIN / "envoy"),
@@ -348,9 +360,10 @@ def main() -> int:
             if label == "sidecar-cold"
             else (warm, "1,000 tokens")
         )
-        workers = 2 if label.endswith("-2w") else 1
-        if workers > 1:
-            note += f", --workers {workers}"
+        workers = 2 if label == "workers-2" else 1
+        streams = WORKER_STREAMS if label.startswith("workers-") else None
+        if streams:
+            note += f", --workers {workers}, {streams} checks per Envoy connection"
         grpc_port, http_port = free_port(), free_port()
         with process(
             [
@@ -372,7 +385,7 @@ def main() -> int:
         ) as proc:
             wait_port(http_port)
             time.sleep(0.5)
-            with envoy("ext_authz", grpc_port) as port:
+            with envoy("ext_authz", grpc_port, streams) as port:
                 result = run_wrk(label, port, tokens, sec, conns, note, authz_pid=proc.pid)
             if label == "sidecar-cold":
                 memory.append(rss_mb(proc.pid))
@@ -386,7 +399,8 @@ def main() -> int:
         "floor-aio": functools.partial(floor, "aio"),
         "sidecar-warm": lambda: sidecar("sidecar-warm"),
         "sidecar-cold": lambda: sidecar("sidecar-cold"),
-        "sidecar-warm-2w": lambda: sidecar("sidecar-warm-2w"),
+        "workers-1": lambda: sidecar("workers-1"),
+        "workers-2": lambda: sidecar("workers-2"),
         "jwt_authn": jwt_authn,
     }
     if not args.no_http:
