@@ -42,6 +42,7 @@ bench: $(STAMP)
 		{ apt-get update -qq && apt-get install -y -qq wrk valgrind; }
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 	$(BIN)/python -m bench.instructions
+	$(BIN)/python -m bench.server_instructions
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .tools
