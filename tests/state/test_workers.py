@@ -42,10 +42,14 @@ async def workers_with(http: Http, gauge: str) -> set[str]:
     return {pid for pid, value in sample.findall(reply.body) if float(value) > 0}
 
 
-def decisions(text: str) -> float:
-    return sum(
-        float(v) for v in re.findall(r"^extauthz_decisions_total\{[^}]*\} (\S+)$", text, re.M)
-    )
+def total(text: str, metric: str, labels: str = "[^}]*") -> float:
+    """A counter added up over its label sets, as one scrape shows it."""
+    pattern = rf"^extauthz_{metric}_total\{{{labels}\}} (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
+async def scrape(http: Http) -> str:
+    return str((await http.call("GET", "/metrics")).body)
 
 
 async def test_two_workers_serve_block_and_drain_together(tmp_path: Path) -> None:
@@ -69,8 +73,16 @@ async def test_two_workers_serve_block_and_drain_together(tmp_path: Path) -> Non
             checkers.append(OwnConnection(car.grpc_port))
             assert await checkers[-1].status(TEAM) == 200
         # One scrape adds up both workers' decisions.
-        scraped = decisions((await http.call("GET", "/metrics")).body)
+        scraped = total(await scrape(http), "decisions")
         assert scraped == len(checkers), scraped
+
+        # A policy edit is reloaded by both (each counts its own reload; the scrape adds them).
+        files.policy.write_text(files.policy.read_text() + "\n# edited\n")
+        for _ in range(200):
+            if total(await scrape(http), "policy_reloads", 'result="ok"') >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert total(await scrape(http), "policy_reloads", 'result="ok"') == 2
 
         # A block through the admin API (whichever worker takes it) reaches both.
         blocked = await http.admin("POST", "/team/block", {"team_id": "team-w"})
@@ -117,3 +129,33 @@ def test_workers_refuse_what_cannot_be_shared(
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
+
+
+async def test_a_worker_that_dies_stops_the_sidecar(tmp_path: Path) -> None:
+    """One worker killed: the supervisor stops the other and exits 1 (the orchestrator restarts
+    the whole sidecar rather than run on with fewer workers than asked)."""
+    files = write_policy(tmp_path, upsert=False)
+    car = ServeProcess(
+        files, f"sqlite:///{tmp_path / 'state.db'}", tmp_path, "serve", args=("--workers", "2")
+    )
+    car.start()
+    http = Http(car.http_port)
+    try:
+        await car.wait_ready()
+        for _ in range(200):
+            pids = await workers_with(http, "policy_last_reload_ok")
+            if len(pids) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(pids) == 2
+        os.kill(int(sorted(pids)[0]), signal.SIGKILL)
+        assert car.proc is not None
+        code = await asyncio.to_thread(car.proc.wait, 20)
+        assert code == 1, car.log_tail()
+        assert "stopping the other workers" in car.log_tail()
+        for pid in pids:  # both gone, none left behind
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(pid), 0)
+    finally:
+        await http.close()
+        await car.stop()
