@@ -35,10 +35,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## make bench: throughput and latency against Envoy alone, jwt_authn and the Python floor.
+## make bench: throughput and latency against Envoy alone, jwt_authn and both Python floors
+## (1 and 2 workers too), then instructions per Check under valgrind. Installs wrk and valgrind.
 bench: $(STAMP)
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null && command -v valgrind >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk valgrind; }
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+	$(BIN)/python -m bench.instructions
+	$(BIN)/python -m bench.server_instructions
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .tools

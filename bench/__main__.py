@@ -4,15 +4,22 @@ Scenarios (one Envoy worker, wrk -t1 -c32, POST /v1/chat/completions with a ~1 K
 answers itself behind a buffer filter so no upstream is measured):
   envoy-alone        no auth (the limit)
   jwt_authn          Envoy's C++ jwt_authn with 1,000 rotating RS256 tokens (the C++ anchor)
-  floor              ext_authz to a trivial Python grpc.aio server that allows everything unread
+  floor-sync         ext_authz to a trivial Python grpcio sync server (ThreadPoolExecutor) that
+                     allows everything unread
+  floor-aio          the same on grpc.aio
   sidecar-warm       ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
   sidecar-cold       the same with 50,000 distinct tokens (a signature verified on each request)
+  workers-1          sidecar-warm, but Envoy opens a new connection to the authorizer for every
+                     4 checks in flight (``max_concurrent_streams: 4``), so SO_REUSEPORT can spread
+                     them; the baseline for ...
+  workers-2          ... the same with `extauthz serve --workers 2` (two processes, one port)
   http-*             the same three in Envoy's HTTP-service ext_authz mode (bench/http_mode.py)
 
 Envoy, wrk and the authorizer share the machine's cores, so run-to-run noise is large (±10-20 %
 here). Every scenario but envoy-alone therefore runs once per round, in a rotating order, and
 the table gives medians: each ratio is the median over rounds of that round's pair (a sidecar
-row against the floor run in the same round), with its lowest and highest value.
+row against the faster of the two floors run in the same round), with its lowest and highest
+value. The authorizer's CPU per request counts all its processes (workers, the body reader).
 """
 
 from __future__ import annotations
@@ -39,13 +46,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from extauthz.devtokens import load_private_key, public_jwk
-from harness.procs import cpu_seconds, free_port, rss_mb, wait_port
+from harness.procs import free_port, rss_mb, tree_cpu_seconds, wait_port
 from harness.table import Result, summarize
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "results"
 BIN = Path(sys.executable).parent
 EXT = "type.googleapis.com/envoy.extensions."
+FLOORS = ("floor-sync", "floor-aio")  # every x-floor ratio is against the faster of the two
+WORKER_STREAMS = 4  # workers-N rows: ~8 connections from Envoy for SO_REUSEPORT to spread
 HCM = f"{EXT}filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -79,7 +88,11 @@ def make_tokens(path: Path, count: int, prefix: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def envoy_config(port: int, admin: int, auth: str, authz_port: int | None = None) -> dict[str, Any]:
+def envoy_config(
+    port: int, admin: int, auth: str, authz_port: int | None = None, streams: int | None = None
+) -> dict[str, Any]:
+    """``streams``: most checks in flight on one connection to the authorizer (Envoy opens more
+    connections beyond it); None: Envoy's default, so one connection carries them all."""
     filters: list[dict[str, Any]] = [
         {
             "name": "envoy.filters.http.buffer",
@@ -135,7 +148,11 @@ def envoy_config(port: int, admin: int, auth: str, authz_port: int | None = None
                 "typed_extension_protocol_options": {
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                         "@type": f"{EXT}upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
+                        "explicit_http_config": {
+                            "http2_protocol_options": (
+                                {"max_concurrent_streams": streams} if streams else {}
+                            )
+                        },
                     }
                 },
                 "load_assignment": {
@@ -230,10 +247,10 @@ def process(
 
 
 @contextmanager
-def envoy(auth: str, authz_port: int | None = None) -> Iterator[int]:
+def envoy(auth: str, authz_port: int | None = None, streams: int | None = None) -> Iterator[int]:
     port, admin = free_port(), free_port()
     cfg = WORK / f"envoy-{auth}.yaml"
-    cfg.write_text(yaml.safe_dump(envoy_config(port, admin, auth, authz_port)))
+    cfg.write_text(yaml.safe_dump(envoy_config(port, admin, auth, authz_port, streams)))
     with process(
         [
             str(BIN / "envoy"),
@@ -282,9 +299,9 @@ def run_wrk(
         str(WORK / "body.json"),
     ]
     subprocess.run([*args[:3], "-d2s", *args[4:]], capture_output=True, check=True)  # warm-up
-    cpu_before = cpu_seconds(authz_pid) if authz_pid else 0.0
+    cpu_before = tree_cpu_seconds(authz_pid) if authz_pid else 0.0
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(authz_pid) - cpu_before if authz_pid else float("nan")
+    cpu = tree_cpu_seconds(authz_pid) - cpu_before if authz_pid else float("nan")
     (WORK / f"wrk-{name}.txt").write_text(out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -323,14 +340,15 @@ def main() -> int:
         "EXTAUTHZ_LOG_LEVEL": "warning",
     }
 
-    def floor() -> Result:
-        authz = free_port()
+    def floor(server: str) -> Result:
+        authz, name = free_port(), f"floor-{server}"
         with process(
-            [sys.executable, "-m", "bench.floor", f"127.0.0.1:{authz}"], log=WORK / "floor.log"
+            [sys.executable, "-m", "bench.floor", "--server", server, f"127.0.0.1:{authz}"],
+            log=WORK / f"{name}.log",
         ) as proc:
             wait_port(authz)
             with envoy("ext_authz", authz) as port:
-                return run_wrk("floor", port, warm, sec, conns, authz_pid=proc.pid)
+                return run_wrk(name, port, warm, sec, conns, authz_pid=proc.pid)
 
     def jwt_authn() -> Result:
         with envoy("jwt_authn") as port:
@@ -338,10 +356,14 @@ def main() -> int:
 
     def sidecar(label: str) -> Result:
         tokens, note = (
-            (warm, "1,000 tokens")
-            if label == "sidecar-warm"
-            else (cold, f"{args.cold_tokens:,} tokens")
+            (cold, f"{args.cold_tokens:,} tokens")
+            if label == "sidecar-cold"
+            else (warm, "1,000 tokens")
         )
+        workers = 2 if label == "workers-2" else 1
+        streams = WORKER_STREAMS if label.startswith("workers-") else None
+        if streams:
+            note += f", --workers {workers}, {streams} checks per Envoy connection"
         grpc_port, http_port = free_port(), free_port()
         with process(
             [
@@ -355,13 +377,15 @@ def main() -> int:
                 f"127.0.0.1:{http_port}",
                 "--state",  # the default store, kept out of the working directory
                 f"sqlite:///{WORK / 'bench-state.db'}",
+                "--workers",
+                str(workers),
             ],
             env=env,
             log=WORK / f"{label}.log",
         ) as proc:
             wait_port(http_port)
             time.sleep(0.5)
-            with envoy("ext_authz", grpc_port) as port:
+            with envoy("ext_authz", grpc_port, streams) as port:
                 result = run_wrk(label, port, tokens, sec, conns, note, authz_pid=proc.pid)
             if label == "sidecar-cold":
                 memory.append(rss_mb(proc.pid))
@@ -371,9 +395,12 @@ def main() -> int:
         return http_rows(sec, conns, args.cold_tokens, only=(label,), tokens=(warm, cold))[0]
 
     runners = {
-        "floor": floor,
+        "floor-sync": functools.partial(floor, "sync"),
+        "floor-aio": functools.partial(floor, "aio"),
         "sidecar-warm": lambda: sidecar("sidecar-warm"),
         "sidecar-cold": lambda: sidecar("sidecar-cold"),
+        "workers-1": lambda: sidecar("workers-1"),
+        "workers-2": lambda: sidecar("workers-2"),
         "jwt_authn": jwt_authn,
     }
     if not args.no_http:
@@ -396,23 +423,23 @@ def main() -> int:
         (WORK / f"round-{n + 1}.json").write_text(
             json.dumps({k: v.__dict__ for k, v in results.items()}, indent=1)
         )
-    rows = [(alone, "", ""), *summarize(rounds, order)]
+    rows = [(alone, "", "", ""), *summarize(rounds, order, FLOORS)]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: "
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"Envoy --concurrency 1, wrk -t1 -c{conns} -d{sec}s, 1 KB chat body, "
-        f"{args.rounds} rounds (medians; ratios: median of same-round pairs, low-high).",
+        f"{args.rounds} rounds (medians; ratios: median of same-round pairs, low-high; "
+        "x floor: against the faster of floor-sync and floor-aio in the same round).",
         "",
         "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x jwt_authn rps "
         "| x floor p99 | authz CPU µs/req | note |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    floor_p99 = next(r.p99_ms for r, _, _ in rows if r.name == "floor")
-    for r, x_floor, x_jwt in rows:
+    for r, x_floor, x_jwt, x_p99 in rows:
         cpu = "" if math.isnan(r.cpu_us) else f"{r.cpu_us:,.0f}"
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-            f"| {x_floor} | {x_jwt} | {r.p99_ms / floor_p99:.2f} | {cpu} | {r.note} |"
+            f"| {x_floor} | {x_jwt} | {x_p99} | {cpu} | {r.note} |"
         )
     lines += [
         "",

@@ -2,6 +2,12 @@
 
 ``Authorizer.authorize`` never raises: an internal failure is a 500 deny and one log line
 with the exception's type (never its text, which could quote a token). Fail closed.
+
+The gRPC server calls it from its threads in two halves: ``decide_now`` (a cached or freshly
+verified token, the memoised path: no event loop, safe from any thread) and, only for the rare
+request that must wait (a key refetch for an unknown ``kid``, a large body for the worker
+process), ``finish`` on the event loop. Memos are swapped as whole references, never mutated
+under a reader's feet in a way that could pair one policy with another's answer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import NamedTuple
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
 from extauthz.identity.customvalidate import claims_for, run_validator
-from extauthz.identity.tokens import TokenFailure, looks_like_jwt
+from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
     CLIENT_ADDRESS_HEADER,
@@ -87,6 +93,10 @@ class _LargeBody(NamedTuple):
     policy: Policy  # the one it was admitted under (a reload may land while the worker reads)
 
 
+Pending = _Unverified | _LargeBody
+"""What ``decide_now`` hands to ``finish`` when the decision must wait for I/O."""
+
+
 class StateView:
     """The snapshot decisions read; replaced whole by whoever watches the store."""
 
@@ -119,9 +129,11 @@ class Authorizer:
         # when full). A request for a path or a (caller, path) seen before skips the path check
         # and everything but its body.
         self._paths: dict[str, tuple[str, str]] = {}
-        self._admissions: dict[tuple[Identity, str], Admission | Deny] = {}
-        self._memo_policy: Policy | None = None
-        self._memo_state: StateSnapshot | None = None
+        # (policy, state, memo) as one reference: a thread still deciding under the old policy
+        # writes into the old memo, which nobody reads any more.
+        self._admissions: tuple[
+            Policy | None, StateSnapshot | None, dict[tuple[Identity, str], Admission | Deny]
+        ] = (None, None, {})
 
     def set_policy(self, policy: Policy, check_timeout: float | None = None) -> None:
         """Swap in a reloaded policy (one attribute write: requests see old or new, never a mix)."""
@@ -133,22 +145,33 @@ class Authorizer:
 
     async def authorize(self, request: RequestView) -> Decision:
         """Decide one request. Never raises."""
+        step = self.decide_now(request)
+        if isinstance(step, _Unverified | _LargeBody):
+            return await self.finish(request, step)
+        return step
+
+    def decide_now(self, request: RequestView) -> Decision | Pending:
+        """The decision, or what must be awaited (by ``finish``) to reach it. Any thread;
+        never raises."""
         try:
-            step = self._decide_now(request)
+            return self._decide_now(request)
+        except Exception as exc:
+            return _internal(request, exc)
+
+    async def finish(self, request: RequestView, step: Pending) -> Decision:
+        """The rest of a ``decide_now`` that had to wait. On the event loop; never raises."""
+        try:
             if isinstance(step, _Unverified):
                 identity = await self._verify(step.credential.value, step.policy)
                 if isinstance(identity, Deny):
                     return identity
-                step = self._decide(request, step.path, step.query, identity, step.policy)
-            if isinstance(step, _LargeBody):
-                return await self._judge_large(request, step)
-            return step
+                decided = self._decide(request, step.path, step.query, identity, step.policy)
+                if not isinstance(decided, _LargeBody):
+                    return decided
+                step = decided
+            return await self._judge_large(request, step)
         except Exception as exc:
-            log.error(
-                "internal error while deciding; request refused",
-                extra={"request_id": request.request_id, "error_type": type(exc).__name__},
-            )
-            return internal_error(request.request_id)
+            return _internal(request, exc)
 
     def _decide_now(self, request: RequestView) -> Decision | _Unverified | _LargeBody:
         """The whole decision when nothing needs waiting for (a cached token, a key, a refusal);
@@ -179,8 +202,18 @@ class Authorizer:
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
         identity = self.identify_now(credential, policy)
-        if identity is None:
-            return _Unverified(credential, path, query, policy)
+        if identity is None:  # a JWT not in the cache: verify it here unless keys must be fetched
+            assert self.verifier is not None  # identify_now answers itself without one
+            if not looks_like_jwt(credential.value):  # an opaque token: userinfo, on the loop
+                return _Unverified(credential, path, query, policy)
+            verified = self.verifier.verify_now(credential.value)
+            if isinstance(verified, UnknownKid):
+                return _Unverified(credential, path, query, policy)
+            identity = (
+                _token_deny(verified)
+                if isinstance(verified, TokenFailure)
+                else self._identity_of(verified, policy)
+            )
         if isinstance(identity, Deny):
             return identity
         return self._decide(request, path, query, identity, policy)
@@ -238,10 +271,10 @@ class Authorizer:
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""
         state = self.state.current
-        memo = self._admissions
-        if policy is not self._memo_policy or state is not self._memo_state:
-            memo.clear()
-            self._memo_policy, self._memo_state = policy, state
+        memo_policy, memo_state, memo = self._admissions
+        if policy is not memo_policy or state is not memo_state:
+            memo = {}
+            self._admissions = (policy, state, memo)
         if len(path) > MEMO_PATH_CHARS:
             return admit(path, identity, policy, state)
         key = (identity, path)
@@ -262,9 +295,7 @@ class Authorizer:
         assert self.verifier is not None  # identify_now answers itself without one
         result = await self.verifier.verify(token, wait=self.check_timeout)
         if isinstance(result, TokenFailure):
-            unavailable = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
-            status = 503 if result.reason in unavailable else 401
-            return Deny(status, result.reason, result.message)
+            return _token_deny(result)
         return self._identity_of(result, policy)
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
@@ -318,3 +349,19 @@ class Authorizer:
                 else " (JWT auth is off: general_settings.enable_jwt_auth)"
             ),
         )
+
+
+_UNAVAILABLE = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
+
+
+def _token_deny(failure: TokenFailure) -> Deny:
+    status = 503 if failure.reason in _UNAVAILABLE else 401
+    return Deny(status, failure.reason, failure.message)
+
+
+def _internal(request: RequestView, exc: Exception) -> Deny:
+    log.error(
+        "internal error while deciding; request refused",
+        extra={"request_id": request.request_id, "error_type": type(exc).__name__},
+    )
+    return internal_error(request.request_id)

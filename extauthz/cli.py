@@ -36,9 +36,11 @@ def _print_problems(exc: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from extauthz.config.loader import load_policy_file
     from extauthz.listen import parse_address
     from extauthz.logs import setup_logging
-    from extauthz.runtime import DRAIN_DELAY_SECONDS, ServeOptions, run
+    from extauthz.runtime import DRAIN_DELAY_SECONDS, ServeOptions
+    from extauthz.workers import refusal, run_one, serve_workers
 
     setup_logging(args.log_level)
     options = ServeOptions(
@@ -61,17 +63,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 parse_address(address)
         except ValueError:
             problems.append(f"{flag} {address!r} is not HOST:PORT (e.g. 0.0.0.0:9191)")
+    if not problems and (why := refusal(options, args.workers)) is not None:
+        problems.append(why)
     if problems:
         _print_problems(ConfigError(problems, "command line"))
         return 2
-    try:
-        return asyncio.run(run(options))
+    if args.workers == 1:
+        return run_one(options)
+    try:  # refuse a bad policy once, here, rather than once per worker
+        load_policy_file(options.config, os.environ)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
-    except OSError as exc:  # e.g. a port already in use
-        print(f"extauthz serve: cannot start: {exc}", file=sys.stderr)
-        return 1
+    return serve_workers(options, args.workers, args.log_level)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -382,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM, keep serving this long with readiness NOT_SERVING before closing the "
         "ports, so health checks route checks elsewhere first (default 3; 0 closes at once)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the ports (SO_REUSEPORT), to use N cores; needs a "
+        "shared --state (sqlite or postgresql) and fixed ports (default 1)",
     )
     serve.add_argument(
         "--log-level",

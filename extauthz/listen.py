@@ -21,14 +21,17 @@ def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
     return host, int(port_text)
 
 
-async def start_http(app: web.Application, address: str) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on ``address``; return the runner and the address actually bound."""
+async def start_http(
+    app: web.Application, address: str, reuse_port: bool = False
+) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``address``; return the runner and the address actually bound.
+    ``reuse_port``: share the port with the other ``--workers`` processes (SO_REUSEPORT)."""
     host, port = parse_address(address)
     # Request bodies are taken as sent: never decompressed by aiohttp (a Content-Encoding is
     # refused by the handlers that read a body, not inflated into memory or a parser error).
     runner = web.AppRunner(app, access_log=None, auto_decompress=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     bound = runner.addresses[0]
     return runner, f"{bound[0]}:{bound[1]}"

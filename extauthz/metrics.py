@@ -5,11 +5,22 @@ Label values are the stable ``Reason`` strings, so dashboards survive message re
 
 from __future__ import annotations
 
+import os
+import threading
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -20,7 +31,8 @@ class CheckStats(Collector):
     numbers and turned into Prometheus metrics only when scraped.
 
     Every check updates both; prometheus_client's Counter and Histogram take a lock and run
-    Python per update (~3 µs of a ~30 µs check). Updates come from the event loop thread only.
+    Python per update (~3 µs of a ~30 µs check). Updates come from the gRPC server's threads and
+    the event loop, so one plain lock guards the three updates together.
     """
 
     def __init__(self, buckets: tuple[float, ...] = CHECK_BUCKETS) -> None:
@@ -28,13 +40,16 @@ class CheckStats(Collector):
         self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
         self.seconds = 0.0
         self.decisions: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
 
     def record(self, labels: tuple[str, str, str], seconds: float) -> None:
         """One decision: ``labels`` are (outcome, reason, status)."""
         decisions = self.decisions
-        decisions[labels] = decisions.get(labels, 0) + 1
-        self.counts[bisect_left(self.bounds, seconds)] += 1  # le: bound >= value
-        self.seconds += seconds
+        bucket = bisect_left(self.bounds, seconds)  # le: bound >= value
+        with self._lock:
+            decisions[labels] = decisions.get(labels, 0) + 1
+            self.counts[bucket] += 1
+            self.seconds += seconds
 
     def collect(self) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
@@ -42,10 +57,12 @@ class CheckStats(Collector):
             "Authorization decisions by outcome and reason.",
             labels=["outcome", "reason", "status"],
         )
-        for labels, count in dict(self.decisions).items():  # a copy: scrapes may be elsewhere
+        with self._lock:  # one consistent copy
+            counted, counts, total = dict(self.decisions), list(self.counts), self.seconds
+        for labels, count in counted.items():
             decisions.add_metric(list(labels), count)
         yield decisions
-        counts, cumulative, running = list(self.counts), [], 0
+        cumulative, running = [], 0
         for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
             running += count
             cumulative.append((_le(bound), running))
@@ -53,7 +70,7 @@ class CheckStats(Collector):
             "extauthz_check_duration_seconds",
             "Time spent deciding one request inside the sidecar.",
             buckets=cumulative,
-            sum_value=self.seconds,
+            sum_value=total,
         )
 
 
@@ -61,8 +78,46 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-CHECKS = CheckStats()
-REGISTRY.register(CHECKS)
+class SharedCheckStats(CheckStats):
+    """The same two metrics as prometheus_client Counter and Histogram, for ``--workers N``:
+    in its multiprocess mode they are kept in files that any worker's scrape adds up (~3 µs more
+    per check than ``CheckStats``, paid only with more than one worker)."""
+
+    def __init__(self, buckets: tuple[float, ...] = CHECK_BUCKETS) -> None:
+        super().__init__(buckets)
+        self._decisions = Counter(
+            "extauthz_decisions",
+            "Authorization decisions by outcome and reason.",
+            ["outcome", "reason", "status"],
+        )
+        self._duration = Histogram(
+            "extauthz_check_duration_seconds",
+            "Time spent deciding one request inside the sidecar.",
+            buckets=buckets,
+        )
+
+    def record(self, labels: tuple[str, str, str], seconds: float) -> None:
+        self._decisions.labels(*labels).inc()
+        self._duration.observe(seconds)
+
+
+# Set (by ``extauthz serve --workers N``) before this module is first imported in a worker:
+# prometheus_client then keeps every metric in files in this directory, one set per process.
+# Gauges are shown per worker (a ``pid`` label); counters and histograms are summed.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+CHECKS: CheckStats = SharedCheckStats() if MULTIPROCESS_DIR else CheckStats()
+if not MULTIPROCESS_DIR:
+    REGISTRY.register(CHECKS)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The /metrics body and content type: this process's metrics, or with ``--workers N``
+    every worker's, added up from the multiprocess directory."""
+    if not MULTIPROCESS_DIR:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 KEY_FETCHES = Counter(
     "extauthz_jwks_fetches_total", "Signing-key fetches by result.", ["result", "trigger"]
 )

@@ -11,14 +11,21 @@ SIGTERM (or SIGINT), in the order load balancers need:
    their checks elsewhere; a second signal ends the wait early;
 3. stop accepting (gRPC and HTTP-service mode together), answer every check already received
    within ``SHUTDOWN_GRACE_SECONDS``, then close the HTTP side and the store, and exit.
-grpc.aio refuses (CANCELLED) checks that reached the server but not yet the application when
-step 3 begins; a client that honours readiness sends none by then, which is what the delay is
-for (the shipped Envoy configs also retry such a check on another replica).
+Checks that reach the gRPC port once step 3 has begun are refused (UNAVAILABLE); a client that
+honours readiness sends none by then, which is what the delay is for (the shipped Envoy configs
+also retry such a check on another replica).
+
+Threads: the gRPC port is grpcio's synchronous server (``GRPC_THREADS`` threads), whose per-call
+cost is well below grpc.aio's; ext_authz checks are decided on its threads. Everything else runs
+on one asyncio loop in the main thread: the HTTP-service mode, the admin API (the gRPC admin
+calls are handed to it), key refreshes, the state watcher and policy reloads, and the rest of any
+check that must wait for I/O (a key refetch, a large body).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -57,6 +64,10 @@ log = logging.getLogger("extauthz.serve")
 READINESS_SERVICE = "readiness"
 AUTHZ_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 GRPC_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # above any sane with_request_body.max_request_bytes
+# Threads of the gRPC server. Decisions hold the GIL, so more threads add no CPU; they are there
+# so a few checks waiting on the loop (a key refetch, a large body: at most the check deadline)
+# do not hold up the others. Envoy multiplexes all its checks on one or a few HTTP/2 connections.
+GRPC_THREADS = 16
 SHUTDOWN_GRACE_SECONDS = 5.0
 # Above the shipped Envoy health check's worst case to notice NOT_SERVING (1 s interval, plus
 # jitter and the check itself); deployments probed less often set --drain-delay.
@@ -75,6 +86,7 @@ class ServeOptions:
     authz_http_address: str | None = None  # Envoy's HTTP-service ext_authz mode (off if None)
     authz_http_path_prefix: str = "/extauthz"
     drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
+    shared_ports: bool = False  # one of --workers N processes: bind with SO_REUSEPORT
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -146,8 +158,8 @@ class Sidecar:
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=settings.reload_interval
         )
-        self.health = health.aio.HealthServicer()
-        self.grpc_server: grpc.aio.Server | None = None
+        self.health = health.HealthServicer()  # sync: thread-safe, set() from the loop
+        self.grpc_server: grpc.Server | None = None
         self.grpc_port: int | None = None
         self.http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -237,30 +249,34 @@ class Sidecar:
         if self.policy.enable_jwt_auth:
             self.keys.start()
             self.issuer_keys.start()
-        server = grpc.aio.server(
+        loop = asyncio.get_running_loop()
+        server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ]
+                ("grpc.so_reuseport", 1 if self.options.shared_ports else 0),
+            ],
         )
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationService(self.authorizer), server
+            AuthorizationService(self.authorizer, loop), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        admin_service = add_admin_service(server, self.admin)
+        admin_service = add_admin_service(server, self.admin, loop)
         reflection.enable_server_reflection(
             (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
         )
         self.grpc_port = server.add_insecure_port(self.options.grpc_address)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC address {self.options.grpc_address}")
-        await server.start()
+        server.start()
         self.grpc_server = server
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:
             app = build_app(self.readiness, self.admin)
-            self.http_runner, bound = await start_http(app, self.options.http_address)
+            self.http_runner, bound = await start_http(
+                app, self.options.http_address, self.options.shared_ports
+            )
             self.http_port = parse_address(bound)[1]
         if self.options.authz_http_address:
             if self.options.authz_http_address == self.options.http_address:
@@ -274,6 +290,7 @@ class Sidecar:
                 host,
                 port,
                 path_prefix=self.options.authz_http_path_prefix,
+                reuse_port=self.options.shared_ports,
             )
             self.authz_http_port = self.authz_http.port
         self.watcher.start()
@@ -296,7 +313,7 @@ class Sidecar:
             ready, _ = self.readiness()
             if ready != self._ready:
                 self._ready = ready
-                await self.health.set(
+                self.health.set(
                     READINESS_SERVICE,
                     health_pb2.HealthCheckResponse.SERVING
                     if ready
@@ -316,7 +333,7 @@ class Sidecar:
                     await self._ready_task
                 self._ready_task = None
             self._ready = False
-            await self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
             log.info("draining: readiness NOT_SERVING", extra={"drain_delay_seconds": delay})
         if delay > 0:
             hurried = hurry if hurry is not None else asyncio.Event()
@@ -332,12 +349,14 @@ class Sidecar:
             return
         self._stopped = True
         await self.drain()
-        await self.health.enter_graceful_shutdown()  # liveness too, from now on
+        self.health.enter_graceful_shutdown()  # liveness too, from now on
         closing = []
         if self.authz_http is not None:
             closing.append(self.authz_http.close(grace))
         if self.grpc_server is not None:
-            closing.append(self.grpc_server.stop(grace))
+            # Answers what it received within grace; checks waiting on the loop still finish,
+            # as the loop keeps running while a worker thread waits for the server.
+            closing.append(asyncio.to_thread(self.grpc_server.stop(grace).wait))
         await asyncio.gather(*closing)  # one grace period for both check ports
         if self.http_runner is not None:
             await self.http_runner.cleanup()

@@ -8,8 +8,10 @@ status codes (401 → UNAUTHENTICATED, 403 → PERMISSION_DENIED, 400 → INVALI
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
@@ -283,7 +285,59 @@ class AdminServicer(pb_grpc.AdminServicer):
         return await self._call("explain", context, body)
 
 
-def add_admin_service(server: grpc.aio.Server, admin: AdminService) -> str:
-    """Register the admin service on ``server``; returns its full name (for reflection)."""
-    pb_grpc.add_AdminServicer_to_server(AdminServicer(admin), server)  # type: ignore[no-untyped-call]
+class _Aborted(grpc.aio.AbortError):  # type: ignore[misc]
+    """``abort`` on the loop side of a blocking call: carried back to the server's thread."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class _LoopContext:
+    """The part of ``grpc.aio.ServicerContext`` the servicer uses, over a sync server's context."""
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self._context = context
+
+    def invocation_metadata(self) -> Any:
+        return self._context.invocation_metadata()
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise _Aborted(code, details)
+
+
+class BlockingAdminServicer:
+    """``AdminServicer`` for grpcio's sync server: each call runs on the sidecar's event loop
+    (where the store lives) while the server's thread waits for its answer."""
+
+    def __init__(self, admin: AdminService, loop: asyncio.AbstractEventLoop) -> None:
+        servicer = AdminServicer(admin)
+        for method in pb.DESCRIPTOR.services_by_name["Admin"].methods:
+            rpc = getattr(servicer, method.name)
+            setattr(self, method.name, functools.partial(_on_loop, rpc, loop))
+
+
+def _on_loop(
+    method: Callable[[Any, Any], Coroutine[Any, Any, T]],
+    loop: asyncio.AbstractEventLoop,
+    request: Any,
+    context: grpc.ServicerContext,
+) -> T:
+    future = asyncio.run_coroutine_threadsafe(method(request, _LoopContext(context)), loop)
+    try:
+        return future.result()
+    except _Aborted as aborted:
+        context.abort(aborted.code, aborted.details)
+        raise AssertionError("unreachable: abort raises") from None
+
+
+def add_admin_service(
+    server: grpc.aio.Server | grpc.Server,
+    admin: AdminService,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> str:
+    """Register the admin service on ``server`` (a sync server needs the ``loop`` its calls run
+    on); returns its full name (for reflection)."""
+    servicer = AdminServicer(admin) if loop is None else BlockingAdminServicer(admin, loop)
+    pb_grpc.add_AdminServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     return ADMIN_SERVICE

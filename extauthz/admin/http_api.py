@@ -28,7 +28,6 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extauthz import metrics as prom
 from extauthz.admin.service import (
@@ -340,7 +339,8 @@ def build_app(readiness: ReadinessProbe, admin: AdminService | None = None) -> w
         )
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = prom.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_get("/healthz", healthz)

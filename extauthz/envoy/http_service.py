@@ -158,9 +158,9 @@ class AuthzHttpServer:
     def connections(self) -> int:
         return self.http.connections
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind ``host:port`` (port 0: any free port)."""
-        await self.http.start(host, port)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Bind ``host:port`` (port 0: any free port; ``reuse_port``: shared by workers)."""
+        await self.http.start(host, port, reuse_port)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; wait up to ``grace`` s for checks in flight; close all connections."""
@@ -197,10 +197,11 @@ async def start_authz_http(
     *,
     path_prefix: str = DEFAULT_PATH_PREFIX,
     limits: HttpLimits | None = None,
+    reuse_port: bool = False,
 ) -> AuthzHttpServer:
     """Serve ext_authz HTTP-service checks on ``host:port``; returns the running server."""
     server = AuthzHttpServer(authorizer, path_prefix=path_prefix, limits=limits)
-    await server.start(host, port)
+    await server.start(host, port, reuse_port)
     return server
 
 

@@ -236,11 +236,17 @@ class HttpServer:
         self._inflight: set[asyncio.Task[Response]] = set()  # answers that had to wait
         self._all_closed: asyncio.Event | None = None  # set by close(): the last one is gone
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind ``host:port`` (port 0: any free port) and start the timeout sweeper."""
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Bind ``host:port`` (port 0: any free port) and start the timeout sweeper.
+        ``reuse_port``: share the port with the other ``--workers`` processes."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: _Connection(self),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=1024,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.ensure_future(self._sweep())

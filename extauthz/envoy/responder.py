@@ -11,6 +11,8 @@ Two policy switches act here and nowhere else, so both adapters behave alike: ``
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -18,13 +20,17 @@ from typing import Generic, Protocol, TypeVar
 
 from extauthz import metrics
 from extauthz.logs import log_decision
-from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict
+from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict, internal_error
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import credential_headers, render
 
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
+S = TypeVar("S")  # what an authorizer's decide_now hands to its finish
 _ALLOW_LABELS = ("allow", Reason.ALLOWED.value, "200")
+# How much longer than the check deadline a server thread waits for the event loop's half of a
+# check (the loop's own waits are bounded by the deadline; this only catches a stuck loop).
+LOOP_MARGIN_SECONDS = 1.0
 
 
 def shadow(decision: Deny, policy: Policy) -> Verdict:
@@ -56,6 +62,17 @@ class AuthorizerLike(Protocol):
     async def authorize(self, request: RequestView) -> Decision: ...
 
 
+class SplitAuthorizerLike(AuthorizerLike, Protocol[S]):
+    """An authorizer that can decide on any thread and hand only waiting to the event loop."""
+
+    @property
+    def check_timeout(self) -> float: ...
+
+    def decide_now(self, request: RequestView) -> Decision | S: ...
+
+    async def finish(self, request: RequestView, step: S) -> Decision: ...
+
+
 class Responder(Generic[R]):
     """Turns a request view into an encoded answer. Never raises: failures give ``internal``."""
 
@@ -69,20 +86,22 @@ class Responder(Generic[R]):
         self.authorizer = authorizer
         self._encode = encode
         self._internal = internal
-        self._allow_cache: dict[Allow, R] = {}
-        self._cache_policy: Policy | None = None
+        # (policy, cache) as one reference, so threads answering under an old policy write
+        # into the old cache only.
+        self._allow_cache: tuple[Policy | None, dict[Allow, R]] = (None, {})
         self._cache_size = cache_size
 
     def _allow(self, decision: Allow, policy: Policy) -> R:
-        if policy is not self._cache_policy:  # a reload may rename headers: start over
-            self._allow_cache.clear()
-            self._cache_policy = policy
-        response = self._allow_cache.get(decision)
+        cache_policy, cache = self._allow_cache
+        if policy is not cache_policy:  # a reload may rename headers: start over
+            cache = {}
+            self._allow_cache = (policy, cache)
+        response = cache.get(decision)
         if response is None:
-            if len(self._allow_cache) >= self._cache_size:
-                self._allow_cache.clear()
+            if len(cache) >= self._cache_size:
+                cache.clear()
             response = self._encode(render(decision, policy))
-            self._allow_cache[decision] = response
+            cache[decision] = response
         return response
 
     async def respond(self, view: RequestView) -> R:
@@ -91,6 +110,41 @@ class Responder(Generic[R]):
         try:
             policy = self.authorizer.policy
             decision = await self.authorizer.authorize(view)
+        except Exception as exc:  # last guard: fail closed with a fixed answer
+            log.error("cannot decide", extra={"error_type": type(exc).__name__})
+            return self._internal
+        return self._answer(view, policy, decision, start)
+
+    def respond_blocking(
+        self,
+        view: RequestView,
+        authorizer: SplitAuthorizerLike[S],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> R:
+        """``respond`` for a server thread: the decision is made on this thread; only a check
+        that must wait (key refetch, large body) runs its rest on ``loop`` and is waited for."""
+        start = time.perf_counter()
+        try:
+            policy = authorizer.policy
+            decision = authorizer.decide_now(view)
+            if not isinstance(decision, Allow | Deny):
+                if loop is None:
+                    raise RuntimeError("this check must wait but no event loop was given")
+                future = asyncio.run_coroutine_threadsafe(authorizer.finish(view, decision), loop)
+                try:
+                    decision = future.result(authorizer.check_timeout + LOOP_MARGIN_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    future.cancel()
+                    log.error("the event loop did not finish a check in time; refused")
+                    decision = internal_error(view.request_id)
+        except Exception as exc:  # last guard: fail closed with a fixed answer
+            log.error("cannot decide", extra={"error_type": type(exc).__name__})
+            return self._internal
+        return self._answer(view, policy, decision, start)
+
+    def _answer(self, view: RequestView, policy: Policy, decision: Decision, start: float) -> R:
+        """Encode, count and log one decision. Never raises."""
+        try:
             if isinstance(decision, Allow):
                 response = self._allow(decision, policy)
                 status = 200

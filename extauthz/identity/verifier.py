@@ -37,7 +37,7 @@ class Verified:
     """Verified claims, and the identity read from them under ``rules`` (``fields.ClaimRules``):
     a cached token's identity is read once per token and rule set, not once per request."""
 
-    __slots__ = ("claims", "identity", "issuer", "rules", "until", "userinfo")
+    __slots__ = ("_under", "claims", "issuer", "until", "userinfo")
 
     def __init__(
         self, claims: Claims, until: float, issuer: str | None = None, userinfo: bool = False
@@ -46,22 +46,26 @@ class Verified:
         self.until = until
         self.issuer = issuer  # the ``issuers`` entry that verified it (None: the global keys)
         self.userinfo = userinfo  # claims from the userinfo endpoint (an opaque token)
-        self.identity: Identity | Deny | None = None
-        self.rules: object = None
+        # (rules, identity) as one reference: threads reading under different rules (a reload
+        # in flight) never pair one rule set with the other's identity.
+        self._under: tuple[object, Identity | Deny] | None = None
 
     def identity_under(self, rules: ClaimRules) -> Identity | Deny:
         """The caller these claims name under ``rules`` (read once, then remembered)."""
-        if self.rules is not rules or self.identity is None:
+        under = self._under
+        if under is None or under[0] is not rules:
             identity = identity_from_claims(self.claims, rules)
             if isinstance(identity, Identity) and (self.issuer is not None or self.userinfo):
                 identity = identity._replace(issuer=self.issuer, userinfo=self.userinfo)
-            self.identity = identity
-            self.rules = rules
-        return self.identity
+            under = self._under = (rules, identity)
+        return under[1]
 
 
 class TokenVerifier:
-    """Verifies JWTs against a ``JwksSource``; safe to share across requests on one loop."""
+    """Verifies JWTs against a ``JwksSource`` (or, per ``issuers`` entry, that issuer's), and
+    opaque tokens at the userinfo endpoint. ``cached`` and ``verify_now`` may be called from
+    any thread (the caches lock; rules are swapped as one reference); ``verify``, ``stop`` and
+    the userinfo requests run on the event loop."""
 
     def __init__(
         self,
@@ -75,10 +79,10 @@ class TokenVerifier:
         userinfo: UserinfoClient | None = None,
     ) -> None:
         self.keys = keys
-        self.rules = rules
+        # The rules and the issuers they name, as one reference (a reload swaps both at once).
+        self._rules: tuple[TokenRules, dict[str, TokenRules]] = (rules, dict(rules.providers))
         self._clock = clock
         self._max_age = max_age
-        self._by_issuer = dict(rules.providers)
         # One key source per ``issuers`` entry (shared: the runtime keeps it in step).
         self.issuer_keys: dict[str, JwksSource] = {} if issuer_keys is None else issuer_keys
         # Opaque tokens go to the userinfo endpoint when set; answers cached by token hash.
@@ -92,6 +96,10 @@ class TokenVerifier:
         keys.on_change = self._keys_changed
         for source in self.issuer_keys.values():
             self.watch(source)
+
+    @property
+    def rules(self) -> TokenRules:
+        return self._rules[0]
 
     def set_userinfo(self, client: UserinfoClient | None) -> None:
         """Use another userinfo endpoint (reload); answers of the old one are dropped."""
@@ -108,8 +116,7 @@ class TokenVerifier:
     def set_rules(self, rules: TokenRules) -> None:
         """Apply new claim rules (policy reload); cached verdicts were made under the old ones."""
         if rules != self.rules:
-            self.rules = rules
-            self._by_issuer = dict(rules.providers)
+            self._rules = (rules, dict(rules.providers))
             self._cache.clear()
 
     @property
@@ -125,58 +132,99 @@ class TokenVerifier:
             hit = self._userinfo_cache.get(token_key(token), self._clock())
         return hit
 
-    async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
-        """Verified claims, or why the token is refused. Never raises for any token.
-
-        ``wait`` bounds the only awaits: a refetch of keys for an unknown ``kid``, a userinfo
-        request for an opaque token.
-        """
+    def verify_now(self, token: str) -> Verified | TokenFailure | UnknownKid:
+        """``verify`` of a JWT without waiting: UnknownKid when only a key refetch could tell
+        (the one case that needs the event loop). Any thread. Opaque tokens for the userinfo
+        endpoint are ``verify``'s alone (an HTTP request)."""
         hit = self.cached(token)
         if hit is not None:
             return hit
-        if self.userinfo is not None and not looks_like_jwt(token):
-            return await self._resolve_userinfo(self.userinfo, token, wait)
-        now = self._clock()
-        rules = self.rules
+        rules, by_issuer = self._rules
         header = read_header(token, rules)
         if isinstance(header, TokenFailure):
             return header
-        keys, issuer = self.keys, None
-        if self._by_issuer:
-            iss = unverified_issuer(token)
-            if isinstance(iss, TokenFailure):
-                return iss
-            chosen = None if iss is None else self._by_issuer.get(iss)
-            if iss is not None and chosen is not None:
-                issuer, rules = iss, chosen
-                keys = self.issuer_keys.get(iss, keys)
-                if keys is self.keys:  # the runtime has not made this issuer's source yet
-                    return TokenFailure(
-                        Reason.KEYS_UNAVAILABLE,
-                        "signing keys of this token's issuer are not loaded yet; retry shortly",
-                    )
-            elif not self.keys.urls:
-                return unknown_issuer(self._by_issuer)
+        chosen = self._provider(token, rules, by_issuer)
+        if isinstance(chosen, TokenFailure):
+            return chosen
+        keys, issuer, rules = chosen
         ring = keys.ring
         if ring is None:
             return TokenFailure(
                 Reason.KEYS_UNAVAILABLE,
                 "signing keys could not be fetched from the identity provider yet; retry shortly",
             )
+        now = self._clock()
         result = verify_token(token, header, ring, rules, now)
         if isinstance(result, UnknownKid):
-            try:
-                known = await asyncio.wait_for(keys.refetch_for_kid(result.kid), wait)
-            except TimeoutError:
-                known = False
-            if known and keys.ring is not None:
-                result = verify_token(token, header, keys.ring, rules, self._clock())
-            if isinstance(result, UnknownKid):
+            return result
+        return self._remember(token, result, now, rules, issuer)
+
+    async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
+        """Verified claims, or why the token is refused. Never raises for any token.
+
+        ``wait`` bounds the only awaits: a refetch of keys for an unknown ``kid``, a userinfo
+        request for an opaque token.
+        """
+        if self.userinfo is not None and not looks_like_jwt(token):
+            hit = self.cached(token)
+            return (
+                hit if hit is not None else await self._resolve_userinfo(self.userinfo, token, wait)
+            )
+        result = self.verify_now(token)
+        if not isinstance(result, UnknownKid):
+            return result
+        rules, by_issuer = self._rules
+        chosen = self._provider(token, rules, by_issuer)
+        if isinstance(chosen, TokenFailure):
+            return chosen
+        keys, issuer, rules = chosen
+        try:
+            known = await asyncio.wait_for(keys.refetch_for_kid(result.kid), wait)
+        except TimeoutError:
+            known = False
+        ring = keys.ring
+        if not known or ring is None:
+            return _unknown_key(result)
+        header = read_header(token, rules)
+        if isinstance(header, TokenFailure):
+            return header
+        now = self._clock()
+        claims = verify_token(token, header, ring, rules, now)
+        if isinstance(claims, UnknownKid):
+            return _unknown_key(claims)
+        return self._remember(token, claims, now, rules, issuer)
+
+    def _provider(
+        self, token: str, rules: TokenRules, by_issuer: dict[str, TokenRules]
+    ) -> tuple[JwksSource, str | None, TokenRules] | TokenFailure:
+        """The key source, ``issuers`` entry and rules for this token: chosen by its unverified
+        ``iss`` when ``issuers`` are configured, else the global ones."""
+        if not by_issuer:
+            return self.keys, None, rules
+        iss = unverified_issuer(token)
+        if isinstance(iss, TokenFailure):
+            return iss
+        chosen = None if iss is None else by_issuer.get(iss)
+        if iss is not None and chosen is not None:
+            keys = self.issuer_keys.get(iss, self.keys)
+            if keys is self.keys:  # the runtime has not made this issuer's source yet
                 return TokenFailure(
-                    Reason.UNKNOWN_KEY,
-                    f"the token's signing key {result.kid[:64]!r} is not published by the "
-                    "identity provider",
+                    Reason.KEYS_UNAVAILABLE,
+                    "signing keys of this token's issuer are not loaded yet; retry shortly",
                 )
+            return keys, iss, chosen
+        if not self.keys.urls:
+            return unknown_issuer(by_issuer)
+        return self.keys, None, rules
+
+    def _remember(
+        self,
+        token: str,
+        result: Claims | TokenFailure,
+        now: float,
+        rules: TokenRules,
+        issuer: str | None,
+    ) -> Verified | TokenFailure:
         if isinstance(result, TokenFailure):
             return result
         exp = result.get("exp")
@@ -223,3 +271,10 @@ class TokenVerifier:
         if self._enabled:
             self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified
+
+
+def _unknown_key(result: UnknownKid) -> TokenFailure:
+    return TokenFailure(
+        Reason.UNKNOWN_KEY,
+        f"the token's signing key {result.kid[:64]!r} is not published by the identity provider",
+    )

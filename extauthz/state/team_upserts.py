@@ -11,8 +11,6 @@ registered with every model, so no request waits for the write.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,9 +18,8 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from extauthz import metrics
-from extauthz.errors import StoreError
+from extauthz.state.batcher import Batcher
 from extauthz.state.protocol import StateStore
-from extauthz.state.tasks import cancel_and_wait
 
 log = logging.getLogger("extauthz.state")
 UPSERTED_BY = "team_id_upsert"
@@ -36,25 +33,27 @@ class UpsertSettings:
     written_cache: int = 100_000
 
 
-class TeamUpserter:
+class TeamUpserter(Batcher):
     """Batches teams seen in tokens into ``store.upsert_teams``."""
 
+    what = "register teams"
+
     def __init__(self, store: StateStore, settings: UpsertSettings | None = None) -> None:
-        self.store = store
         self.settings = settings or UpsertSettings()
+        super().__init__(self.settings.flush_interval)
+        self.store = store
         self._pending: dict[str, None] = {}
         self._written: LRUCache[str, bool] = LRUCache(self.settings.written_cache)
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
 
     def note(self, team_id: str) -> None:
-        """Remember one team to register (request path: O(1), never raises, never waits)."""
-        if team_id in self._pending or team_id in self._written:
-            return
-        if len(self._pending) >= self.settings.buffer_max:
-            metrics.TEAMS_UPSERT_DROPPED.inc()
-            return
-        self._pending[team_id] = None
+        """Remember one team to register (request path, any thread: O(1), never raises)."""
+        with self._lock:
+            if team_id in self._pending or team_id in self._written:
+                return
+            if len(self._pending) >= self.settings.buffer_max:
+                metrics.TEAMS_UPSERT_DROPPED.inc()
+                return
+            self._pending[team_id] = None
 
     @property
     def pending(self) -> int:
@@ -63,44 +62,20 @@ class TeamUpserter:
     async def flush(self) -> None:
         """Register every pending team. Raises ``StoreError`` (what failed stays pending)."""
         while self._pending:
-            batch = list(self._pending)[: self.settings.batch_max]
-            for team_id in batch:
-                del self._pending[team_id]
+            with self._lock:
+                batch = list(self._pending)[: self.settings.batch_max]
+                for team_id in batch:
+                    del self._pending[team_id]
             try:
                 added = await self.store.upsert_teams(batch, UPSERTED_BY, time.time())
             except BaseException:
-                for team_id in batch:
-                    self._pending[team_id] = None
+                with self._lock:
+                    for team_id in batch:
+                        self._pending[team_id] = None
                 raise
-            for team_id in batch:
-                self._written[team_id] = True
+            with self._lock:
+                for team_id in batch:
+                    self._written[team_id] = True
             if added:
                 metrics.TEAMS_UPSERTED.inc(added)
                 log.info("teams registered from tokens", extra={"count": added})
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-        with contextlib.suppress(StoreError):
-            await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
-            try:
-                await self.flush()
-                self._failing = False
-            except StoreError as exc:
-                if not self._failing:
-                    log.warning(
-                        "cannot register teams; will retry",
-                        extra={"error": str(exc), "pending": len(self._pending)},
-                    )
-                self._failing = True
-            except Exception as exc:
-                log.error("team upserter error", extra={"error_type": type(exc).__name__})

@@ -5,13 +5,13 @@ task writes what was noted every ``flush_interval`` in batches. A user already w
 written again until its ``last_seen`` moved by ``resolution`` seconds or its email changed, so a
 busy user costs one write a minute, not one per request. When the store is down, sightings are
 kept (up to ``buffer_max`` users; beyond that new users are dropped and counted) and retried.
+``note`` runs on the gRPC server's threads and the loop alike: one lock guards both maps
+(cachetools' LRUCache is not thread-safe), never held across an await.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from extauthz import metrics
-from extauthz.errors import StoreError
+from extauthz.state.batcher import Batcher
 from extauthz.state.protocol import StateStore, UserSighting
-from extauthz.state.tasks import cancel_and_wait
 
-log = logging.getLogger("extauthz.state")
 
 # Set while authenticating a token that was not presented by its holder (admin Explain), so
 # looking at a token never records its user.
@@ -53,21 +51,26 @@ class RecorderSettings:
     written_cache: int = 100_000  # users remembered as already written
 
 
-class UserRecorder:
+class UserRecorder(Batcher):
     """Batches user sightings into ``store.record_users``."""
 
+    what = "record users"
+
     def __init__(self, store: StateStore, settings: RecorderSettings | None = None) -> None:
-        self.store = store
         self.settings = settings or RecorderSettings()
+        super().__init__(self.settings.flush_interval)
+        self.store = store
         self._pending: dict[str, UserSighting] = {}
         self._written: LRUCache[str, tuple[str | None, float]] = LRUCache(
             self.settings.written_cache
         )
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
 
     def note(self, user_id: str, email: str | None, at: float) -> None:
-        """Remember one sighting (request path: O(1), never raises, never waits)."""
+        """Remember one sighting (request path: O(1), never raises, never waits long)."""
+        with self._lock:
+            self._note(user_id, email, at)
+
+    def _note(self, user_id: str, email: str | None, at: float) -> None:
         seen = self._pending.get(user_id)
         if seen is not None:
             self._pending[user_id] = UserSighting(
@@ -93,55 +96,28 @@ class UserRecorder:
     async def flush(self) -> None:
         """Write every pending sighting. Raises ``StoreError`` (what failed stays pending)."""
         while self._pending:
-            batch = dict(list(self._pending.items())[: self.settings.batch_max])
-            for key in batch:
-                del self._pending[key]
+            with self._lock:
+                batch = dict(list(self._pending.items())[: self.settings.batch_max])
+                for key in batch:
+                    del self._pending[key]
             try:
                 await self.store.record_users(list(batch.values()))
             except BaseException:
-                for key, sighting in batch.items():  # put back, merging newer sightings
-                    newer = self._pending.get(key)
-                    self._pending[key] = (
-                        sighting
-                        if newer is None
-                        else UserSighting(
-                            key,
-                            newer.email if newer.email is not None else sighting.email,
-                            sighting.first_seen,
-                            newer.last_seen,
+                with self._lock:
+                    for key, sighting in batch.items():  # put back, merging newer sightings
+                        newer = self._pending.get(key)
+                        self._pending[key] = (
+                            sighting
+                            if newer is None
+                            else UserSighting(
+                                key,
+                                newer.email if newer.email is not None else sighting.email,
+                                sighting.first_seen,
+                                newer.last_seen,
+                            )
                         )
-                    )
                 raise
-            for key, sighting in batch.items():
-                self._written[key] = (sighting.email, sighting.last_seen)
+            with self._lock:
+                for key, sighting in batch.items():
+                    self._written[key] = (sighting.email, sighting.last_seen)
             metrics.USERS_RECORDED.inc(len(batch))
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        """Stop the loop and try one last flush (bounded by the store's own timeout)."""
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-        with contextlib.suppress(StoreError):
-            await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
-            try:
-                await self.flush()
-                if self._failing:
-                    log.info("user registry writes resumed")
-                self._failing = False
-            except StoreError as exc:
-                if not self._failing:
-                    log.warning(
-                        "cannot record users; will retry",
-                        extra={"error": str(exc), "pending": len(self._pending)},
-                    )
-                self._failing = True
-            except Exception as exc:
-                log.error("user recorder error", extra={"error_type": type(exc).__name__})

@@ -163,7 +163,9 @@ def adapters(loop_thread: LoopThread) -> Iterator[dict[str, Any]]:
         authorizer = Authorizer(policy, verifier, StateView())
         server = AuthzHttpServer(authorizer)
         await server.start("127.0.0.1", 0)
-        return authorizer, AuthorizationService(authorizer), server
+        # Check is called from the test's thread, as from the gRPC server's: the loop is
+        # the sidecar's, for checks that must wait.
+        return authorizer, AuthorizationService(authorizer, loop_thread.loop), server
 
     built = {name: loop_thread.run(build(p)) for name, p in POLICIES.items()}
     yield built
@@ -190,9 +192,7 @@ def test_both_adapters_answer_alike(
     authorizer.state.current = row.blocked
     headers = _headers(row)
     grpc = from_grpc(
-        loop_thread.run(
-            grpc_service.Check(grpc_check_request(headers, row.path, row.body, row.method), None)
-        )
+        grpc_service.Check(grpc_check_request(headers, row.path, row.body, row.method), None)
     )
     with Conn(server.port) as conn:
         conn.send(check_request(row.method, row.path, headers.items(), row.body))
@@ -223,15 +223,22 @@ class Exploding:
     """An authorizer whose core crashes (Authorizer itself never raises; this proves the guard)."""
 
     policy = Policy()
+    check_timeout = 0.1
 
     async def authorize(self, _view: RequestView) -> Any:
+        raise RuntimeError("boom")
+
+    def decide_now(self, _view: RequestView) -> Any:
+        raise RuntimeError("boom")
+
+    async def finish(self, _view: RequestView, _step: object) -> Any:
         raise RuntimeError("boom")
 
 
 def test_internal_errors_answer_alike(loop_thread: LoopThread) -> None:
     """A crash inside the core is the same fixed 500 deny through both adapters."""
     service = AuthorizationService(Exploding())
-    grpc = from_grpc(loop_thread.run(service.Check(grpc_check_request({}), None)))
+    grpc = from_grpc(service.Check(grpc_check_request({}), None))
     server = AuthzHttpServer(Exploding())
     loop_thread.run(server.start("127.0.0.1", 0))
     try:

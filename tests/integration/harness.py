@@ -134,7 +134,8 @@ async def start_sidecar(policy_path: Path, ready_within: float = 10.0) -> Sideca
     sidecar = Sidecar(options, load_policy_file(str(policy_path), os.environ))
     await sidecar.start()
     deadline = time.monotonic() + ready_within
-    while not sidecar.readiness()[0]:
+    # Ready, and the gRPC readiness service says so (it follows within one 0.2 s poll).
+    while not (sidecar.readiness()[0] and sidecar._ready):
         if time.monotonic() > deadline:
             await sidecar.stop(0)
             raise TimeoutError(f"sidecar not ready: {sidecar.readiness()[1]}")

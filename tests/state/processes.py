@@ -25,7 +25,9 @@ class ServeProcess:
         name: str,
         *,
         drain_delay: float | None = 0.0,  # None: the shipped default
+        args: tuple[str, ...] = (),  # more command-line arguments (e.g. --workers 2)
     ) -> None:
+        self.args = args
         self.files = files
         self.state_url = state_url
         self.log_path = workdir / f"{name}.log"
@@ -52,6 +54,7 @@ class ServeProcess:
                     "--state",
                     self.state_url,
                     *([] if self.drain_delay is None else ["--drain-delay", str(self.drain_delay)]),
+                    *self.args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

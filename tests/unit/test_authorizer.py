@@ -309,7 +309,7 @@ async def test_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(50):
         await authorizer.authorize(req({"authorization": f"Bearer {token}"}, path=f"/p{i}"))
     assert 0 < len(authorizer._paths) <= 8
-    assert 0 < len(authorizer._admissions) <= 8
+    assert 0 < len(authorizer._admissions[2]) <= 8
 
 
 def _junk_request(i: int, token: str | None) -> RequestView:
@@ -359,4 +359,4 @@ async def test_short_checked_paths_are_still_remembered() -> None:
         decision = await authorizer.authorize(req({"authorization": f"Bearer {token}"}))
         assert isinstance(decision, Allow)
     assert list(authorizer._paths) == ["/v1/chat/completions"]
-    assert len(authorizer._admissions) == 1
+    assert len(authorizer._admissions[2]) == 1

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.protobuf import json_format
 
@@ -88,53 +92,84 @@ def test_deny_response_carries_status_body_and_headers() -> None:
     assert keys["x-extauthz-reason"] == "model_not_allowed"
 
 
-class ExplodingAuthorizer:
-    policy = Policy()
-
-    async def authorize(self, _view: RequestView) -> Any:
-        raise RuntimeError("boom")
-
-
 class FixedAuthorizer:
+    """``decide_now`` answers ``now``; a pending step is finished on the loop with ``later``."""
+
     policy = Policy()
+    check_timeout = 0.2
 
-    def __init__(self, decision: Any) -> None:
-        self.decision = decision
+    def __init__(self, now: Any, later: Any = None) -> None:
+        self.now, self.later = now, later
+        self.finished_on: list[threading.Thread] = []
 
-    async def authorize(self, _view: RequestView) -> Any:
-        return self.decision
+    async def authorize(self, view: RequestView) -> Any:
+        step = self.decide_now(view)
+        return await self.finish(view, step) if step is PENDING else step
+
+    def decide_now(self, _view: RequestView) -> Any:
+        if isinstance(self.now, Exception):
+            raise self.now
+        return self.now
+
+    async def finish(self, _view: RequestView, step: object) -> Any:
+        self.finished_on.append(threading.current_thread())
+        if isinstance(self.later, Exception):
+            raise self.later
+        if self.later == "hang":
+            await asyncio.sleep(60)
+        return self.later
 
 
-async def test_check_never_raises() -> None:
+PENDING = object()
+
+
+class ExplodingAuthorizer(FixedAuthorizer):
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("boom"))
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on its own thread, as the sidecar's is beside the gRPC threads."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    running.call_soon_threadsafe(running.stop)
+    thread.join(5)
+    running.close()
+
+
+def test_check_never_raises() -> None:
     """Even if the authorizer itself raises, Check answers a 500 deny (fail closed)."""
     service = AuthorizationService(ExplodingAuthorizer())
-    resp = await service.Check(check_request({}), None)
+    resp = service.Check(check_request({}), None)
     assert resp.denied_response.status.code == 500
     assert resp.status.code != 0
 
 
-async def test_check_round_trip() -> None:
+def test_check_round_trip() -> None:
     """A Check with a fixed decision returns exactly that decision's response."""
     service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))
-    resp = await service.Check(check_request({}), None)
+    resp = service.Check(check_request({}), None)
     assert resp.denied_response.status.code == 401 and resp.status.code == 16
 
 
-async def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
+def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
     """The cached allow answer equals a freshly built one; a policy change starts a new cache."""
     decision = Allow(Identity("jwt", user_id="u", team_id="t"), Role.TEAM, "gpt-4o")
     authorizer = FixedAuthorizer(decision)
     service = AuthorizationService(authorizer)
-    first = await service.Check(check_request({}), None)
-    second = await service.Check(check_request({}), None)
+    first = service.Check(check_request({}), None)
+    second = service.Check(check_request({}), None)
     assert first is second
     assert first == to_check_response(render(decision, authorizer.policy))
     authorizer.policy = Policy()
-    third = await service.Check(check_request({}), None)
+    third = service.Check(check_request({}), None)
     assert third is not first and third == first
 
 
-async def test_each_check_is_counted_with_its_outcome() -> None:
+def test_each_check_is_counted_with_its_outcome() -> None:
     """The served counters move with every answer, allow and deny alike."""
     from extauthz.metrics import CHECKS
 
@@ -143,8 +178,34 @@ async def test_each_check_is_counted_with_its_outcome() -> None:
     before = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
     denier = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))
     allower = AuthorizationService(FixedAuthorizer(Allow(Identity("jwt", user_id="u"), Role.TEAM)))
-    await denier.Check(check_request({}), None)
-    await allower.Check(check_request({}), None)
-    await allower.Check(check_request({}), None)
+    denier.Check(check_request({}), None)
+    allower.Check(check_request({}), None)
+    allower.Check(check_request({}), None)
     after = (CHECKS.decisions.get(deny, 0), CHECKS.decisions.get(allow, 0), sum(CHECKS.counts))
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 2, 3]
+
+
+def test_a_check_that_must_wait_is_finished_on_the_event_loop(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A pending step (key refetch, large body) runs its rest on the loop's thread."""
+    decision = Deny(401, Reason.UNKNOWN_KEY, "unknown key")
+    authorizer = FixedAuthorizer(PENDING, decision)
+    resp = AuthorizationService(authorizer, loop).Check(check_request({}), None)
+    assert resp.denied_response.status.code == 401
+    assert authorizer.finished_on and authorizer.finished_on[0] is not threading.current_thread()
+
+
+@pytest.mark.parametrize("later", [RuntimeError("boom"), "hang"])
+def test_a_waiting_check_that_fails_or_hangs_is_refused_not_raised(
+    loop: asyncio.AbstractEventLoop, later: Any
+) -> None:
+    """The loop's half raising, or not answering within the deadline (+ margin): a 500 deny."""
+    service = AuthorizationService(FixedAuthorizer(PENDING, later), loop)
+    resp = service.Check(check_request({}), None)
+    assert resp.status.code != 0 and resp.denied_response.status.code == 500
+
+
+def test_a_waiting_check_without_a_loop_is_refused() -> None:
+    resp = AuthorizationService(FixedAuthorizer(PENDING)).Check(check_request({}), None)
+    assert resp.status.code != 0 and resp.denied_response.status.code == 500
