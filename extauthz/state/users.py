@@ -22,7 +22,6 @@ from extauthz import metrics
 from extauthz.state.batcher import Batcher
 from extauthz.state.protocol import StateStore, UserSighting
 
-
 # Set while authenticating a token that was not presented by its holder (admin Explain), so
 # looking at a token never records its user.
 _paused: ContextVar[bool] = ContextVar("extauthz_user_recording_paused", default=False)
