@@ -162,8 +162,8 @@ class IssuerEntry(_Strict):
     team_id_jwt_field: str | None = None
     org_id_jwt_field: str | None = None
     end_user_id_jwt_field: str | None = None
+    team_ids_jwt_field: str | None = None
     # LiteLLM options of an entry that need its database; refused unless null (the loader).
-    team_ids_jwt_field: object = None
     virtual_key_claim_field: object = None
     unregistered_jwt_client_behavior: object = None
 

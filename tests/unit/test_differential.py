@@ -238,6 +238,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     # Several identity providers: each its own audience and claim fields (issue 16)
     "issuers": {"litellm_jwtauth": ISSUERS},
+    # an issuer's own team_ids_jwt_field, the global one as its fallback (the team registry)
+    "teams-issuers": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_ids_jwt_field": "groups",
+            "enforce_rbac": True,
+            "issuers": [
+                {**ISSUERS["issuers"][0], "team_id_jwt_field": None, "team_ids_jwt_field": "wids"},
+                ISSUERS["issuers"][1],
+            ],
+        },
+    },
     "custom-validate": {
         "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.not_mallory"},
     },
@@ -399,6 +411,8 @@ TOKENS: dict[str, dict[str, Any]] = {
     "iss-a-wrong-aud": {"iss": IDP_A, "aud": "api-b", "sub": "ua", "tid": "team-ia"},
     "iss-a-global-team": {"iss": IDP_A, "aud": "api-a", "client_id": "team-a"},
     "iss-a-blocked": {"iss": IDP_A, "aud": ["x", "api-a"], "tid": "blocked-team"},
+    "iss-a-wids": {"iss": IDP_A, "aud": "api-a", "sub": "ua", "wids": ["research"], "groups": ["eng"]},
+    "iss-a-no-wids": {"iss": IDP_A, "aud": "api-a", "sub": "ua", "groups": ["team-c"]},
     "iss-b": {"iss": IDP_B, "aud": "api-b", "oid": "obj-1", "upn": "b@example.com"},
     "mallory": {"sub": "mallory", "client_id": "team-a"},
     # Entra ID access tokens: app roles in `roles`, the object id in `oid`
@@ -1016,6 +1030,10 @@ def test_issuers_and_custom_validate_are_decided_alike(run: Run) -> None:
         ("issuers-validate/iss-a/chat-claude", True, "team-ia"),
         ("custom-validate/mallory/chat-claude", False, None),
         ("custom-validate/team/chat-claude", True, "team-a"),
+        # an issuer's own team_ids_jwt_field, and the global one when its token lacks it
+        ("teams-issuers/iss-a-wids/chat-claude", True, "research"),
+        ("teams-issuers/iss-a-no-wids/chat-gpt-4o", True, "team-c"),
+        ("teams-issuers/iss-a-wids/chat-gpt-4o", False, None),
     ):
         ours, theirs = run.ours[case_id], run.theirs[case_id]
         assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
