@@ -14,6 +14,7 @@ from typing import NamedTuple
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
 from extauthz.identity.customvalidate import claims_for, run_validator
+from extauthz.identity.introspection import Introspector
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
@@ -76,6 +77,7 @@ class _Unverified(NamedTuple):
     path: str
     query: str
     policy: Policy
+    introspect: bool = False  # a routing_overrides match: OAuth2 introspection, not the JWT
 
 
 class _LargeBody(NamedTuple):
@@ -115,6 +117,8 @@ class Authorizer:
         self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
+        # routing_overrides: where matching tokens are introspected (the runtime sets it).
+        self.introspector: Introspector | None = None
         # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
         # when full). A request for a path or a (caller, path) seen before skips the path check
         # and everything but its body.
@@ -136,7 +140,11 @@ class Authorizer:
         try:
             step = self._decide_now(request)
             if isinstance(step, _Unverified):
-                identity = await self._verify(step.credential.value, step.policy)
+                identity = await (
+                    self._introspect(step.credential.value)
+                    if step.introspect
+                    else self._verify(step.credential.value, step.policy)
+                )
                 if isinstance(identity, Deny):
                     return identity
                 step = self._decide(request, step.path, step.query, identity, step.policy)
@@ -178,10 +186,12 @@ class Authorizer:
                 Reason.MISSING_CREDENTIAL,
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
-        identity = self.identify_now(credential, policy)
+        identity = self._oauth2_now(credential, path, query, policy)
+        if identity is None:
+            identity = self.identify_now(credential, policy)
         if identity is None:
             return _Unverified(credential, path, query, policy)
-        if isinstance(identity, Deny):
+        if isinstance(identity, _Unverified | Deny):
             return identity
         return self._decide(request, path, query, identity, policy)
 
@@ -266,6 +276,40 @@ class Authorizer:
             status = 503 if result.reason in unavailable else 401
             return Deny(status, result.reason, result.message)
         return self._identity_of(result, policy)
+
+    def _oauth2_now(
+        self, credential: Credential, path: str, query: str, policy: Policy
+    ) -> Identity | Deny | _Unverified | None:
+        """A token ``routing_overrides`` sends to introspection: its cached caller, or the
+        introspection to wait for. None: no rule applies (the token goes on as usual)."""
+        overrides = policy.routing_overrides
+        if overrides is None or not policy.enable_jwt_auth:
+            return None
+        if overrides.match(credential.value, path) is None:
+            return None
+        if self.introspector is None:
+            return Deny(
+                503,
+                Reason.INTROSPECTION_UNAVAILABLE,
+                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
+            )
+        hit = self.introspector.cached(credential.value)
+        return hit if hit is not None else _Unverified(credential, path, query, policy, True)
+
+    async def _introspect(self, token: str) -> Identity | Deny:
+        """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
+        path runs none)."""
+        if self.introspector is None:  # a reload removed it while this request waited
+            return Deny(
+                503,
+                Reason.INTROSPECTION_UNAVAILABLE,
+                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
+            )
+        result = await self.introspector.resolve(token, self.check_timeout)
+        if isinstance(result, TokenFailure):
+            unavailable = result.reason is Reason.INTROSPECTION_UNAVAILABLE
+            return Deny(503 if unavailable else 401, result.reason, result.message)
+        return result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
         issuer = None if verified.issuer is None else policy.issuer_claims.get(verified.issuer)
