@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 
 from extauthz.authorizer import Authorizer
@@ -418,3 +423,50 @@ def test_our_endpoint_key_wins_over_the_environment() -> None:
             data, {"OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": SECRET}
         ).settings.keys.introspection
     )
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    full = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "extauthz.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        check=False,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_check_config_and_explain_say_which_override_matched(
+    provider: tuple[Provider, str], tmp_path: Path
+) -> None:
+    p, base = provider
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
+    data = config()
+    data["extauthz"]["public_key_url"] = keys.as_uri()
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {
+        "OAUTH_TOKEN_INFO_ENDPOINT": f"{base}/oauth2/introspect",
+        "OAUTH_CLIENT_ID": "extauthz",
+        "OAUTH_CLIENT_SECRET": SECRET,
+    }
+    rc, out = await asyncio.to_thread(_cli, env, "check-config", str(path))
+    assert rc == 0, out
+    assert "routing_overrides[0] (iss https://partner.example | https://*.partner.example)" in out
+    assert f"introspected at {base}/oauth2/introspect: RFC 7662 POST" in out
+    assert SECRET not in out
+    token = partner_token(p)
+    args = ("explain", "--config", str(path), "--token", token, "--path", "/v1/models")
+    rc, out = await asyncio.to_thread(_cli, env, *args)
+    shown = json.loads(out)
+    assert rc == 0, out
+    assert shown["routing_override"].startswith("routing_overrides[0]")
+    assert shown["identity"]["kind"] == OAUTH2 and shown["identity"]["team_id"] == "t-p"
+    assert token not in out and SECRET not in out
+    rc, out = await asyncio.to_thread(_cli, env, *args[:-1], "/key/generate")
+    assert json.loads(out)["routing_override"] is None  # not a route LiteLLM introspects on
+    rc, out = await asyncio.to_thread(_cli, {}, "check-config", str(path))
+    assert rc != 0 and "OAUTH_TOKEN_INFO_ENDPOINT" in out
