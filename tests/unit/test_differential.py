@@ -37,8 +37,8 @@ from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import OAUTH2, Allow, Decision, Deny, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot, TeamEntry
 from tests.unit.keys import jwks, rsa_jwk, rsa_key
-from tests.unit.oauth2_standin import introspection_standin
 from tests.unit.litellm_oracle import Outcome, litellm_decides
+from tests.unit.oauth2_standin import introspection_standin
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -53,24 +53,20 @@ SEED000 = {
 IDP_A, IDP_B = "https://idp-a.example", "https://idp-b.example"
 PARTNER = "https://partner.example"  # its JWTs go to OAuth2 introspection (routing_overrides)
 TEAM_OR_USER = {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id", "enforce_rbac": True}
-ISSUERS = {
-    **TEAM_OR_USER,
-    "issuers": [
-        {
-            "issuer": IDP_A,
-            "audience": "api-a",
-            "jwks_url": f"{IDP_A}/jwks",
-            "team_id_jwt_field": "tid",
-        },
-        {
-            "issuer": IDP_B,
-            "audience": ["api-b"],
-            "jwks_url": f"{IDP_B}/jwks",
-            "user_id_jwt_field": "oid",
-            "user_email_jwt_field": "upn",
-        },
-    ],
+ISSUER_A: dict[str, Any] = {
+    "issuer": IDP_A,
+    "audience": "api-a",
+    "jwks_url": f"{IDP_A}/jwks",
+    "team_id_jwt_field": "tid",
 }
+ISSUER_B: dict[str, Any] = {
+    "issuer": IDP_B,
+    "audience": ["api-b"],
+    "jwks_url": f"{IDP_B}/jwks",
+    "user_id_jwt_field": "oid",
+    "user_email_jwt_field": "upn",
+}
+ISSUERS = {**TEAM_OR_USER, "issuers": [ISSUER_A, ISSUER_B]}
 VALIDATORS = "tests.unit.litellm_validators"
 ENTRA = {
     "roles_jwt_field": "roles",
@@ -248,8 +244,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "team_ids_jwt_field": "groups",
             "enforce_rbac": True,
             "issuers": [
-                {**ISSUERS["issuers"][0], "team_id_jwt_field": None, "team_ids_jwt_field": "wids"},
-                ISSUERS["issuers"][1],
+                {**ISSUER_A, "team_id_jwt_field": None, "team_ids_jwt_field": "wids"},
+                ISSUER_B,
             ],
         },
     },
