@@ -1134,7 +1134,7 @@ def test_routing_overrides_are_decided_alike(run: Run) -> None:
         ("oauth2-override/oauth2-admin/team-info", True, OAUTH2),
         ("oauth2-override/oauth2-inactive/chat-claude", False, None),
         ("oauth2-override/oauth2-bad-role/chat-claude", False, None),
-        ("oauth2-override/oauth2-team/key-generate", False, "jwt"),  # not introspected there
+        ("oauth2-override/oauth2-team/team-block", False, "jwt"),  # not introspected there
         ("oauth2-override-scope/oauth2-team/chat-gpt-4o", True, OAUTH2),
         ("oauth2-override-scope/oauth2-team/chat-claude", False, OAUTH2),  # the team's models
         ("oauth2-override-scope/oauth2-user/chat-gpt-4o", False, "jwt"),  # no scope: no match
