@@ -470,3 +470,34 @@ async def test_check_config_and_explain_say_which_override_matched(
     assert json.loads(out)["routing_override"] is None  # not a route LiteLLM introspects on
     rc, out = await asyncio.to_thread(_cli, {}, "check-config", str(path))
     assert rc != 0 and "OAUTH_TOKEN_INFO_ENDPOINT" in out
+
+
+async def test_the_sidecar_wires_the_introspector_and_swaps_it_on_reload(tmp_path: Path) -> None:
+    """serve: the endpoint of the config is used; a reload that changes it drops the old
+    client (and its answers); one that removes routing_overrides removes introspection."""
+    from extauthz.runtime import ServeOptions, Sidecar
+
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
+    data = config()
+    data["extauthz"]["public_key_url"] = keys.as_uri()
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {"OAUTH_TOKEN_INFO_ENDPOINT": "https://one.example/introspect"}
+    options = ServeOptions(config=str(path), grpc_address="127.0.0.1:0", http_address=None)
+    car = Sidecar(options, compile_policy(data, env, str(path)))
+    try:
+        first = car.authorizer.introspector
+        assert first is not None and first.settings.endpoint == "https://one.example/introspect"
+        car.apply(compile_policy(data, env, str(path)))  # unchanged: the same client
+        assert car.authorizer.introspector is first
+        env2 = {"OAUTH_TOKEN_INFO_ENDPOINT": "https://two.example/introspect"}
+        car.apply(compile_policy(data, env2, str(path)))
+        second = car.authorizer.introspector
+        assert second is not None and second is not first
+        assert second.settings.endpoint == "https://two.example/introspect"
+        del data["general_settings"]["litellm_jwtauth"]["routing_overrides"]
+        car.apply(compile_policy(data, env2, str(path)))
+        assert car.authorizer.introspector is None
+    finally:
+        await car.stop()
