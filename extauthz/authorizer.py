@@ -9,12 +9,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
 from extauthz.identity.customvalidate import claims_for, run_validator
-from extauthz.identity.introspection import Introspector
 from extauthz.identity.tokens import TokenFailure, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
@@ -37,6 +36,9 @@ from extauthz.policy.decide import (
 from extauthz.policy.gate import check_gate
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
+
+if TYPE_CHECKING:
+    from extauthz.identity.introspection import Introspector
 
 log = logging.getLogger("extauthz.authorizer")
 
@@ -186,12 +188,16 @@ class Authorizer:
                 Reason.MISSING_CREDENTIAL,
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
-        identity = self._oauth2_now(credential, path, query, policy)
-        if identity is None:
-            identity = self.identify_now(credential, policy)
+        routed = self._oauth2_now(credential, path, query, policy)
+        if routed is not None:  # routing_overrides: introspected, not verified as a JWT
+            if isinstance(routed, _Unverified | Deny):
+                return routed
+            return self._decide(request, path, query, routed, policy)
+
+        identity = self.identify_now(credential, policy)
         if identity is None:
             return _Unverified(credential, path, query, policy)
-        if isinstance(identity, _Unverified | Deny):
+        if isinstance(identity, Deny):
             return identity
         return self._decide(request, path, query, identity, policy)
 
