@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential
@@ -42,6 +42,9 @@ from extauthz.policy.decide import (
 from extauthz.policy.gate import check_gate
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
+
+if TYPE_CHECKING:
+    from extauthz.identity.introspection import Introspector
 
 log = logging.getLogger("extauthz.authorizer")
 
@@ -82,6 +85,7 @@ class _Unverified(NamedTuple):
     path: str
     query: str
     policy: Policy
+    introspect: bool = False  # a routing_overrides match: OAuth2 introspection, not the JWT
 
 
 class _LargeBody(NamedTuple):
@@ -125,6 +129,8 @@ class Authorizer:
         self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
+        # routing_overrides: where matching tokens are introspected (the runtime sets it).
+        self.introspector: Introspector | None = None
         # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
         # when full). A request for a path or a (caller, path) seen before skips the path check
         # and everything but its body.
@@ -162,7 +168,11 @@ class Authorizer:
         """The rest of a ``decide_now`` that had to wait. On the event loop; never raises."""
         try:
             if isinstance(step, _Unverified):
-                identity = await self._verify(step.credential.value, step.policy)
+                identity = await (
+                    self._introspect(step.credential.value)
+                    if step.introspect
+                    else self._verify(step.credential.value, step.policy)
+                )
                 if isinstance(identity, Deny):
                     return identity
                 decided = self._decide(request, step.path, step.query, identity, step.policy)
@@ -201,6 +211,12 @@ class Authorizer:
                 Reason.MISSING_CREDENTIAL,
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
+        routed = self._oauth2_now(credential, path, query, policy)
+        if routed is not None:  # routing_overrides: introspected, not verified as a JWT
+            if isinstance(routed, _Unverified | Deny):
+                return routed
+            return self._decide(request, path, query, routed, policy)
+
         identity = self.identify_now(credential, policy)
         if identity is None:  # a JWT not in the cache: verify it here unless keys must be fetched
             assert self.verifier is not None  # identify_now answers itself without one
@@ -297,6 +313,40 @@ class Authorizer:
         if isinstance(result, TokenFailure):
             return _token_deny(result)
         return self._identity_of(result, policy)
+
+    def _oauth2_now(
+        self, credential: Credential, path: str, query: str, policy: Policy
+    ) -> Identity | Deny | _Unverified | None:
+        """A token ``routing_overrides`` sends to introspection: its cached caller, or the
+        introspection to wait for. None: no rule applies (the token goes on as usual)."""
+        overrides = policy.routing_overrides
+        if overrides is None or not policy.enable_jwt_auth:
+            return None
+        if overrides.match(credential.value, path) is None:
+            return None
+        if self.introspector is None:
+            return Deny(
+                503,
+                Reason.INTROSPECTION_UNAVAILABLE,
+                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
+            )
+        hit = self.introspector.cached(credential.value)
+        return hit if hit is not None else _Unverified(credential, path, query, policy, True)
+
+    async def _introspect(self, token: str) -> Identity | Deny:
+        """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
+        path runs none)."""
+        if self.introspector is None:  # a reload removed it while this request waited
+            return Deny(
+                503,
+                Reason.INTROSPECTION_UNAVAILABLE,
+                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
+            )
+        result = await self.introspector.resolve(token, self.check_timeout)
+        if isinstance(result, TokenFailure):
+            unavailable = result.reason is Reason.INTROSPECTION_UNAVAILABLE
+            return Deny(503 if unavailable else 401, result.reason, result.message)
+        return result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
         issuer = None if verified.issuer is None else policy.issuer_claims.get(verified.issuer)

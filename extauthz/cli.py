@@ -150,6 +150,7 @@ def _print_providers(loaded: LoadedPolicy) -> None:
                 ("user", f.user_id),
                 ("email", f.email),
                 ("team", f.team_id),
+                ("teams", f.team_ids),
                 ("org", f.org_id),
                 ("end user", f.end_user_id),
             )
@@ -172,6 +173,13 @@ def _print_providers(loaded: LoadedPolicy) -> None:
             f"  opaque tokens: resolved at {redact_url(keys.userinfo_endpoint)} "
             f"(answers cached {keys.userinfo_cache_ttl:g}s)"
         )
+    if p.routing_overrides is not None and keys.introspection is not None:
+        from extauthz.config.overrides import describe_endpoint
+
+        for line in p.routing_overrides.describe():
+            print(f"  {line}")
+        endpoint = keys.introspection.endpoint
+        print(f"  introspected at {redact_url(endpoint)}: {describe_endpoint(keys.introspection)}")
 
 
 async def _explain(args: argparse.Namespace) -> int:
@@ -183,8 +191,9 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.identity.verifier import TokenVerifier
     from extauthz.model import MASTER_KEY, Allow
     from extauthz.policy import rolemap
+    from extauthz.policy.paths import PathError, check_path
     from extauthz.policy.verdict import render
-    from extauthz.runtime import userinfo_client
+    from extauthz.runtime import introspector_for, userinfo_client
 
     loaded = load_policy_file(args.config, os.environ)
     policy = loaded.policy
@@ -194,6 +203,7 @@ async def _explain(args: argparse.Namespace) -> int:
     issuer_keys = IssuerKeys(fetcher)
     issuer_keys.sync(key_settings.issuers, key_settings.ttl, key_settings.refetch_interval)
     userinfo = userinfo_client(key_settings)
+    introspector = introspector_for(key_settings)
     try:
         if policy.enable_jwt_auth:
             await asyncio.gather(
@@ -213,6 +223,7 @@ async def _explain(args: argparse.Namespace) -> int:
             state=await _explain_state(args.state),
             check_timeout=loaded.settings.check_timeout,
         )
+        authorizer.introspector = introspector
         extra = dict(h.partition(":")[::2] for h in args.header or [])
         view = explain_request(
             args.token or "", args.method, args.path, (args.body or "").encode(), extra
@@ -229,6 +240,8 @@ async def _explain(args: argparse.Namespace) -> int:
         await fetcher.close()
         if userinfo is not None:
             await userinfo.close()
+        if introspector is not None:
+            await introspector.close()
     verdict = render(decision, policy)
     out: dict[str, object] = {
         "allowed": verdict.allowed,
@@ -256,6 +269,13 @@ async def _explain(args: argparse.Namespace) -> int:
         iss = unverified_issuer(token)
         chosen = iss if isinstance(iss, str) and iss in policy.issuer_claims else None
         out["issuer_chosen"] = chosen or ("global signing keys" if keys.urls else "none (refused)")
+    if policy.routing_overrides is not None:
+        checked = check_path(view.path)
+        path = "" if isinstance(checked, PathError) else checked[0]
+        rule = policy.routing_overrides.match(token, path)
+        out["routing_override"] = (
+            None if rule is None else rule.describe() + ": introspected, not verified as a JWT"
+        )
     by_key = decision.identity is not None and decision.identity.kind == MASTER_KEY
     out["userinfo_used"] = (
         userinfo is not None and bool(token) and not looks_like_jwt(token) and not by_key

@@ -20,6 +20,7 @@ JWT = "jwt"
 MASTER_KEY = "master_key"
 PASSTHROUGH = "passthrough"  # a non-JWT key passed on to the upstream, not judged here
 PUBLIC = "public"  # no credential read: the route is in general_settings.public_routes
+OAUTH2 = "oauth2"  # a token routing_overrides sent to OAuth2 introspection
 
 REASON_HEADER = "x-extauthz-reason"
 # The client's address in HTTP mode (Envoy sets it, see envoy-http.yaml) and in explain requests.
@@ -61,6 +62,7 @@ class Reason(StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     USERINFO_REJECTED = "userinfo_rejected"  # the userinfo endpoint refused an opaque token
     USER_PARAM_MISSING = "user_param_missing"  # general_settings.enforce_user_param
+    INTROSPECTION_REJECTED = "introspection_rejected"  # routing_overrides: inactive or refused
     # 403
     NO_ROLE = "no_role"
     NO_TEAM = "no_team"
@@ -82,6 +84,7 @@ class Reason(StrEnum):
     # 503 / 500
     KEYS_UNAVAILABLE = "keys_unavailable"
     USERINFO_UNAVAILABLE = "userinfo_unavailable"
+    INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
     # the admin API's own answers
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"

@@ -51,6 +51,7 @@ from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.envoy.grpc_service import AuthorizationService
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
+from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.providers import IssuerKeys
 from extauthz.identity.userinfo import UserinfoClient
@@ -109,6 +110,13 @@ def userinfo_client(keys: KeySettings) -> UserinfoClient | None:
     return UserinfoClient(keys.userinfo_endpoint, keys.userinfo_cache_ttl, keys.fetch_timeout)
 
 
+def introspector_for(keys: KeySettings) -> Introspector | None:
+    """The OAuth2 introspection client when routing_overrides send tokens there."""
+    if keys.introspection is None:
+        return None
+    return Introspector(IntrospectionClient(keys.introspection), cache_size=keys.token_cache_size)
+
+
 def _userinfo_key(client: UserinfoClient | None) -> tuple[str | None, float]:
     return (None, 300.0) if client is None else (client.endpoint, client.ttl)
 
@@ -154,6 +162,7 @@ class Sidecar:
             on_identity=self.state.note_identity,
             check_timeout=settings.check_timeout,
         )
+        self.authorizer.introspector = introspector_for(keys)
         self.admin = self.state.admin_service(self.authorizer)
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=settings.reload_interval
@@ -194,6 +203,11 @@ class Sidecar:
             self.userinfo = userinfo_client(keys)
             if self.authorizer.verifier is not None:
                 self.authorizer.verifier.set_userinfo(self.userinfo)
+        old = self.authorizer.introspector
+        if keys.introspection != (None if old is None else old.settings):
+            self.authorizer.introspector = introspector_for(keys)  # old answers are dropped
+            if old is not None:
+                self._background.add(asyncio.ensure_future(old.close()))
         self.watcher.interval = settings.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
             self.authorizer.verifier = TokenVerifier(
@@ -369,6 +383,8 @@ class Sidecar:
             await self.authorizer.verifier.stop()
         if self.userinfo is not None:
             await self.userinfo.close()
+        if self.authorizer.introspector is not None:
+            await self.authorizer.introspector.close()
         self.body_reader.close()
 
 

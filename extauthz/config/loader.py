@@ -16,6 +16,7 @@ from extauthz.config import rolemaps
 from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.gate import compile_gate
+from extauthz.config.overrides import compile_overrides
 from extauthz.config.providers import CompiledProviders, compile_providers, load_custom_validate
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
@@ -141,6 +142,15 @@ def compile_policy(
         jwt_settings, sections.ours.model_globs, sections.model_names, problems, warnings
     )
     settings = _serve_settings(sections, environ, problems, warnings, providers)
+    overrides, introspection = compile_overrides(
+        sections.general.enable_jwt_auth,
+        jwt_settings,
+        sections.ours,
+        environ,
+        sections.ours.jwks_fetch_timeout_seconds,
+        problems,
+    )
+    settings = replace(settings, keys=replace(settings.keys, introspection=introspection))
     validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
     catalog = build_catalog(
         {**data, "general_settings": sections.general_raw}, problems, warnings
@@ -194,6 +204,7 @@ def compile_policy(
         # roles and their mappings are global: every provider's tokens are read with them
         issuer_claims={k: replace(c, role_rules=roles) for k, c in providers.claims.items()},
         custom_validate=validator,
+        routing_overrides=overrides,
     )
     return LoadedPolicy(policy, settings, tuple(warnings))
 

@@ -21,7 +21,6 @@ _WHERE = "general_settings.litellm_jwtauth"
 # Entry keys LiteLLM has that are not implemented per issuer, and why.
 _REFUSED_ENTRY_KEYS = MappingProxyType(
     {
-        "team_ids_jwt_field": "not implemented per issuer yet (the global key is)",
         "virtual_key_claim_field": REFUSED_JWTAUTH["virtual_key_claim_field"],
         "unregistered_jwt_client_behavior": REFUSED_JWTAUTH["unregistered_jwt_client_behavior"],
     }
@@ -31,6 +30,7 @@ _NORMALIZED = (
     ("user_id", "_litellm_user_id"),
     ("email", "_litellm_user_email"),
     ("team_id", "_litellm_team_id"),
+    ("team_ids", "_litellm_team_ids"),
     ("org_id", "_litellm_org_id"),
     ("end_user_id", "_litellm_end_user_id"),
 )
@@ -103,6 +103,7 @@ def _entry(
     own = ClaimFields(
         user_id=_own_field(entry.user_id_jwt_field, fields.user_id),
         team_id=_own_field(entry.team_id_jwt_field, fields.team_id),
+        team_ids=_own_field(entry.team_ids_jwt_field, fields.team_ids),
         org_id=_own_field(entry.org_id_jwt_field, fields.org_id),
         end_user_id=_own_field(entry.end_user_id_jwt_field, fields.end_user_id),
         email=_own_field(entry.user_email_jwt_field, fields.email),

@@ -52,8 +52,6 @@ REFUSED_JWTAUTH: Mapping[str, str] = MappingProxyType(
         "agent_id_jwt_field": f"{_DB}: the claim must name an agent in its agent registry, "
         "and agents made through its API live there (those declared in config.yaml's `agents` "
         "could be read here, but are not yet)",
-        "routing_overrides": "it hands matching tokens to LiteLLM's own OAuth2 token "
-        "introspection, which extauthz does not implement",
     }
 )
 # litellm_jwtauth keys that do not change who gets in here; accepted and ignored.
@@ -147,6 +145,18 @@ class JwtAuthSettings(_Strict):
     sync_user_role_and_teams: bool = False
     scope_mappings: list[ScopeMappingEntry] | None = None
     enforce_scope_based_access: bool = False
+    routing_overrides: list[RoutingOverrideEntry] | None = None  # config/overrides.py
+
+
+class RoutingOverrideEntry(_Strict):
+    """One ``routing_overrides`` entry (LiteLLM's ``JWTRoutingOverride``): JWTs whose unverified
+    claims match every selector set go to OAuth2 token introspection."""
+
+    iss: str | list[str]
+    client_id: str | list[str] | None = None
+    scope: str | list[str] | None = None
+    aud: str | list[str] | None = None
+    path: Literal["oauth2"] = "oauth2"
 
 
 class IssuerEntry(_Strict):
@@ -162,8 +172,8 @@ class IssuerEntry(_Strict):
     team_id_jwt_field: str | None = None
     org_id_jwt_field: str | None = None
     end_user_id_jwt_field: str | None = None
+    team_ids_jwt_field: str | None = None
     # LiteLLM options of an entry that need its database; refused unless null (the loader).
-    team_ids_jwt_field: object = None
     virtual_key_claim_field: object = None
     unregistered_jwt_client_behavior: object = None
 
@@ -260,5 +270,9 @@ class ExtauthzSettings(_Strict):
     )
     headers: HeaderSettings = Field(default_factory=HeaderSettings)
     check_timeout_seconds: float = Field(default=0.8, gt=0, le=30)
+    # routing_overrides: the introspection endpoint (else OAUTH_TOKEN_INFO_ENDPOINT, as LiteLLM)
+    # and how long an answer is trusted (LiteLLM asks on every request; capped by its exp).
+    oauth2_token_info_endpoint: str | None = None
+    oauth2_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     reload_interval_seconds: float = Field(default=1.0, ge=0.1, le=300)
     mint: dict[str, Any] = Field(default_factory=dict)

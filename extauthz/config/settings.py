@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from extauthz.identity.introspection import IntrospectionSettings
+
 
 @dataclass(frozen=True, slots=True)
 class KeySettings:
@@ -24,6 +26,8 @@ class KeySettings:
     # litellm_jwtauth.oidc_userinfo_*: where opaque tokens are resolved (None: not at all).
     userinfo_endpoint: str | None = None
     userinfo_cache_ttl: float = 300.0
+    # litellm_jwtauth.routing_overrides: where matching tokens are introspected (config.overrides)
+    introspection: IntrospectionSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,9 @@ def team_list_claim(claims: Mapping[str, Any], f: ClaimField | None) -> tuple[st
     if f is None:
         return ()
     value = read_claim(claims, f.name, f.path)
+    if f.fallback is not None and value in (None, ""):
+        f = f.fallback  # an ``issuers`` entry's own field, absent: the global one
+        value = read_claim(claims, f.name, f.path)
     if value is None:
         return ()
     values = value if isinstance(value, list) else [value]

@@ -15,6 +15,7 @@ from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.gate import Gate
+from extauthz.policy.overrides import RoutingOverrides
 from extauthz.policy.routes import RouteSet
 
 if TYPE_CHECKING:
@@ -106,3 +107,4 @@ class Policy:
     # litellm_jwtauth.issuers: each entry's claim fields; custom_validate: the loaded function.
     issuer_claims: Mapping[str, IssuerClaims] = field(default_factory=dict)
     custom_validate: Validator | None = None
+    routing_overrides: RoutingOverrides | None = None  # JWTs sent to OAuth2 introspection

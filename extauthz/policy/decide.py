@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from extauthz.model import (
     JWT,
     MASTER_KEY,
+    OAUTH2,
     PASSTHROUGH,
     Allow,
     Decision,
@@ -33,6 +34,7 @@ from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.compiled import ModelRule, Policy
 from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
+from extauthz.policy.overrides import NO_OAUTH2_ROLE, oauth2_role
 from extauthz.policy.routes import compile_routes
 from extauthz.policy.scopes import ScopeGrant
 from extauthz.policy.teams import (
@@ -66,6 +68,8 @@ def rbac_role(identity: Identity, policy: Policy) -> Role | None:
     user id), then role_mappings."""
     if identity.kind == MASTER_KEY:
         return Role.PROXY_ADMIN
+    if identity.kind == OAUTH2:  # routing_overrides: the introspection answer's caller
+        return oauth2_role(identity)
     if policy.admin_scope in identity.scopes:
         return Role.PROXY_ADMIN
     if identity.team_id is not None:
@@ -144,7 +148,8 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         return Deny(401, Reason.MALFORMED_TOKEN, identity.role_problem, identity)
     rbac = rbac_role(identity, policy)
     if rbac is None:
-        return Deny(403, Reason.NO_ROLE, _no_role_message(policy), identity)
+        why = NO_OAUTH2_ROLE if identity.kind == OAUTH2 else _no_role_message(policy)
+        return Deny(403, Reason.NO_ROLE, why, identity)
     claimed = identity
     identity = rolemap.with_object_id(identity, rbac)
     header_teams = rolemap.header_teams(claimed, identity, state.blocked_teams)
@@ -158,6 +163,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         and identity.team_id is None
         and policy.fields.team_id is not None
         and policy.refuse_missing_team
+        and identity.kind != OAUTH2  # the team claim is a JWT's, not introspection's
         and identity.team_alias is None  # an alias claim may name the team (policy.teams)
     ):
         # LiteLLM: with team_id_jwt_field set, a non-admin token without the claim (and no
@@ -236,7 +242,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     admin_api = path in ADMIN_API_PATHS
     teams = (
         _team_rules(path, policy)
-        if identity.kind == JWT and role is not Role.PROXY_ADMIN
+        if identity.kind in (JWT, OAUTH2) and role is not Role.PROXY_ADMIN
         else None
     )
     llm_route = _LLM_ROUTES.matches(path)

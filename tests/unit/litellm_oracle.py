@@ -41,6 +41,8 @@ from litellm.proxy._types import (
     LiteLLM_TeamTable,
     LiteLLM_UserTable,
     LiteLLMRoutes,
+    LitellmUserRoles,
+    UserAPIKeyAuth,
 )
 from litellm.proxy.auth import auth_checks
 from litellm.proxy.auth import handle_jwt as hj
@@ -48,9 +50,11 @@ from litellm.proxy.auth.auth_utils import (
     pre_db_read_auth_checks,
     route_in_additonal_public_routes,
 )
+from litellm.proxy.auth.oauth2_check import Oauth2Handler
 from litellm.proxy.auth.user_api_key_auth import (
     _route_requires_auth_despite_public,
     get_api_key_from_custom_header,
+    oauth2_introspection_applies,
 )
 from litellm.proxy.common_utils.http_parsing_utils import populate_request_with_path_params
 from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
@@ -251,6 +255,16 @@ async def litellm_decides(
             return Outcome(True, role="public")
         if not token:
             return Outcome(False, 401, "no key")
+        if oauth2_introspection_applies(
+            token,
+            route,
+            enable_oauth2_auth=settings.get("enable_oauth2_auth") is True,
+            enable_jwt_auth=settings.get("enable_jwt_auth") is True,
+            jwt_handler=handler,
+        ):
+            return _oauth2_route_check(
+                await Oauth2Handler.check_oauth2_token(token=token), request, request_data, route
+            )
         result = await hj.JWTAuthManager.auth_builder(
             api_key=token,
             jwt_handler=handler,
@@ -294,3 +308,24 @@ async def litellm_decides(
         return Outcome(False, _status(exc), str(exc)[:300])
     role = "team" if result["team_id"] else "internal_user"
     return Outcome(True, role=role, team_id=result["team_id"])
+
+
+def _oauth2_route_check(
+    valid: UserAPIKeyAuth, request: Request, request_data: dict[str, Any], route: str
+) -> Outcome:
+    """After ``routing_overrides`` sent the token to ``check_oauth2_token`` (its own HTTP call to
+    OAUTH_TOKEN_INFO_ENDPOINT), the route check ``common_checks`` runs on what it returned: the
+    user row of its user id (the stand-in's, no role), an admin's forced to proxy_admin."""
+    admin = valid.user_role == LitellmUserRoles.PROXY_ADMIN
+    user = (
+        LiteLLM_UserTable(user_id=valid.user_id or "admin", user_role=LitellmUserRoles.PROXY_ADMIN)
+        if admin
+        else None
+        if valid.user_id is None
+        else LiteLLM_UserTable(user_id=valid.user_id)
+    )
+    auth_checks._is_api_route_allowed(
+        route=route, request=request, request_data=request_data, valid_token=valid, user_obj=user
+    )
+    role = "proxy_admin" if admin else "team" if valid.team_id else "internal_user"
+    return Outcome(True, role=role, team_id=valid.team_id)

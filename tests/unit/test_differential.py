@@ -31,12 +31,14 @@ pytest.importorskip("litellm.proxy.auth.handle_jwt")
 from extauthz.authorizer import Authorizer, StateView
 from extauthz.config.loader import compile_policy
 from extauthz.devtokens import private_pem, public_jwk, sign_token
+from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Role
+from extauthz.model import OAUTH2, Allow, Decision, Deny, Reason, RequestView, Role
 from extauthz.state.protocol import StateSnapshot, TeamEntry
 from tests.unit.keys import jwks, rsa_jwk, rsa_key
 from tests.unit.litellm_oracle import Outcome, litellm_decides
+from tests.unit.oauth2_standin import introspection_standin
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -49,25 +51,22 @@ SEED000 = {
     "enforce_rbac": True,
 }
 IDP_A, IDP_B = "https://idp-a.example", "https://idp-b.example"
+PARTNER = "https://partner.example"  # its JWTs go to OAuth2 introspection (routing_overrides)
 TEAM_OR_USER = {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id", "enforce_rbac": True}
-ISSUERS = {
-    **TEAM_OR_USER,
-    "issuers": [
-        {
-            "issuer": IDP_A,
-            "audience": "api-a",
-            "jwks_url": f"{IDP_A}/jwks",
-            "team_id_jwt_field": "tid",
-        },
-        {
-            "issuer": IDP_B,
-            "audience": ["api-b"],
-            "jwks_url": f"{IDP_B}/jwks",
-            "user_id_jwt_field": "oid",
-            "user_email_jwt_field": "upn",
-        },
-    ],
+ISSUER_A: dict[str, Any] = {
+    "issuer": IDP_A,
+    "audience": "api-a",
+    "jwks_url": f"{IDP_A}/jwks",
+    "team_id_jwt_field": "tid",
 }
+ISSUER_B: dict[str, Any] = {
+    "issuer": IDP_B,
+    "audience": ["api-b"],
+    "jwks_url": f"{IDP_B}/jwks",
+    "user_id_jwt_field": "oid",
+    "user_email_jwt_field": "upn",
+}
+ISSUERS = {**TEAM_OR_USER, "issuers": [ISSUER_A, ISSUER_B]}
 VALIDATORS = "tests.unit.litellm_validators"
 ENTRA = {
     "roles_jwt_field": "roles",
@@ -238,6 +237,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     # Several identity providers: each its own audience and claim fields (issue 16)
     "issuers": {"litellm_jwtauth": ISSUERS},
+    # an issuer's own team_ids_jwt_field, the global one as its fallback (the team registry)
+    "teams-issuers": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_ids_jwt_field": "groups",
+            "enforce_rbac": True,
+            "issuers": [
+                {**ISSUER_A, "team_id_jwt_field": None, "team_ids_jwt_field": "wids"},
+                ISSUER_B,
+            ],
+        },
+    },
     "custom-validate": {
         "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.not_mallory"},
     },
@@ -246,6 +257,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "validate-truthy": {
         "litellm_jwtauth": {**TEAM_OR_USER, "custom_validate": f"{VALIDATORS}.truthy_subject"},
+    },
+    # routing_overrides (issue 16): matching JWTs are introspected (a stand-in endpoint that
+    # answers each token's "introspection" claim; LiteLLM's own check_oauth2_token asks it)
+    "oauth2-override": {
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "routing_overrides": [{"iss": PARTNER}]},
+    },
+    "oauth2-override-scope": {
+        "litellm_jwtauth": {
+            "user_id_jwt_field": "sub",
+            "team_id_jwt_field": "client_id",
+            "routing_overrides": [
+                {"iss": ["https://nobody.example", "https://*.example"], "scope": "llm.*"}
+            ],
+        },
+        "role_permissions": [{"role": "team", "models": ["gpt-4o"]}],
     },
     # Entra ID app roles (issue 16): the app role makes the role, the object id (oid) the id.
     "entra": {
@@ -399,6 +425,14 @@ TOKENS: dict[str, dict[str, Any]] = {
     "iss-a-wrong-aud": {"iss": IDP_A, "aud": "api-b", "sub": "ua", "tid": "team-ia"},
     "iss-a-global-team": {"iss": IDP_A, "aud": "api-a", "client_id": "team-a"},
     "iss-a-blocked": {"iss": IDP_A, "aud": ["x", "api-a"], "tid": "blocked-team"},
+    "iss-a-wids": {
+        "iss": IDP_A,
+        "aud": "api-a",
+        "sub": "ua",
+        "wids": ["research"],
+        "groups": ["eng"],
+    },
+    "iss-a-no-wids": {"iss": IDP_A, "aud": "api-a", "sub": "ua", "groups": ["team-c"]},
     "iss-b": {"iss": IDP_B, "aud": "api-b", "oid": "obj-1", "upn": "b@example.com"},
     "mallory": {"sub": "mallory", "client_id": "team-a"},
     # Entra ID access tokens: app roles in `roles`, the object id in `oid`
@@ -417,6 +451,35 @@ TOKENS: dict[str, dict[str, Any]] = {
     "entra-oid-list": {"oid": ["a", "b"], "roles": ["litellm.api.consumer"]},
     "entra-roles-object": {"oid": "1d6f-obj", "roles": {"litellm.api.consumer": True}},
     # Okta access tokens: groups, and scopes in `scp` (a list) or `scope` (a string)
+    # Introspected JWTs (routing_overrides): "introspection" is what the stand-in answers
+    "oauth2-team": {
+        "iss": PARTNER,
+        "sub": "svc-p",
+        "scope": "openid llm.chat",
+        "introspection": {"active": True, "sub": "svc-p", "team_id": "team-p"},
+    },
+    "oauth2-user": {
+        "iss": PARTNER,
+        "sub": "u-p",
+        "introspection": {"active": True, "sub": "u-p", "role": "internal_user"},
+    },
+    "oauth2-admin": {
+        "iss": PARTNER,
+        "sub": "root-p",
+        "scope": "llm.admin",
+        "introspection": {"active": True, "sub": "root-p", "role": "proxy_admin"},
+    },
+    "oauth2-inactive": {
+        "iss": PARTNER,
+        "sub": "gone",
+        "scope": "llm.chat",
+        "introspection": {"active": False},
+    },
+    "oauth2-bad-role": {
+        "iss": PARTNER,
+        "sub": "x",
+        "introspection": {"active": True, "sub": "x", "role": "superuser"},
+    },
     "okta-admin": {"sub": "00u-admin", "groups": ["Everyone", "litellm-admins-prod"]},
     "okta-member": {"sub": "00u-member", "groups": ["Everyone", "litellm-users"]},
     "okta-everyone": {"sub": "00u-everyone", "groups": ["Everyone"]},
@@ -762,6 +825,21 @@ DIFFERENCES: dict[str, Difference] = {
             and any(m.get("routes") for m in c.jwtauth.get("scope_mappings") or ())
         ),
     ),
+    "oauth2-our-rules": Difference(
+        "A caller resolved by OAuth2 introspection (`routing_overrides`) is held to its role's "
+        "routes and models, and `x-litellm-team-id` may name only its team",
+        True,
+        lambda c, d, o: (
+            _oauth2_judged(c, d)
+            and _denied(
+                Reason.ROUTE_NOT_ALLOWED,
+                Reason.MODEL_NOT_ALLOWED,
+                Reason.MODEL_UNCHECKABLE,
+                Reason.TEAM_NOT_ALLOWED,
+                Reason.NO_ROLE,
+            )(d)
+        ),
+    ),
     "dotted-claim-names": Difference(
         "a claim whose name holds dots is found by its whole name",
         False,
@@ -775,6 +853,10 @@ DIFFERENCES: dict[str, Difference] = {
 
 
 # ---------------------------------------------------------------------------------------------
+def _oauth2_judged(c: Case, d: Decision) -> bool:
+    return isinstance(d, Deny) and d.identity is not None and d.identity.kind == OAUTH2
+
+
 def _policy_yaml(case_config: str) -> dict[str, Any]:
     return {
         "general_settings": {"enable_jwt_auth": True, **CONFIGS[case_config]},
@@ -782,13 +864,13 @@ def _policy_yaml(case_config: str) -> dict[str, Any]:
     }
 
 
-async def _authorizers() -> dict[str, Authorizer]:
+async def _authorizers(environ: dict[str, str]) -> dict[str, Authorizer]:
     async def fetch(_url: str) -> dict[str, Any]:
         return jwks(rsa_jwk())
 
     out = {}
     for name in CONFIGS:
-        loaded = compile_policy(_policy_yaml(name), {}, name)
+        loaded = compile_policy(_policy_yaml(name), environ, name)
         policy = loaded.policy
         source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
         await source.refresh()
@@ -798,6 +880,9 @@ async def _authorizers() -> dict[str, Authorizer]:
             source, policy.token_rules, clock=time.time, issuer_keys=issuer_keys
         )
         out[name] = Authorizer(policy, verifier, StateView(snapshot_of(name)))
+        if loaded.settings.keys.introspection is not None:
+            client = IntrospectionClient(loaded.settings.keys.introspection)
+            out[name].introspector = Introspector(client)
     return out
 
 
@@ -817,7 +902,12 @@ class Run:
 
 
 async def _run_all() -> Run:
-    authorizers = await _authorizers()
+    async with introspection_standin() as environ:
+        return await _run_cases(environ)
+
+
+async def _run_cases(environ: dict[str, str]) -> Run:
+    authorizers = await _authorizers(environ)
     tokens = _tokens(time.time())
     jwk = rsa_jwk()
     ours: dict[str, Decision] = {}
@@ -846,6 +936,9 @@ async def _run_all() -> Run:
             teams=registry_of(case.config),
             issuer_keys={f"{IDP_A}/jwks": jwk, f"{IDP_B}/jwks": jwk},
         )
+    for auth in authorizers.values():
+        if auth.introspector is not None:
+            await auth.introspector.close()
     return Run(ours, theirs)
 
 
@@ -1016,6 +1109,10 @@ def test_issuers_and_custom_validate_are_decided_alike(run: Run) -> None:
         ("issuers-validate/iss-a/chat-claude", True, "team-ia"),
         ("custom-validate/mallory/chat-claude", False, None),
         ("custom-validate/team/chat-claude", True, "team-a"),
+        # an issuer's own team_ids_jwt_field, and the global one when its token lacks it
+        ("teams-issuers/iss-a-wids/chat-claude", True, "research"),
+        ("teams-issuers/iss-a-no-wids/chat-gpt-4o", True, "team-c"),
+        ("teams-issuers/iss-a-wids/chat-gpt-4o", False, None),
     ):
         ours, theirs = run.ours[case_id], run.theirs[case_id]
         assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
@@ -1025,3 +1122,39 @@ def test_issuers_and_custom_validate_are_decided_alike(run: Run) -> None:
     b = run.ours[b_id]  # B's user id claim is "oid"; no team: refused by both
     assert isinstance(b, Deny) and b.reason is Reason.NO_TEAM and not run.theirs[b_id].allowed
     assert b.identity is not None and (b.identity.user_id, b.identity.issuer) == ("obj-1", IDP_B)
+
+
+def test_routing_overrides_are_decided_alike(run: Run) -> None:
+    """routing_overrides are exercised on both sides: LiteLLM's own check_oauth2_token and our
+    introspection ask the same stand-in endpoint; a route LiteLLM does not introspect on, or a
+    token no rule matches, is verified as a JWT by both."""
+    for case_id, allowed, kind in (
+        ("oauth2-override/oauth2-team/chat-claude", True, OAUTH2),
+        ("oauth2-override/oauth2-user/messages", True, OAUTH2),
+        ("oauth2-override/oauth2-admin/team-info", True, OAUTH2),
+        ("oauth2-override/oauth2-inactive/chat-claude", False, None),
+        ("oauth2-override/oauth2-bad-role/chat-claude", False, None),
+        ("oauth2-override/oauth2-team/team-block", False, "jwt"),  # not introspected there
+        ("oauth2-override-scope/oauth2-team/chat-gpt-4o", True, OAUTH2),
+        ("oauth2-override-scope/oauth2-team/chat-claude", False, OAUTH2),  # the team's models
+        ("oauth2-override-scope/oauth2-user/chat-gpt-4o", False, "jwt"),  # no scope: no match
+    ):
+        ours, theirs = run.ours[case_id], run.theirs[case_id]
+        if case_id.endswith("oauth2-team/chat-claude") and "scope" in case_id:
+            assert theirs.allowed and DIFFERENCES["role-permissions-always"].explains(
+                CASES_BY_ID[case_id], ours, theirs
+            )
+        else:
+            assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
+        if kind is not None:
+            assert ours.identity is not None and ours.identity.kind == kind, case_id
+    inactive = run.ours["oauth2-override/oauth2-inactive/chat-claude"]
+    assert isinstance(inactive, Deny) and inactive.reason is Reason.INTROSPECTION_REJECTED
+    assert "not active" in run.theirs["oauth2-override/oauth2-inactive/chat-claude"].message
+    team = run.ours["oauth2-override/oauth2-team/chat-claude"]
+    assert isinstance(team, Allow) and team.identity.team_id == "team-p" == run.theirs[
+        "oauth2-override/oauth2-team/chat-claude"
+    ].team_id
+
+
+CASES_BY_ID = {case.id: case for case in CASES}

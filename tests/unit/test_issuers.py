@@ -135,12 +135,42 @@ async def test_an_unknown_issuer_goes_to_the_global_keys_as_in_litellm() -> None
     assert isinstance(got, Deny) and got.status == 401
 
 
+async def test_an_issuers_own_team_ids_field_falls_back_to_the_global_one() -> None:
+    """An entry's team_ids_jwt_field names its tokens' teams; absent or empty in a token (or
+    not set on the entry), the global team_ids_jwt_field is read, as LiteLLM's issuer mapping
+    does; an empty list in the entry's claim is no teams, not a fallback."""
+
+    def teams(got: Allow | Deny) -> tuple[str, ...] | None:
+        # the identity read from the token (the team claim "team" is missing: a 403 after it)
+        return None if got.identity is None else got.identity.team_ids
+
+    data = config(team_ids_jwt_field="groups", user_id_jwt_field="sub")
+    data["general_settings"]["litellm_jwtauth"]["issuers"][1]["team_ids_jwt_field"] = "wids"
+    auth = without_global(await authorizer(policy_of(data)))
+    b = {"iss": B, "aud": "api-b", "sub": "u"}
+    got = await ask(auth, rs_token({**b, "wids": ["t-1", "t-2"], "groups": ["g"]}, "b"))
+    assert teams(got) == ("t-1", "t-2")
+    got = await ask(auth, rs_token({**b, "wids": "t-3", "groups": ["g"]}, "b"))
+    assert teams(got) == ("t-3",)
+    for absent in ({}, {"wids": ""}, {"wids": None}):
+        got = await ask(auth, rs_token({**b, **absent, "groups": ["g"]}, "b"))
+        assert teams(got) == ("g",), absent
+    got = await ask(auth, rs_token({**b, "wids": [], "groups": ["g"]}, "b"))
+    assert teams(got) == ()
+    # entry A sets none: the global field
+    a = {"iss": A, "aud": "api-a", "sub": "u"}
+    got = await ask(auth, rs_token({**a, "wids": ["x"], "groups": ["g"]}, "a"))
+    assert teams(got) == ("g",)
+    # a value that is no id is refused, never forwarded
+    got = await ask(auth, rs_token({**b, "wids": [{"x": 1}]}, "b"))
+    assert isinstance(got, Deny) and (got.status, got.reason) == (401, Reason.MALFORMED_TOKEN)
+
+
 @pytest.mark.parametrize(
     ("entry", "expect"),
     [
         ({"issuer": A}, "must set audience"),
         ({"issuer": A, "audience": "x", "disable_audience_validation": True}, "cannot be set"),
-        ({"issuer": A, "audience": "x", "team_ids_jwt_field": "groups"}, "team_ids_jwt_field"),
         ({"issuer": A, "audience": "x", "virtual_key_claim_field": "sub"}, "database"),
         ({"issuer": "not a url", "audience": "x"}, "jwks_url"),
         ({"issuer": A, "audience": "x", "jwks_url": "ftp://k"}, "jwks_url"),

@@ -283,6 +283,7 @@ def test_database_keys_say_so_and_implemented_keys_are_gone() -> None:
     paragraph = _refused_paragraph()
     assert "LiteLLM's database" in paragraph and "custom_validate" in paragraph
     assert "enforce_user_param" not in paragraph
+    assert "routing_overrides" not in paragraph and "team_ids_jwt_field" not in paragraph
     assert paragraph.count("upsert_sso_user_to_team") == 1
     assert "`upsert_sso_user_to_team` is accepted" in paragraph
     # LiteLLM 1.108.7 reads upsert_sso_user_to_team nowhere: accepted, with a warning.

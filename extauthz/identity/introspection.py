@@ -1,0 +1,286 @@
+"""OAuth2 token introspection for tokens a ``routing_overrides`` rule hands over (LiteLLM's
+``Oauth2Handler.check_oauth2_token``, ``litellm/proxy/auth/oauth2_check.py``).
+
+LiteLLM's call, kept: an endpoint whose URL holds "introspect", with a client id and secret
+configured, is asked as RFC 7662 says (``POST`` form ``token=…``, HTTP Basic client
+credentials); any other endpoint is a token-info endpoint (``GET`` with the token as a Bearer
+credential). A JSON answer names the caller: its user id, team id and LiteLLM role are the
+top-level keys ``user_id_field`` / ``team_id_field`` / ``role_field`` (LiteLLM's
+``OAUTH_USER_ID_FIELD_NAME``, ``OAUTH_USER_TEAM_ID_FIELD_NAME``, ``OAUTH_USER_ROLE_FIELD_NAME``,
+default ``sub``, ``team_id``, ``role``); an answer whose ``active`` is falsy is refused.
+
+What this adds, fail closed (as ``identity.userinfo`` does for the userinfo endpoint):
+- the provider refusing the token is a 401; the provider unreachable, slow, redirecting
+  (never followed: that would hand the token to another URL), refusing our client credentials,
+  or answering anything but a JSON object under ``MAX_ANSWER_BYTES`` is a 503 (the token may
+  be fine; retry), never a guess;
+- ``active`` is checked whatever the endpoint (LiteLLM: only for a POST), and an answer whose
+  ``exp`` has passed is refused;
+- answers are cached by token hash (``userinfo.token_key``) until the earlier of ``cache_ttl``
+  and their ``exp``; refusals are not cached. The token and the client secret never appear in
+  a message or log.
+
+``Introspector.cached`` may be called from any thread (a lock guards the cache); ``resolve``
+runs on the event loop (one request per token at a time, shared by its waiters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from extauthz.identity.claims import ClaimValueError, canonical_id
+from extauthz.identity.tokencache import ExpiringCache
+from extauthz.identity.tokens import TokenFailure
+from extauthz.identity.userinfo import token_key
+from extauthz.model import OAUTH2, Identity, Reason
+from extauthz.redact import redact_url
+
+log = logging.getLogger("extauthz.introspection")
+
+MAX_ANSWER_BYTES = 64 * 1024
+# LiteLLM's LitellmUserRoles: the role values an answer may carry (anything else is refused).
+LITELLM_ROLES = frozenset(
+    {
+        "proxy_admin",
+        "proxy_admin_viewer",
+        "org_admin",
+        "internal_user",
+        "internal_user_viewer",
+        "team",
+        "customer",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionSettings:
+    """Where and how matching tokens are introspected (``config.overrides`` builds it)."""
+
+    endpoint: str
+    user_id_field: str = "sub"
+    role_field: str = "role"
+    team_id_field: str = "team_id"
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    cache_ttl: float = 60.0
+    timeout: float = 5.0
+
+    @property
+    def rfc7662(self) -> bool:
+        """LiteLLM's ``_is_introspection_endpoint``: POST, with client credentials."""
+        return (
+            "introspect" in self.endpoint.lower()
+            and self.client_id is not None
+            and self.client_secret is not None
+        )
+
+
+def _unavailable(why: str) -> TokenFailure:
+    return TokenFailure(
+        Reason.INTROSPECTION_UNAVAILABLE,
+        f"the OAuth2 token introspection endpoint {why}; the token could not be checked, "
+        "retry shortly",
+    )
+
+
+def _rejected(why: str) -> TokenFailure:
+    return TokenFailure(
+        Reason.INTROSPECTION_REJECTED,
+        f"the OAuth2 provider does not vouch for this token ({why}); get a new token",
+    )
+
+
+class IntrospectionClient:
+    """Asks one introspection (or token-info) endpoint about tokens; holds a session."""
+
+    def __init__(self, settings: IntrospectionSettings) -> None:
+        self.settings = settings
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _request(self, token: str) -> tuple[str, dict[str, str], dict[str, str] | None]:
+        s = self.settings
+        if s.rfc7662:
+            pair = f"{s.client_id}:{s.client_secret}".encode()
+            auth = "Basic " + base64.b64encode(pair).decode("ascii")  # as LiteLLM encodes it
+            headers = {
+                "Authorization": auth,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            }
+            return "POST", headers, {"token": token}
+        return "GET", {"Authorization": f"Bearer {token}", "Accept": "application/json"}, None
+
+    async def fetch(self, token: str) -> dict[str, Any] | TokenFailure:
+        """The endpoint's answer for ``token``, or why not (never raises for any answer)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        shown = redact_url(self.settings.endpoint)
+        method, headers, form = self._request(token)
+        try:
+            async with self._session.request(
+                method, self.settings.endpoint, headers=headers, data=form, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                body = await _read_capped(resp) if status == 200 else b""
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "introspection endpoint unreachable",
+                extra={"url": shown, "error_type": type(exc).__name__},
+            )
+            return _unavailable("is unreachable")
+        if status != 200:
+            return self._refusal(status, shown)
+        if body is None:
+            return _unavailable(f"answered more than {MAX_ANSWER_BYTES} bytes")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            log.warning("introspection answer is not a JSON object", extra={"url": shown})
+            return _unavailable("did not answer a JSON object")
+        return doc
+
+    def _refusal(self, status: int, shown: str) -> TokenFailure:
+        if status in (400, 401, 403) and not self.settings.rfc7662:
+            # A token-info endpoint judges the Bearer token itself (Google's answers 400).
+            return _rejected(f"the endpoint answered {status}")
+        if status in (401, 403):
+            log.warning(
+                "introspection endpoint refused our client credentials: check "
+                "OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET",
+                extra={"url": shown, "status": status},
+            )
+            return _unavailable(f"refused this service's client credentials ({status})")
+        log.warning("introspection endpoint failed", extra={"url": shown, "status": status})
+        return _unavailable(f"answered HTTP {status}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is larger than ``MAX_ANSWER_BYTES`` (reading stops there)."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            return None
+    return bytes(body)
+
+
+def _id(answer: Mapping[str, Any], name: str) -> str | None:
+    value = answer.get(name)
+    if value is not None and not isinstance(value, str):
+        # LiteLLM's UserAPIKeyAuth refuses a non-string id (a validation error, a 401).
+        raise ClaimValueError(f"the introspection answer's {name!r} is not a string")
+    return canonical_id(value, f"the introspection answer's {name!r}")
+
+
+def identity_from_answer(
+    answer: Mapping[str, Any], settings: IntrospectionSettings, now: float
+) -> Identity | TokenFailure:
+    """The caller an answer names, as LiteLLM maps it; a failure for an inactive or expired
+    answer, or one whose id or role LiteLLM could not use."""
+    if not answer.get("active", True):
+        return _rejected("it answered active: false")
+    exp = answer.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= now:
+        return _rejected("the answer says the token has expired")
+    try:
+        user_id = _id(answer, settings.user_id_field)
+        team_id = _id(answer, settings.team_id_field)
+    except ClaimValueError as exc:
+        return TokenFailure(Reason.MALFORMED_TOKEN, f"{exc}; such a value cannot be forwarded")
+    role = answer.get(settings.role_field)
+    if role is not None and role not in LITELLM_ROLES:
+        return TokenFailure(
+            Reason.MALFORMED_TOKEN,
+            f"the introspection answer's {settings.role_field!r} is not a LiteLLM role "
+            f"({', '.join(sorted(LITELLM_ROLES))})",
+        )
+    sub = answer.get("sub")
+    return Identity(
+        kind=OAUTH2,
+        user_id=user_id,
+        team_id=team_id,
+        roles=frozenset() if role is None else frozenset({role}),
+        subject=sub if isinstance(sub, str) else None,
+    )
+
+
+class Introspector:
+    """Introspects tokens through a client, with a bounded cache of answers by token hash."""
+
+    def __init__(
+        self,
+        client: IntrospectionClient,
+        *,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.settings = client.settings
+        self._clock = clock
+        self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)
+        self._lock = threading.Lock()  # the cache is read from the gRPC server's threads
+        # One request per token at a time (event loop only).
+        self._inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
+
+    def cached(self, token: str) -> Identity | None:
+        """A live cached answer's caller (no waiting). Any thread."""
+        key = token_key(token)
+        with self._lock:
+            return self._cache.get(key, self._clock())
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def resolve(self, token: str, wait: float) -> Identity | TokenFailure:
+        """The caller the endpoint says ``token`` is, waiting at most ``wait`` seconds."""
+        key = token_key(token)
+        with self._lock:
+            hit = self._cache.get(key, self._clock())
+        if hit is not None:
+            return hit
+        inflight = self._inflight.get(key)
+        if inflight is None:
+            inflight = self._inflight[key] = asyncio.ensure_future(self.client.fetch(token))
+            inflight.add_done_callback(lambda _: self._inflight.pop(key, None))
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(inflight), wait)
+        except TimeoutError:
+            return _unavailable("did not answer in time")
+        if isinstance(answer, TokenFailure):
+            return answer
+        now = self._clock()
+        identity = identity_from_answer(answer, self.settings, now)
+        if isinstance(identity, TokenFailure):
+            return identity
+        until = now + self.settings.cache_ttl
+        exp = answer.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            until = min(until, float(exp))
+        with self._lock:
+            self._cache.put(key, identity, until)
+        return identity
+
+    async def close(self) -> None:
+        """Cancel requests still running, then close the client's session."""
+        pending = list(self._inflight.values())
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.client.close()
