@@ -40,7 +40,7 @@ from extauthz.policy.decide import (
     decide,
 )
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import introspected
+from extauthz.policy.overrides import introspected, sendable
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -342,6 +342,13 @@ class Authorizer:
         limit = policy.token_rules.max_token_bytes
         if len(token) > limit:  # not sent anywhere (as for the userinfo endpoint)
             return Deny(401, Reason.TOKEN_TOO_LARGE, f"the token is larger than {limit} bytes")
+        if not sendable(token):
+            return Deny(
+                401,
+                Reason.MALFORMED_TOKEN,
+                "the bearer token holds a space, a control or a non-ASCII character, which no "
+                "OAuth2 token has (RFC 6750); it was not sent to the provider",
+            )
         if self.introspector is None:
             return _NOT_INTROSPECTING
         hit = self.introspector.cached(token)

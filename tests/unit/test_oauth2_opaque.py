@@ -282,6 +282,29 @@ async def test_an_oversized_token_is_not_sent(stand: Stand) -> None:
     assert stand.provider.calls == 0
 
 
+@pytest.mark.parametrize("rfc7662", [True, False])
+@pytest.mark.parametrize(
+    "token", ["a b", "tok\tx", "tok\x00x", "tok\x7f", "é-token", "tok\u2028x", "\udcff"]
+)
+async def test_tokens_no_provider_issued_are_refused_unsent(
+    stand: Stand, token: str, rfc7662: bool
+) -> None:
+    """Hostile bytes (HTTP mode hands undecodable ones on as surrogates) would break the POST
+    form or the Bearer header of a GET: a clear 401, never a 500, and nothing is sent."""
+    data = config()
+    env = environ(stand.base) if rfc7662 else {"OAUTH_TOKEN_INFO_ENDPOINT": stand.base + "/x"}
+    loaded = compile_policy(data, env)
+    assert loaded.settings.keys.introspection is not None
+    assert loaded.settings.keys.introspection.rfc7662 is rfc7662
+    auth = Authorizer(loaded.policy, None)
+    introspector = Introspector(IntrospectionClient(loaded.settings.keys.introspection))
+    stand.introspectors.append(introspector)
+    auth.introspector = introspector
+    got = await ask(auth, token)
+    assert isinstance(got, Deny) and (got.status, got.reason) == (401, Reason.MALFORMED_TOKEN)
+    assert token not in got.message and stand.provider.calls == 0
+
+
 async def test_grpc_threads_hand_new_tokens_to_the_loop(stand: Stand) -> None:
     """decide_now (the gRPC server's threads) never does I/O: a new opaque token is handed to
     finish on the event loop; once cached, a thread decides it alone."""
