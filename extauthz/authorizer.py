@@ -40,6 +40,7 @@ from extauthz.policy.decide import (
     decide,
 )
 from extauthz.policy.gate import check_gate
+from extauthz.policy.overrides import introspected, sendable
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -85,7 +86,7 @@ class _Unverified(NamedTuple):
     path: str
     query: str
     policy: Policy
-    introspect: bool = False  # a routing_overrides match: OAuth2 introspection, not the JWT
+    introspect: bool = False  # OAuth2 introspection (routing_overrides, enable_oauth2_auth)
 
 
 class _LargeBody(NamedTuple):
@@ -129,7 +130,7 @@ class Authorizer:
         self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
-        # routing_overrides: where matching tokens are introspected (the runtime sets it).
+        # routing_overrides, enable_oauth2_auth: where tokens are introspected (runtime sets it).
         self.introspector: Introspector | None = None
         # Memos of pure steps (bounded in entries and, by MEMO_PATH_CHARS, in bytes; cleared
         # when full). A request for a path or a (caller, path) seen before skips the path check
@@ -212,7 +213,7 @@ class Authorizer:
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
         routed = self._oauth2_now(credential, path, query, policy)
-        if routed is not None:  # routing_overrides: introspected, not verified as a JWT
+        if routed is not None:  # introspected, not verified as a JWT nor taken as a key
             if isinstance(routed, _Unverified | Deny):
                 return routed
             return self._decide(request, path, query, routed, policy)
@@ -317,31 +318,47 @@ class Authorizer:
     def _oauth2_now(
         self, credential: Credential, path: str, query: str, policy: Policy
     ) -> Identity | Deny | _Unverified | None:
-        """A token ``routing_overrides`` sends to introspection: its cached caller, or the
-        introspection to wait for. None: no rule applies (the token goes on as usual)."""
+        """A token LiteLLM sends to introspection (a ``routing_overrides`` JWT; with
+        ``enable_oauth2_auth``, a non-JWT token): its cached caller, a refusal, or the
+        introspection to wait for. None: the token goes on as usual."""
+        if policy.routing_overrides is None and not policy.enable_oauth2_auth:
+            return None  # the common case: nothing is introspected
+        token = credential.value
         overrides = policy.routing_overrides
-        if overrides is None or not policy.enable_jwt_auth:
+        if not introspected(
+            token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, overrides
+        ):
             return None
-        if overrides.match(credential.value, path) is None:
-            return None
-        if self.introspector is None:
+        if _is_master(token, policy.master_key):
+            # LiteLLM introspects it too, and the provider does not know it: the same refusal,
+            # without handing the secret to the provider.
             return Deny(
-                503,
-                Reason.INTROSPECTION_UNAVAILABLE,
-                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
+                401,
+                Reason.INVALID_API_KEY,
+                "the master key is not accepted on LLM API, info and /lens routes while "
+                "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
+                "token there); send a token from the OAuth2 provider",
             )
-        hit = self.introspector.cached(credential.value)
+        limit = policy.token_rules.max_token_bytes
+        if len(token) > limit:  # not sent anywhere (as for the userinfo endpoint)
+            return Deny(401, Reason.TOKEN_TOO_LARGE, f"the token is larger than {limit} bytes")
+        if not sendable(token):
+            return Deny(
+                401,
+                Reason.MALFORMED_TOKEN,
+                "the bearer token holds a space, a control or a non-ASCII character, which no "
+                "OAuth2 token has (RFC 6750); it was not sent to the provider",
+            )
+        if self.introspector is None:
+            return _NOT_INTROSPECTING
+        hit = self.introspector.cached(token)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
 
     async def _introspect(self, token: str) -> Identity | Deny:
         """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
         path runs none)."""
         if self.introspector is None:  # a reload removed it while this request waited
-            return Deny(
-                503,
-                Reason.INTROSPECTION_UNAVAILABLE,
-                "OAuth2 token introspection (routing_overrides) is not running; retry shortly",
-            )
+            return _NOT_INTROSPECTING
         result = await self.introspector.resolve(token, self.check_timeout)
         if isinstance(result, TokenFailure):
             unavailable = result.reason is Reason.INTROSPECTION_UNAVAILABLE
@@ -366,14 +383,7 @@ class Authorizer:
     def identify_now(self, credential: Credential, policy: Policy) -> Identity | Deny | None:
         """``authenticate``'s answer when it needs no waiting; None: a JWT to verify first."""
         token = credential.value
-        master = policy.master_key
-        if (
-            master is not None
-            and len(token) == len(master)  # compare_digest reveals the length anyway
-            and hmac.compare_digest(
-                token.encode("utf-8", "surrogateescape"), master.encode("utf-8", "surrogateescape")
-            )
-        ):
+        if _is_master(token, policy.master_key):
             return Identity(kind=MASTER_KEY)
         if policy.enable_jwt_auth:
             verifier = self.verifier
@@ -397,10 +407,31 @@ class Authorizer:
                 ""
                 if policy.enable_jwt_auth
                 else " (JWT auth is off: general_settings.enable_jwt_auth)"
+            )
+            + (
+                "; OAuth2 tokens (enable_oauth2_auth) are accepted on LLM API, info and /lens "
+                "routes only"
+                if policy.enable_oauth2_auth
+                else ""
             ),
         )
 
 
+def _is_master(token: str, master: str | None) -> bool:
+    return (
+        master is not None
+        and len(token) == len(master)  # compare_digest reveals the length anyway
+        and hmac.compare_digest(
+            token.encode("utf-8", "surrogateescape"), master.encode("utf-8", "surrogateescape")
+        )
+    )
+
+
+_NOT_INTROSPECTING = Deny(
+    503,
+    Reason.INTROSPECTION_UNAVAILABLE,
+    "OAuth2 token introspection is not running; retry shortly",
+)
 _UNAVAILABLE = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
 
 

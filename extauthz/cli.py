@@ -173,13 +173,34 @@ def _print_providers(loaded: LoadedPolicy) -> None:
             f"  opaque tokens: resolved at {redact_url(keys.userinfo_endpoint)} "
             f"(answers cached {keys.userinfo_cache_ttl:g}s)"
         )
-    if p.routing_overrides is not None and keys.introspection is not None:
+    if keys.introspection is not None:
         from extauthz.config.overrides import describe_endpoint
 
-        for line in p.routing_overrides.describe():
+        for line in () if p.routing_overrides is None else p.routing_overrides.describe():
             print(f"  {line}")
+        if p.enable_oauth2_auth:
+            print(f"  {_opaque_tokens(loaded)}")
         endpoint = keys.introspection.endpoint
         print(f"  introspected at {redact_url(endpoint)}: {describe_endpoint(keys.introspection)}")
+
+
+def _opaque_tokens(loaded: LoadedPolicy) -> str:
+    """What ``enable_oauth2_auth`` does, and what becomes of a non-JWT token elsewhere."""
+    from extauthz.policy.overrides import OPAQUE_INTROSPECTED
+
+    p = loaded.policy
+    elsewhere = [
+        "the master key" if p.master_key else "",
+        "resolved at the userinfo endpoint" if loaded.settings.keys.userinfo_endpoint else "",
+        "passed through" if p.non_jwt_passthrough else "refused (invalid_api_key)",
+    ]
+    return (
+        OPAQUE_INTROSPECTED
+        + ("" if p.enable_jwt_auth else " (so is a JWT: JWT auth is off)")
+        + (" (the master key is refused there)" if p.master_key else "")
+        + "; on other routes a non-JWT token is "
+        + ", else ".join(e for e in elsewhere if e)
+    )
 
 
 async def _explain(args: argparse.Namespace) -> int:
@@ -191,6 +212,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.identity.verifier import TokenVerifier
     from extauthz.model import MASTER_KEY, Allow
     from extauthz.policy import rolemap
+    from extauthz.policy.overrides import OPAQUE_INTROSPECTED, introspected
     from extauthz.policy.paths import PathError, check_path
     from extauthz.policy.verdict import render
     from extauthz.runtime import introspector_for, userinfo_client
@@ -269,16 +291,26 @@ async def _explain(args: argparse.Namespace) -> int:
         iss = unverified_issuer(token)
         chosen = iss if isinstance(iss, str) and iss in policy.issuer_claims else None
         out["issuer_chosen"] = chosen or ("global signing keys" if keys.urls else "none (refused)")
+    checked = check_path(view.path)
+    path = "" if isinstance(checked, PathError) else checked[0]
     if policy.routing_overrides is not None:
-        checked = check_path(view.path)
-        path = "" if isinstance(checked, PathError) else checked[0]
         rule = policy.routing_overrides.match(token, path)
         out["routing_override"] = (
             None if rule is None else rule.describe() + ": introspected, not verified as a JWT"
         )
+    opaque = policy.enable_oauth2_auth and introspected(
+        token, path, policy.enable_jwt_auth, True, None
+    )
+    if policy.enable_oauth2_auth:
+        sent = opaque and bool(token) and token != policy.master_key  # the master key: refused
+        out["oauth2_introspection"] = OPAQUE_INTROSPECTED if sent else None
     by_key = decision.identity is not None and decision.identity.kind == MASTER_KEY
     out["userinfo_used"] = (
-        userinfo is not None and bool(token) and not looks_like_jwt(token) and not by_key
+        userinfo is not None
+        and bool(token)
+        and not looks_like_jwt(token)
+        and not by_key
+        and not opaque
     )
     mappings = rolemap.explain(decision.identity, policy) if decision.identity else {}
     if mappings:

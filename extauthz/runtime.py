@@ -111,7 +111,8 @@ def userinfo_client(keys: KeySettings) -> UserinfoClient | None:
 
 
 def introspector_for(keys: KeySettings) -> Introspector | None:
-    """The OAuth2 introspection client when routing_overrides send tokens there."""
+    """The OAuth2 introspection client when routing_overrides or enable_oauth2_auth send
+    tokens there."""
     if keys.introspection is None:
         return None
     return Introspector(IntrospectionClient(keys.introspection), cache_size=keys.token_cache_size)

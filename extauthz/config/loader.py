@@ -149,6 +149,7 @@ def compile_policy(
         environ,
         sections.ours.jwks_fetch_timeout_seconds,
         problems,
+        sections.general.enable_oauth2_auth,
     )
     settings = replace(settings, keys=replace(settings.keys, introspection=introspection))
     validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
@@ -205,6 +206,7 @@ def compile_policy(
         issuer_claims={k: replace(c, role_rules=roles) for k, c in providers.claims.items()},
         custom_validate=validator,
         routing_overrides=overrides,
+        enable_oauth2_auth=general.enable_oauth2_auth,
     )
     return LoadedPolicy(policy, settings, tuple(warnings))
 
@@ -249,7 +251,7 @@ def _read_sections(
             ignored_general.append(str(key))
     if ignored_general:
         warnings.append(
-            "ignored general_settings keys (not about access): "
+            "ignored general_settings keys (not read by extauthz): "
             + ", ".join(sorted(ignored_general))
         )
     general_raw = {
@@ -435,11 +437,17 @@ def _serve_settings(
         )
     if (
         not general.enable_jwt_auth
+        and not general.enable_oauth2_auth
         and general.master_key is None
         and ours.non_jwt_tokens == "reject"
     ):
         warnings.append(
             "enable_jwt_auth is false and there is no master_key: every request will be refused"
+        )
+    if general.enable_oauth2_auth and general.master_key is not None:
+        warnings.append(  # LiteLLM would send it to the introspection endpoint (authorizer.py)
+            "general_settings.enable_oauth2_auth: the master key is refused on LLM API, info and "
+            "/lens routes (LiteLLM introspects every non-JWT token there); use it elsewhere"
         )
 
     return ServeSettings(

@@ -1,4 +1,5 @@
-"""Compile ``litellm_jwtauth.routing_overrides`` and where its tokens are introspected.
+"""Compile ``litellm_jwtauth.routing_overrides`` and ``general_settings.enable_oauth2_auth``,
+and where their tokens are introspected.
 
 The endpoint is ``extauthz.oauth2_token_info_endpoint`` or else, as LiteLLM reads it, the
 ``OAUTH_TOKEN_INFO_ENDPOINT`` environment variable; the answer's fields and the client
@@ -18,6 +19,7 @@ from extauthz.identity.introspection import IntrospectionSettings
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, Selector
 
 _WHERE = "general_settings.litellm_jwtauth.routing_overrides"
+_OPAQUE = "general_settings.enable_oauth2_auth"
 ENDPOINT_ENV = "OAUTH_TOKEN_INFO_ENDPOINT"
 
 
@@ -34,10 +36,14 @@ def compile_overrides(
     environ: Mapping[str, str],
     fetch_timeout: float,
     problems: list[str],
+    enable_oauth2_auth: bool = False,
 ) -> tuple[RoutingOverrides | None, IntrospectionSettings | None]:
-    """The rules (policy) and the introspection endpoint (runtime); None, None when unset."""
+    """The rules (policy) and the introspection endpoint (runtime); None, None when neither
+    ``routing_overrides`` nor ``enable_oauth2_auth`` sends a token there."""
     if not jwt.routing_overrides:
-        return None, None
+        if not enable_oauth2_auth:
+            return None, None
+        return None, _endpoint(ours, environ, fetch_timeout, _OPAQUE, problems)
     if not enable_jwt_auth:
         problems.append(
             f"{_WHERE} needs general_settings.enable_jwt_auth: true (LiteLLM reads the rules "
@@ -60,10 +66,23 @@ def compile_overrides(
                     "claim's value (or a pattern such as 'https://idp.example/*')"
                 )
         rules.append(rule)
+    where = f"{_WHERE} and {_OPAQUE}" if enable_oauth2_auth else _WHERE
+    settings = _endpoint(ours, environ, fetch_timeout, where, problems)
+    return RoutingOverrides(tuple(rules), ours.max_token_bytes), settings
+
+
+def _endpoint(
+    ours: ExtauthzSettings,
+    environ: Mapping[str, str],
+    fetch_timeout: float,
+    where: str,
+    problems: list[str],
+) -> IntrospectionSettings:
+    """Where ``where``'s tokens are introspected; LiteLLM's variables for the rest."""
     endpoint = ours.oauth2_token_info_endpoint or environ.get(ENDPOINT_ENV, "")
     if not endpoint:
         problems.append(
-            f"{_WHERE}: matching tokens are introspected, but no endpoint is set: export "
+            f"{where}: tokens are introspected, but no endpoint is set: export "
             f"{ENDPOINT_ENV} (as for LiteLLM) or set extauthz.oauth2_token_info_endpoint"
         )
     else:
@@ -75,7 +94,7 @@ def compile_overrides(
                 else ENDPOINT_ENV
             )
             problems.append(f"{where}: not an https:// or http:// URL")
-    settings = IntrospectionSettings(
+    return IntrospectionSettings(
         endpoint=endpoint,
         user_id_field=environ.get("OAUTH_USER_ID_FIELD_NAME", "sub"),
         role_field=environ.get("OAUTH_USER_ROLE_FIELD_NAME", "role"),
@@ -85,7 +104,6 @@ def compile_overrides(
         cache_ttl=ours.oauth2_cache_ttl_seconds,
         timeout=fetch_timeout,
     )
-    return RoutingOverrides(tuple(rules), ours.max_token_bytes), settings
 
 
 def describe_endpoint(settings: IntrospectionSettings) -> str:

@@ -192,6 +192,9 @@ class GeneralSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
     enable_jwt_auth: bool = False
+    # Non-JWT bearer tokens on LLM API, info and /lens routes go to OAuth2 token introspection
+    # (config/overrides.py, policy/overrides.py), as LiteLLM's oauth2_introspection_applies.
+    enable_oauth2_auth: bool = False
     master_key: str | None = None
     litellm_jwtauth: JwtAuthSettings = Field(default_factory=JwtAuthSettings)
     role_permissions: list[RolePermission] = Field(default_factory=list)

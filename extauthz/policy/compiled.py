@@ -108,3 +108,4 @@ class Policy:
     issuer_claims: Mapping[str, IssuerClaims] = field(default_factory=dict)
     custom_validate: Validator | None = None
     routing_overrides: RoutingOverrides | None = None  # JWTs sent to OAuth2 introspection
+    enable_oauth2_auth: bool = False  # non-JWT tokens on covered routes: introspection too

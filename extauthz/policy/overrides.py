@@ -1,5 +1,6 @@
-"""``litellm_jwtauth.routing_overrides``: which JWT-shaped tokens go to OAuth2 introspection
-instead of JWT verification, and the role the introspected caller acts as.
+"""``litellm_jwtauth.routing_overrides`` and ``general_settings.enable_oauth2_auth``: which
+tokens go to OAuth2 introspection instead of JWT verification (or the master key, or a
+passed-through key), and the role the introspected caller acts as.
 
 LiteLLM 1.108.7 (``user_api_key_auth.oauth2_introspection_applies``): with JWT auth on, a token
 that is a JWT by shape, on an LLM API route, an info route or ``/lens``, whose *unverified*
@@ -149,6 +150,34 @@ class RoutingOverrides:
             f"{r.describe()}: matching JWTs on LLM API, info and /lens routes are introspected"
             for r in self.rules
         ]
+
+
+OPAQUE_INTROSPECTED = (
+    "general_settings.enable_oauth2_auth: a non-JWT token on an LLM API, info or /lens route "
+    "is introspected"
+)
+
+
+def sendable(token: str) -> bool:
+    """Whether a token can go to the endpoint as it is: visible ASCII only (RFC 6750's bearer
+    token is narrower still). Anything else, a control character or a byte HTTP mode could not
+    decode, no provider issued; it is refused before any request (it would break the header)."""
+    return token.isascii() and token.isprintable() and " " not in token
+
+
+def introspected(
+    token: str,
+    path: str,
+    enable_jwt_auth: bool,
+    enable_oauth2_auth: bool,
+    overrides: RoutingOverrides | None,
+) -> bool:
+    """LiteLLM's ``oauth2_introspection_applies``, run before the master key and everything
+    else: on a covered route, a token that is not a JWT under JWT auth (with JWT auth off, any
+    token) when ``enable_oauth2_auth`` is on, or a JWT a ``routing_overrides`` rule matches."""
+    if enable_jwt_auth and looks_like_jwt(token):
+        return overrides is not None and overrides.match(token, path) is not None
+    return enable_oauth2_auth and covered(path)
 
 
 NO_OAUTH2_ROLE = (

@@ -16,7 +16,8 @@ email domain) and then, for a non-admin, the route check ``user_api_key_auth`` r
   every model under ``team_id_upsert``), and ``common_checks``' team steps run after
   ``auth_builder`` (a blocked team is refused; ``can_team_access_model`` for the body's model);
 - the signing key is handed over directly (no JWKS fetch); the enterprise licence is assumed;
-- the master key and virtual keys (LiteLLM's non-JWT path) are not part of the comparison.
+- of LiteLLM's non-JWT path (after the JWT and OAuth2 ones), only its master-key compare runs:
+  any other key is refused as a virtual key its (empty) database does not hold.
 
 Before the JWT, what ``user_api_key_auth`` runs first runs too: ``pre_db_read_auth_checks``
 (``allowed_ips`` with ``use_x_forwarded_for``, ``allowed_routes``), the key from
@@ -28,6 +29,7 @@ call. The client address is the ASGI scope's ``client``, as uvicorn fills it.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,6 +267,12 @@ async def litellm_decides(
             return _oauth2_route_check(
                 await Oauth2Handler.check_oauth2_token(token=token), request, request_data, route
             )
+        if not (settings.get("enable_jwt_auth") is True and hj.JWTHandler.is_jwt(token)):
+            # user_api_key_auth's non-JWT path: the master key, else a virtual key (none here)
+            master = settings.get("master_key")
+            if isinstance(master, str) and secrets.compare_digest(token, master):
+                return Outcome(True, role="proxy_admin")
+            return Outcome(False, 401, "not the master key, and no virtual key exists")
         result = await hj.JWTAuthManager.auth_builder(
             api_key=token,
             jwt_handler=handler,

@@ -2,9 +2,11 @@
 ``Oauth2Handler.check_oauth2_token`` and our ``identity.introspection`` ask it over HTTP.
 
 It answers what each token asks for: the (unverified) ``introspection`` claim of the JWT posted
-as ``token=…``, ``{"active": false}`` for anything else; it insists on the client credentials
-it hands out, as a real endpoint does. Why a stand-in: the real ``oidc-provider`` (tests/oidc)
-refuses to introspect JWT access tokens, and ``routing_overrides`` only ever apply to JWTs.
+as ``token=…``, the JSON object an opaque token ``opaque-<base64url JSON>`` (``opaque_token``)
+carries, ``{"active": false}`` for anything else; it insists on the client credentials it hands
+out, as a real endpoint does. Why a stand-in: the real ``oidc-provider`` (tests/oidc) refuses to
+introspect JWT access tokens, and ``routing_overrides`` only ever apply to JWTs; for opaque
+tokens (``enable_oauth2_auth``), the oracle needs tokens whose answer each case chooses.
 """
 
 from __future__ import annotations
@@ -23,6 +25,23 @@ CLIENT_ID, CLIENT_SECRET = "extauthz-test", "introspection-secret"
 _ENV = ("OAUTH_TOKEN_INFO_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET")
 
 
+OPAQUE_PREFIX = "opaque-"
+
+
+def opaque_token(answer: dict[str, Any]) -> str:
+    """A non-JWT token (no dots) the stand-in answers ``answer`` for."""
+    raw = base64.urlsafe_b64encode(json.dumps(answer).encode()).decode().rstrip("=")
+    return OPAQUE_PREFIX + raw
+
+
+def _opaque_answer(token: str) -> Any:
+    raw = token[len(OPAQUE_PREFIX) :]
+    try:
+        return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+
+
 def _claims(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3:
@@ -39,7 +58,12 @@ async def _introspect(request: web.Request) -> web.Response:
     if request.headers.get("Authorization") != expected:
         return web.json_response({"error": "invalid_client"}, status=401)
     form = await request.post()
-    answer = _claims(str(form.get("token", ""))).get("introspection")
+    token = str(form.get("token", ""))
+    answer = (
+        _opaque_answer(token)
+        if token.startswith(OPAQUE_PREFIX)
+        else _claims(token).get("introspection")
+    )
     return web.json_response(answer if isinstance(answer, dict) else {"active": False})
 
 

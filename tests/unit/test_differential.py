@@ -34,11 +34,20 @@ from extauthz.devtokens import private_pem, public_jwk, sign_token
 from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.model import OAUTH2, Allow, Decision, Deny, Reason, RequestView, Role
+from extauthz.model import (
+    MASTER_KEY,
+    OAUTH2,
+    Allow,
+    Decision,
+    Deny,
+    Reason,
+    RequestView,
+    Role,
+)
 from extauthz.state.protocol import StateSnapshot, TeamEntry
 from tests.unit.keys import jwks, rsa_jwk, rsa_key
 from tests.unit.litellm_oracle import Outcome, litellm_decides
-from tests.unit.oauth2_standin import introspection_standin
+from tests.unit.oauth2_standin import introspection_standin, opaque_token
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -387,6 +396,30 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
+# enable_oauth2_auth (issue 16): non-JWT tokens on LLM API, info and /lens routes go to OAuth2
+# introspection (before the master key); with JWT auth off, JWT-shaped ones too. Run with the
+# OPAQUE_TOKENS below and two JWTs only.
+MASTER = "sk-master-key-0123456789"
+OPAQUE_CONFIGS: dict[str, dict[str, Any]] = {
+    "oauth2-opaque": {
+        "enable_oauth2_auth": True,
+        "master_key": MASTER,
+        "litellm_jwtauth": {"user_id_jwt_field": "sub", "team_id_jwt_field": "client_id"},
+    },
+    "oauth2-opaque-models": {
+        "enable_oauth2_auth": True,
+        "litellm_jwtauth": {"user_id_jwt_field": "sub"},
+        "role_permissions": [{"role": "team", "models": ["gpt-4o"]}],
+    },
+    "oauth2-opaque-no-jwt": {
+        "enable_jwt_auth": False,
+        "enable_oauth2_auth": True,
+        "master_key": MASTER,
+        "litellm_jwtauth": {},
+    },
+}
+ALL_CONFIGS = {**CONFIGS, **OPAQUE_CONFIGS}
+
 # ---------------------------------------------------------------------------------------------
 # Tokens: claims (signed RS256 with exp an hour ahead unless said otherwise).
 ADMIN_SCOPES = "openid litellm_proxy_admin litellm-proxy-admin"
@@ -525,6 +558,18 @@ def snapshot_of(config: str) -> StateSnapshot:
         1,
         [TeamEntry(t["team_id"], t.get("team_alias"), tuple(t["models"])) for t in teams],
     )
+# Opaque tokens: what the introspection stand-in answers for each (and two it does not know).
+OPAQUE_TOKENS: dict[str, str] = {
+    "opq-team": opaque_token({"active": True, "sub": "svc-o", "team_id": "team-o"}),
+    "opq-user": opaque_token({"active": True, "sub": "u-o", "role": "internal_user"}),
+    "opq-admin": opaque_token({"active": True, "sub": "root-o", "role": "proxy_admin"}),
+    "opq-inactive": opaque_token({"active": False, "sub": "gone", "team_id": "team-o"}),
+    "opq-bad-role": opaque_token({"active": True, "sub": "x", "role": "superuser"}),
+    "opq-no-caller": opaque_token({"active": True, "client_id": "app"}),
+    "opq-unknown": "an-opaque-token-nobody-issued",
+    "master-key": MASTER,
+}
+OPAQUE_JWTS = ("oauth2-team", "team")  # verified as JWTs, or (JWT auth off) introspected
 EXPIRED = "expired"  # signed two hours ago, expired an hour ago
 NO_EXP = "no-exp"
 SPECIAL_TOKENS = {
@@ -628,7 +673,7 @@ class Case:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return CONFIGS[self.config]
+        return ALL_CONFIGS[self.config]
 
     @property
     def jwtauth(self) -> dict[str, Any]:
@@ -637,11 +682,14 @@ class Case:
 
     @property
     def claims(self) -> dict[str, Any]:
-        return {**TOKENS, **SPECIAL_TOKENS}[self.token]
+        return {} if self.token in OPAQUE_TOKENS else {**TOKENS, **SPECIAL_TOKENS}[self.token]
 
 
 CASES = [
     Case(c, t, r) for c, t, r in itertools.product(CONFIGS, [*TOKENS, *SPECIAL_TOKENS], REQUESTS)
+] + [
+    Case(c, t, r)
+    for c, t, r in itertools.product(OPAQUE_CONFIGS, [*OPAQUE_TOKENS, *OPAQUE_JWTS], REQUESTS)
 ]
 
 
@@ -859,7 +907,7 @@ def _oauth2_judged(c: Case, d: Decision) -> bool:
 
 def _policy_yaml(case_config: str) -> dict[str, Any]:
     return {
-        "general_settings": {"enable_jwt_auth": True, **CONFIGS[case_config]},
+        "general_settings": {"enable_jwt_auth": True, **ALL_CONFIGS[case_config]},
         "extauthz": {"public_key_url": "https://idp.invalid/jwks"},
     }
 
@@ -869,7 +917,7 @@ async def _authorizers(environ: dict[str, str]) -> dict[str, Authorizer]:
         return jwks(rsa_jwk())
 
     out = {}
-    for name in CONFIGS:
+    for name in ALL_CONFIGS:
         loaded = compile_policy(_policy_yaml(name), environ, name)
         policy = loaded.policy
         source = JwksSource(loaded.settings.keys.urls, fetch=fetch)
@@ -892,7 +940,7 @@ def _tokens(now: float) -> dict[str, str]:
     pem = private_pem(rsa_key("a")).decode()
     kid = {"kid": public_jwk(rsa_key("a"))["kid"]}
     signed[NO_EXP] = str(jwt.encode(SPECIAL_TOKENS[NO_EXP], pem, algorithm="RS256", headers=kid))
-    return signed
+    return {**signed, **OPAQUE_TOKENS}
 
 
 @dataclass
@@ -1158,3 +1206,43 @@ def test_routing_overrides_are_decided_alike(run: Run) -> None:
 
 
 CASES_BY_ID = {case.id: case for case in CASES}
+
+
+def test_enable_oauth2_auth_is_decided_alike(run: Run) -> None:
+    """enable_oauth2_auth is exercised on both sides: an opaque token on an LLM API or info route
+    is introspected (LiteLLM's own check_oauth2_token and ours ask the same stand-in), the master
+    key there too in LiteLLM (refused by both), while elsewhere it is the master key or nothing;
+    with JWT auth off, a JWT-shaped token is introspected as well."""
+    for case_id, allowed, kind in (
+        ("oauth2-opaque/opq-team/chat-claude", True, OAUTH2),
+        ("oauth2-opaque/opq-user/messages", True, OAUTH2),
+        ("oauth2-opaque/opq-admin/team-info", True, OAUTH2),
+        ("oauth2-opaque/opq-inactive/chat-claude", False, None),
+        ("oauth2-opaque/opq-unknown/models", False, None),
+        ("oauth2-opaque/opq-team/key-generate", False, None),  # not introspected there
+        ("oauth2-opaque/master-key/chat-claude", False, None),  # LiteLLM introspects it
+        ("oauth2-opaque/master-key/key-generate", True, MASTER_KEY),
+        ("oauth2-opaque/team/chat-claude", True, "jwt"),  # a JWT under JWT auth: verified
+        ("oauth2-opaque-models/opq-team/chat-gpt-4o", True, OAUTH2),
+        ("oauth2-opaque-no-jwt/oauth2-team/chat-claude", True, OAUTH2),
+        ("oauth2-opaque-no-jwt/team/chat-claude", False, None),  # introspected: unknown there
+        ("oauth2-opaque-no-jwt/team/key-generate", False, None),
+    ):
+        ours, theirs = run.ours[case_id], run.theirs[case_id]
+        assert isinstance(ours, Allow) == allowed == theirs.allowed, (case_id, ours, theirs)
+        if kind is not None:
+            assert ours.identity is not None and ours.identity.kind == kind, case_id
+    for case_id in ("oauth2-opaque/opq-inactive/chat-claude", "oauth2-opaque/master-key/models"):
+        assert "not active" in run.theirs[case_id].message, case_id
+    master = run.ours["oauth2-opaque/master-key/chat-claude"]
+    assert isinstance(master, Deny) and master.reason is Reason.INVALID_API_KEY
+    assert MASTER not in master.message
+    team = run.ours["oauth2-opaque/opq-team/chat-claude"]
+    assert isinstance(team, Allow) and team.identity.team_id == "team-o" == run.theirs[
+        "oauth2-opaque/opq-team/chat-claude"
+    ].team_id
+    # the team's model list applies here (a listed difference), not in LiteLLM
+    claude = CASES_BY_ID["oauth2-opaque-models/opq-team/chat-claude"]
+    ours, theirs = run.ours[claude.id], run.theirs[claude.id]
+    assert isinstance(ours, Deny) and theirs.allowed
+    assert "oauth2-our-rules" in explain(claude, ours, theirs)
