@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from extauthz.bodyreader import BodyReader
-from extauthz.identity.credentials import Credential, extract_credential
+from extauthz.identity.credentials import Credential, extract_credential, sendable
 from extauthz.identity.customvalidate import claims_for, run_validator
 from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
@@ -40,7 +40,7 @@ from extauthz.policy.decide import (
     decide,
 )
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import introspected, sendable
+from extauthz.policy.overrides import introspected
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 

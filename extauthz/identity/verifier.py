@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extauthz import metrics
+from extauthz.identity.credentials import sendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
@@ -251,6 +252,12 @@ class TokenVerifier:
             return TokenFailure(
                 Reason.TOKEN_TOO_LARGE,
                 f"the token is larger than {self.rules.max_token_bytes} bytes",
+            )
+        if not sendable(token):  # no provider issued it, and it would break the request header
+            return TokenFailure(
+                Reason.MALFORMED_TOKEN,
+                "the bearer token holds a space, a control or a non-ASCII character, which no "
+                "OAuth2 token has (RFC 6750); it was not sent to the userinfo endpoint",
             )
         key = token_key(token)
         inflight = self._userinfo_inflight.get(key)

@@ -158,13 +158,6 @@ OPAQUE_INTROSPECTED = (
 )
 
 
-def sendable(token: str) -> bool:
-    """Whether a token can go to the endpoint as it is: visible ASCII only (RFC 6750's bearer
-    token is narrower still). Anything else, a control character or a byte HTTP mode could not
-    decode, no provider issued; it is refused before any request (it would break the header)."""
-    return token.isascii() and token.isprintable() and " " not in token
-
-
 def introspected(
     token: str,
     path: str,

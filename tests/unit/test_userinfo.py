@@ -176,6 +176,17 @@ async def test_an_oversized_opaque_token_is_not_sent(provider: tuple[Provider, s
     assert isinstance(got, Deny) and got.reason is Reason.TOKEN_TOO_LARGE and p.calls == 0
 
 
+@pytest.mark.parametrize("token", ["opaque\x00token", "opaque\x7ftoken", "op aque", "opaqué"])
+async def test_an_opaque_token_no_provider_issued_is_refused_unsent(
+    provider: tuple[Provider, str], token: str
+) -> None:
+    """A NUL or DEL broke the request header (a 500 before); such a token is a 401 now."""
+    p, url = provider
+    got = await ask(make(url, [NOW]), token)
+    assert isinstance(got, Deny) and got.reason is Reason.MALFORMED_TOKEN and p.calls == 0
+    assert got.status == 401
+
+
 async def test_concurrent_requests_for_a_new_token_share_one_request(
     provider: tuple[Provider, str],
 ) -> None:
