@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from extauthz.identity.capped import json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.tokencache import ExpiringCache
 from extauthz.identity.tokens import TokenFailure
@@ -132,7 +132,7 @@ class IntrospectionClient:
                 method, self.settings.endpoint, headers=headers, data=form, allow_redirects=False
             ) as resp:
                 status = resp.status
-                body = await _read_capped(resp) if status == 200 else b""
+                body = await read_capped(resp, MAX_ANSWER_BYTES) if status == 200 else b""
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning(
                 "introspection endpoint unreachable",
@@ -143,11 +143,8 @@ class IntrospectionClient:
             return self._refusal(status, shown)
         if body is None:
             return _unavailable(f"answered more than {MAX_ANSWER_BYTES} bytes")
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = json_object(body)
+        if doc is None:
             log.warning("introspection answer is not a JSON object", extra={"url": shown})
             return _unavailable("did not answer a JSON object")
         return doc
@@ -169,16 +166,6 @@ class IntrospectionClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than ``MAX_ANSWER_BYTES`` (reading stops there)."""
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            return None
-    return bytes(body)
 
 
 def _id(answer: Mapping[str, Any], name: str) -> str | None:

@@ -13,12 +13,12 @@ Bearer credential; a 200 JSON object is the caller's claims, read through the sa
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
 import aiohttp
 
+from extauthz.identity.capped import json_object, read_capped
 from extauthz.identity.tokens import TokenFailure
 from extauthz.model import Reason
 from extauthz.redact import redact_url
@@ -72,7 +72,7 @@ class UserinfoClient:
                         "userinfo endpoint failed", extra={"url": shown, "status": resp.status}
                     )
                     return _unavailable(f"answered HTTP {resp.status}")
-                body = await _read_capped(resp)
+                body = await read_capped(resp, MAX_USERINFO_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning(
                 "userinfo endpoint unreachable",
@@ -81,11 +81,8 @@ class UserinfoClient:
             return _unavailable("is unreachable")
         if body is None:
             return _unavailable(f"answered more than {MAX_USERINFO_BYTES} bytes")
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = json_object(body)
+        if doc is None:
             log.warning("userinfo answer is not a JSON object", extra={"url": shown})
             return _unavailable("did not answer a JSON object")
         return doc
@@ -93,13 +90,3 @@ class UserinfoClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than ``MAX_USERINFO_BYTES`` (reading stops there)."""
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > MAX_USERINFO_BYTES:
-            return None
-    return bytes(body)
