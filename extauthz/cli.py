@@ -466,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="decide one request offline and say why")
     explain.add_argument("--config", default=_config_default(), required=_config_default() is None)
-    explain.add_argument("--token", help="the bearer token (JWT or key)")
+    explain.add_argument(
+        "--token", help="the bearer token (JWT or key); write --token=VALUE if it starts with '-'"
+    )
     explain.add_argument("--path", required=True)
     explain.add_argument("--method", default="POST")
     explain.add_argument("--body", help="request body (JSON)")

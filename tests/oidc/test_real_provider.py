@@ -233,7 +233,8 @@ def test_check_config_and_explain_say_which_issuer_and_whether_userinfo(
     assert rc == 0 and shown["issuer_chosen"] == b.issuer and shown["userinfo_used"] is False
     assert shown["identity"]["issuer"] == b.issuer and shown["identity"]["team_id"] == "t-b"
     opaque = a.token("carol", {"team": "t-c"}, opaque=True)
-    rc, out = _cli("explain", "--config", str(path), "--token", opaque, "--path", "/v1/models")
+    # --token=VALUE: an opaque token may start with "-", which argparse reads as an option
+    rc, out = _cli("explain", "--config", str(path), f"--token={opaque}", "--path", "/v1/models")
     shown = json.loads(out)
     assert rc == 0 and shown["userinfo_used"] is True and shown["identity"]["userinfo"] is True
     assert opaque not in out
