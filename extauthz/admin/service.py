@@ -23,7 +23,6 @@ from typing import Any
 from extauthz.admin import teams as team_input
 from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
-from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.credentials import extract_credential
 from extauthz.model import (
     MASTER_KEY,
@@ -81,15 +80,11 @@ def bad_request(message: str) -> AdminError:
 
 
 def check_id(value: object, field: str) -> str:
-    """A team or user id in the canonical form tokens' ids have (``canonical_id``): 4242 is
-    "4242"; " team-a " is refused, never trimmed, so a block names exactly what a token carries."""
+    """``team_input.check_id``, refused with a 400."""
     try:
-        canonical = canonical_id(value, field)
-    except ClaimValueError as exc:
+        return team_input.check_id(value, field)
+    except team_input.BadTeamInput as exc:
         raise bad_request(str(exc)) from None
-    if canonical is None:
-        raise bad_request(f"{field} must not be empty; an id is a string or an integer")
-    return canonical
 
 
 def check_ids(value: object, field: str) -> list[str]:
