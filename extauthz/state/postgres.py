@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -441,12 +440,7 @@ class PostgresStore:
                     "SELECT pg_advisory_xact_lock(hashtext('extauthz_team.' || %s))",
                     (team.team_id,),
                 )
-                current = await self._locked_team(conn, team.team_id)
-                new = team
-                if current is not None:
-                    if current.registered:
-                        raise TeamConflict("exists", f"team {team.team_id!r} exists")
-                    new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+                new = teams.created(await self._locked_team(conn, team.team_id), team)
                 await conn.execute(_WRITE_TEAM, teams.row(new))
                 await self._bump(conn)
             return new

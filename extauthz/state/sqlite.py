@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import time
@@ -356,12 +355,7 @@ class SqliteStore:
     async def create_team(self, team: TeamState) -> TeamState:
         def body(db: sqlite3.Connection) -> TeamState:
             row = db.execute(_SELECT_TEAM, (team.team_id,)).fetchone()
-            new = team
-            if row is not None:
-                current = _team(row)
-                if current.registered:
-                    raise TeamConflict("exists", f"team {team.team_id!r} exists")
-                new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+            new = teams.created(None if row is None else _team(row), team)
             _check_alias(db, new.team_alias, new.team_id)
             db.execute(_WRITE_TEAM, teams.row(new))
             db.execute(_BUMP_VERSION)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 
 from extauthz.errors import StoreError
-from extauthz.state.protocol import TeamChanges, TeamState
+from extauthz.state.protocol import TeamChanges, TeamConflict, TeamState
 
 # The team table's columns, in the order ``row`` gives and the stores' ``_team`` readers take.
 COLUMNS = (
@@ -61,6 +61,16 @@ def models_from_json(text: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
         raise StoreError(f"unexpected team models in the state store: {str(text)[:100]!r}")
     return tuple(value)
+
+
+def created(current: TeamState | None, team: TeamState) -> TeamState:
+    """``team`` as /team/new writes it over the stored row ``current``: a row only a block or
+    an unblock made keeps its block; ``TeamConflict("exists")`` for a registered team."""
+    if current is None:
+        return team
+    if current.registered:
+        raise TeamConflict("exists", f"team {team.team_id!r} exists")
+    return dataclasses.replace(team, blocked=current.blocked or team.blocked)
 
 
 def changed(old: TeamState, changes: TeamChanges, by: str, at: float) -> TeamState | None:
