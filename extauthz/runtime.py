@@ -172,7 +172,6 @@ class Sidecar:
         self._ready = False
         self.draining = False
         self._stopped = False
-        self._refresh_task: asyncio.Future[bool] | None = None
         self._background: set[asyncio.Future[Any]] = set()  # reload work, held till done
 
     def _token_verifier(self, policy: Policy, keys: KeySettings) -> TokenVerifier:
@@ -190,15 +189,15 @@ class Sidecar:
         """Take a reloaded policy; key settings that changed are applied to the key source."""
         policy, settings = loaded.policy, loaded.settings
         keys = settings.keys
+        self._background = {f for f in self._background if not f.done()}
         refresh = self.keys.reconfigure(keys.urls, keys.ttl, keys.refetch_interval)
         if refresh is not None:
-            self._refresh_task = refresh
+            self._background.add(refresh)
 
         def watch(source: JwksSource) -> None:
             if self.authorizer.verifier is not None:
                 self.authorizer.verifier.watch(source)
 
-        self._background = {f for f in self._background if not f.done()}
         self._background.update(
             self.issuer_keys.sync(keys.issuers, keys.ttl, keys.refetch_interval, on_new=watch)
         )
