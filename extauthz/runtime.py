@@ -118,8 +118,9 @@ def introspector_for(keys: KeySettings) -> Introspector | None:
     return Introspector(IntrospectionClient(keys.introspection), cache_size=keys.token_cache_size)
 
 
-def _userinfo_key(client: UserinfoClient | None) -> tuple[str | None, float]:
-    return (None, 300.0) if client is None else (client.endpoint, client.ttl)
+def _userinfo_settings(client: UserinfoClient | None) -> tuple[str, float] | None:
+    """What a userinfo client was made from (None: no client), to compare with a reload's."""
+    return None if client is None else (client.endpoint, client.ttl)
 
 
 def _key_detail(source: JwksSource) -> dict[str, Any]:
@@ -144,20 +145,12 @@ class Sidecar:
         self.issuer_keys = IssuerKeys(self.fetcher)
         self.issuer_keys.sync(keys.issuers, keys.ttl, keys.refetch_interval)
         self.userinfo = userinfo_client(keys)
-        verifier = TokenVerifier(
-            self.keys,
-            policy.token_rules,
-            cache_size=keys.token_cache_size,
-            max_age=keys.token_cache_max_age,
-            issuer_keys=self.issuer_keys.sources,
-            userinfo=self.userinfo,
-        )
         # Blocks and the user registry (--state); a URL that cannot work fails here.
         self.state = StateRuntime(options.state_url, options.state)
         self.body_reader = BodyReader()
         self.authorizer = Authorizer(
             policy,
-            verifier if policy.enable_jwt_auth else None,
+            self._token_verifier(policy, keys) if policy.enable_jwt_auth else None,
             state=self.state.view,
             body_reader=self.body_reader,
             on_identity=self.state.note_identity,
@@ -179,26 +172,41 @@ class Sidecar:
         self._ready = False
         self.draining = False
         self._stopped = False
-        self._refresh_task: asyncio.Future[bool] | None = None
         self._background: set[asyncio.Future[Any]] = set()  # reload work, held till done
+
+    def _token_verifier(self, policy: Policy, keys: KeySettings) -> TokenVerifier:
+        """The JWT/userinfo verifier over this sidecar's key sources and userinfo client."""
+        return TokenVerifier(
+            self.keys,
+            policy.token_rules,
+            cache_size=keys.token_cache_size,
+            max_age=keys.token_cache_max_age,
+            issuer_keys=self.issuer_keys.sources,
+            userinfo=self.userinfo,
+        )
 
     def apply(self, loaded: LoadedPolicy) -> None:
         """Take a reloaded policy; key settings that changed are applied to the key source."""
         policy, settings = loaded.policy, loaded.settings
         keys = settings.keys
+        self._background = {f for f in self._background if not f.done()}
         refresh = self.keys.reconfigure(keys.urls, keys.ttl, keys.refetch_interval)
         if refresh is not None:
-            self._refresh_task = refresh
+            self._background.add(refresh)
 
         def watch(source: JwksSource) -> None:
             if self.authorizer.verifier is not None:
                 self.authorizer.verifier.watch(source)
 
-        self._background = {f for f in self._background if not f.done()}
         self._background.update(
             self.issuer_keys.sync(keys.issuers, keys.ttl, keys.refetch_interval, on_new=watch)
         )
-        if (keys.userinfo_endpoint, keys.userinfo_cache_ttl) != _userinfo_key(self.userinfo):
+        wanted = (
+            None
+            if keys.userinfo_endpoint is None
+            else (keys.userinfo_endpoint, keys.userinfo_cache_ttl)
+        )
+        if wanted != _userinfo_settings(self.userinfo):
             if self.userinfo is not None:
                 self._background.add(asyncio.ensure_future(self.userinfo.close()))
             self.userinfo = userinfo_client(keys)
@@ -211,14 +219,7 @@ class Sidecar:
                 self._background.add(asyncio.ensure_future(old.close()))
         self.watcher.interval = settings.reload_interval
         if policy.enable_jwt_auth and self.authorizer.verifier is None:
-            self.authorizer.verifier = TokenVerifier(
-                self.keys,
-                policy.token_rules,
-                cache_size=keys.token_cache_size,
-                max_age=keys.token_cache_max_age,
-                issuer_keys=self.issuer_keys.sources,
-                userinfo=self.userinfo,
-            )
+            self.authorizer.verifier = self._token_verifier(policy, keys)
             self.keys.start()
             self.issuer_keys.start()
         if policy.shadow_mode != self.policy.shadow_mode:

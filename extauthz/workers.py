@@ -101,8 +101,10 @@ def serve_workers(options: ServeOptions, workers: int, log_level: str) -> int:
     code = 0
     try:
         for proc in procs:
+            if stopping:  # a signal while starting: the workers not yet started would miss it
+                break
             proc.start()
-        running = list(procs)
+        running = [p for p in procs if p.pid is not None]
         while running:
             multiprocessing.connection.wait([p.sentinel for p in running])
             for proc in [p for p in running if p.exitcode is not None]:

@@ -16,14 +16,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from extauthz.admin import teams as team_input
 from extauthz.authorizer import Authorizer, explain_request
 from extauthz.errors import StoreError
-from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.credentials import extract_credential
 from extauthz.model import (
     MASTER_KEY,
@@ -49,6 +48,7 @@ from extauthz.state.users import pause_recording
 from extauthz.state.watcher import StateWatcher
 
 log = logging.getLogger("extauthz.admin")
+T = TypeVar("T")
 
 MAX_IDS_PER_CALL = 1000
 DEFAULT_PAGE_SIZE = 25
@@ -81,15 +81,11 @@ def bad_request(message: str) -> AdminError:
 
 
 def check_id(value: object, field: str) -> str:
-    """A team or user id in the canonical form tokens' ids have (``canonical_id``): 4242 is
-    "4242"; " team-a " is refused, never trimmed, so a block names exactly what a token carries."""
+    """``team_input.check_id``, refused with a 400."""
     try:
-        canonical = canonical_id(value, field)
-    except ClaimValueError as exc:
+        return team_input.check_id(value, field)
+    except team_input.BadTeamInput as exc:
         raise bad_request(str(exc)) from None
-    if canonical is None:
-        raise bad_request(f"{field} must not be empty; an id is a string or an integer")
-    return canonical
 
 
 def check_ids(value: object, field: str) -> list[str]:
@@ -207,16 +203,11 @@ class AdminService:
 
     async def set_team_blocked(self, by: str, team_id: object, blocked: bool) -> TeamState:
         team = check_id(team_id, "team_id")
-        try:
-            state = await self.store.set_team_blocked(team, blocked, by, self._clock())
-        except StoreError as exc:
-            raise self._store_down(exc, writing=True) from exc
-        log.info(
+        return await self._write(
+            self.store.set_team_blocked(team, blocked, by, self._clock()),
             "team blocked" if blocked else "team unblocked",
-            extra={"team_id": team, "by": by},
+            {"team_id": team, "by": by},
         )
-        await self._published()
-        return state
 
     async def get_team(self, team_id: object) -> TeamState:
         team = check_id(team_id, "team_id")
@@ -233,10 +224,11 @@ class AdminService:
             )
         return state
 
-    async def _team_write(
-        self, write: Any, what: str, extra: dict[str, Any], team_id: str = ""
-    ) -> Any:
-        """Run a registry write: 400/404 for what the registry refuses, 503 store down."""
+    async def _write(
+        self, write: Awaitable[T], what: str, extra: dict[str, Any], team_id: str = ""
+    ) -> T:
+        """Run a store write, log it and publish it: 400/404 for what the team registry
+        refuses, 503 store down."""
         try:
             result = await write
         except TeamConflict as exc:
@@ -264,13 +256,12 @@ class AdminService:
             team = team_input.new_team(data, by, self._clock())
         except team_input.BadTeamInput as exc:
             raise bad_request(str(exc)) from None
-        state: TeamState = await self._team_write(
+        return await self._write(
             self.store.create_team(team),
             "team created",
             {"team_id": team.team_id, "models": list(team.models)[:20], "by": by},
             team.team_id,
         )
-        return state
 
     async def update_team(self, by: str, data: Mapping[str, Any]) -> TeamState:
         """/team/update: change a registered team's alias, models, org or block."""
@@ -278,22 +269,20 @@ class AdminService:
             team_id, changes = team_input.team_update(data)
         except team_input.BadTeamInput as exc:
             raise bad_request(str(exc)) from None
-        state: TeamState = await self._team_write(
+        return await self._write(
             self.store.update_team(team_id, changes, by, self._clock()),
             "team updated",
             {"team_id": team_id, "by": by},
         )
-        return state
 
     async def delete_teams(self, by: str, team_ids: object) -> list[TeamState]:
         """/team/delete: remove teams (and their blocks), all or none."""
         ids = check_ids(team_ids, "team_ids")
-        gone: list[TeamState] = await self._team_write(
+        return await self._write(
             self.store.delete_teams(ids),
             "teams deleted",
             {"team_ids": ids[:20], "count": len(ids), "by": by},
         )
-        return gone
 
     async def list_teams(self) -> list[TeamState]:
         try:
@@ -332,16 +321,11 @@ class AdminService:
         self, by: str, user_ids: object, blocked: bool
     ) -> list[EndUserState]:
         ids = check_ids(user_ids, "user_ids")
-        try:
-            states = await self.store.set_end_users_blocked(ids, blocked, by, self._clock())
-        except StoreError as exc:
-            raise self._store_down(exc, writing=True) from exc
-        log.info(
+        return await self._write(
+            self.store.set_end_users_blocked(ids, blocked, by, self._clock()),
             "end users blocked" if blocked else "end users unblocked",
-            extra={"user_ids": ids[:20], "count": len(ids), "by": by},
+            {"user_ids": ids[:20], "count": len(ids), "by": by},
         )
-        await self._published()
-        return states
 
     async def list_end_users(self) -> list[EndUserState]:
         try:

@@ -60,10 +60,13 @@ class StateRuntime:
         """The authorizer's ``on_identity`` hook: record a user seen in a valid token, and
         register its team (``team_id_upsert``: the team claim or default, as LiteLLM's
         ``get_team_object(team_id_upsert=True)``; an admin's token registers none)."""
+        # Runs on every verified request (cache hits too): nothing to note, no role to work out.
+        if not (policy.user_id_upsert or policy.team_id_upsert) or recording_paused():
+            return
         rbac = rbac_role(identity, policy)
         if rbac is not None:  # the user or team id an object id names (object_id_jwt_field)
             identity = with_object_id(identity, rbac)
-        if recording_paused() or (
+        if (
             policy.email_domains is not None
             and email_refusal(identity, policy.email_domains) is not None  # the core's gate
             and resolve_role(identity, policy) is not Role.PROXY_ADMIN

@@ -21,10 +21,9 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 
-from extauthz.envoy.responder import Responder, SplitAuthorizerLike
+from extauthz.envoy.responder import PARTIAL_BODY_HEADER, Responder, SplitAuthorizerLike
 from extauthz.model import INTERNAL_VERDICT, RequestView, Verdict
 
-PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 log = logging.getLogger("extauthz.grpc")
 

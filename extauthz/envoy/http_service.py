@@ -33,7 +33,7 @@ from extauthz.envoy.httpserver import (
     header_line,
     status_line,
 )
-from extauthz.envoy.responder import AuthorizerLike, Responder
+from extauthz.envoy.responder import PARTIAL_BODY_HEADER, AuthorizerLike, Responder
 from extauthz.model import (
     CLIENT_ADDRESS_HEADER,
     INTERNAL_VERDICT,
@@ -44,7 +44,6 @@ from extauthz.model import (
     deny_verdict,
 )
 
-PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 DEFAULT_PATH_PREFIX = "/extauthz"
 log = logging.getLogger("extauthz.http")
@@ -203,5 +202,3 @@ async def start_authz_http(
     server = AuthzHttpServer(authorizer, path_prefix=path_prefix, limits=limits)
     await server.start(host, port, reuse_port)
     return server
-
-

@@ -24,6 +24,8 @@ from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict, 
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import credential_headers, render
 
+# Envoy's mark on a check whose body it cut at with_request_body.max_request_bytes (both modes).
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
 S = TypeVar("S")  # what an authorizer's decide_now hands to its finish

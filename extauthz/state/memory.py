@@ -85,12 +85,8 @@ class MemoryStore:
                 raise TeamConflict("alias_taken", f"team_alias {alias!r} is team {t.team_id!r}'s")
 
     async def create_team(self, team: TeamState) -> TeamState:
-        current = self._teams.get(team.team_id)
-        if current is not None and current.registered:
-            raise TeamConflict("exists", f"team {team.team_id!r} exists")
+        team = teams.created(self._teams.get(team.team_id), team)
         self._alias_free(team.team_alias, team.team_id)
-        if current is not None:
-            team = dataclasses.replace(team, blocked=current.blocked or team.blocked)
         self._teams[team.team_id] = team
         self._bump()
         return team

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -82,20 +81,9 @@ _UPSERT_USER = (
     " first_seen = LEAST(extauthz_users.first_seen, excluded.first_seen),"
     " last_seen = GREATEST(extauthz_users.last_seen, excluded.last_seen)"
 )
-_TEAM_COLUMNS = (
-    "team_id, blocked, changed_by, changed_at, team_alias, models, organization_id, registered,"
-    " created_at"
-)
+_TEAM_COLUMNS = teams.COLUMNS
 _SELECT_TEAM = f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = %s"  # noqa: S608
-_WRITE_TEAM = (
-    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, team_alias, models,"
-    " organization_id, registered, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (team_id) DO UPDATE SET blocked = excluded.blocked,"
-    " changed_by = excluded.changed_by, changed_at = excluded.changed_at,"
-    " team_alias = excluded.team_alias, models = excluded.models,"
-    " organization_id = excluded.organization_id, registered = excluded.registered,"
-    " created_at = excluded.created_at"
-)
+_WRITE_TEAM = teams.upsert_sql("%s")
 _DELETE_TEAMS = f"DELETE FROM extauthz_teams WHERE team_id = ANY(%s) RETURNING {_TEAM_COLUMNS}"  # noqa: S608
 _UPSERT_REGISTERED = (
     "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, registered, created_at)"
@@ -144,20 +132,6 @@ def _team(row: Sequence[Any]) -> TeamState:
         row[6],
         bool(row[7]),
         row[8],
-    )
-
-
-def _team_row(t: TeamState) -> tuple[Any, ...]:
-    return (
-        t.team_id,
-        t.blocked,
-        t.changed_by,
-        t.changed_at,
-        t.team_alias,
-        teams.models_json(t.models),
-        t.organization_id,
-        t.registered,
-        t.created_at,
     )
 
 
@@ -466,13 +440,8 @@ class PostgresStore:
                     "SELECT pg_advisory_xact_lock(hashtext('extauthz_team.' || %s))",
                     (team.team_id,),
                 )
-                current = await self._locked_team(conn, team.team_id)
-                new = team
-                if current is not None:
-                    if current.registered:
-                        raise TeamConflict("exists", f"team {team.team_id!r} exists")
-                    new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
-                await conn.execute(_WRITE_TEAM, _team_row(new))
+                new = teams.created(await self._locked_team(conn, team.team_id), team)
+                await conn.execute(_WRITE_TEAM, teams.row(new))
                 await self._bump(conn)
             return new
 
@@ -490,7 +459,7 @@ class PostgresStore:
                 new = teams.changed(current, changes, by, at)
                 if new is None:
                     return current
-                await conn.execute(_WRITE_TEAM, _team_row(new))
+                await conn.execute(_WRITE_TEAM, teams.row(new))
                 await self._bump(conn)
             return new
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import time
@@ -57,20 +56,9 @@ _UPSERT_USER = (
     " first_seen = MIN(extauthz_users.first_seen, excluded.first_seen),"
     " last_seen = MAX(extauthz_users.last_seen, excluded.last_seen)"
 )
-_TEAM_COLUMNS = (
-    "team_id, blocked, changed_by, changed_at, team_alias, models, organization_id, registered,"
-    " created_at"
-)
+_TEAM_COLUMNS = teams.COLUMNS
 _SELECT_TEAM = f"SELECT {_TEAM_COLUMNS} FROM extauthz_teams WHERE team_id = ?"  # noqa: S608
-_WRITE_TEAM = (
-    "INSERT INTO extauthz_teams (team_id, blocked, changed_by, changed_at, team_alias, models,"
-    " organization_id, registered, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (team_id) DO UPDATE SET blocked = excluded.blocked,"
-    " changed_by = excluded.changed_by, changed_at = excluded.changed_at,"
-    " team_alias = excluded.team_alias, models = excluded.models,"
-    " organization_id = excluded.organization_id, registered = excluded.registered,"
-    " created_at = excluded.created_at"
-)
+_WRITE_TEAM = teams.upsert_sql("?")
 _ALIAS_OWNER = "SELECT team_id FROM extauthz_teams WHERE team_alias = ? AND team_id <> ?"
 _END_USER_COLUMNS = "user_id, blocked, changed_by, changed_at"
 _USER_COLUMNS = "user_id, email, first_seen, last_seen"
@@ -87,20 +75,6 @@ def _team(row: tuple[object, ...]) -> TeamState:
         _opt_str(row[6]),
         bool(row[7]),
         _opt_float(row[8]),
-    )
-
-
-def _team_row(t: TeamState) -> tuple[object, ...]:
-    return (
-        t.team_id,
-        t.blocked,
-        t.changed_by,
-        t.changed_at,
-        t.team_alias,
-        teams.models_json(t.models),
-        t.organization_id,
-        t.registered,
-        t.created_at,
     )
 
 
@@ -381,14 +355,9 @@ class SqliteStore:
     async def create_team(self, team: TeamState) -> TeamState:
         def body(db: sqlite3.Connection) -> TeamState:
             row = db.execute(_SELECT_TEAM, (team.team_id,)).fetchone()
-            new = team
-            if row is not None:
-                current = _team(row)
-                if current.registered:
-                    raise TeamConflict("exists", f"team {team.team_id!r} exists")
-                new = dataclasses.replace(team, blocked=current.blocked or team.blocked)
+            new = teams.created(None if row is None else _team(row), team)
             _check_alias(db, new.team_alias, new.team_id)
-            db.execute(_WRITE_TEAM, _team_row(new))
+            db.execute(_WRITE_TEAM, teams.row(new))
             db.execute(_BUMP_VERSION)
             return new
 
@@ -406,7 +375,7 @@ class SqliteStore:
             new = teams.changed(current, changes, by, at)
             if new is None:
                 return current
-            db.execute(_WRITE_TEAM, _team_row(new))
+            db.execute(_WRITE_TEAM, teams.row(new))
             db.execute(_BUMP_VERSION)
             return new
 

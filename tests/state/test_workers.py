@@ -7,6 +7,8 @@ opens connections until both workers have answered, as the per-worker gauges of 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import signal
@@ -159,3 +161,70 @@ async def test_a_worker_that_dies_stops_the_sidecar(tmp_path: Path) -> None:
     finally:
         await http.close()
         await car.stop()
+
+
+class _FakeProcess:
+    """A worker process that never runs: the supervisor's bookkeeping alone is under test."""
+
+    def __init__(self, started: list[_FakeProcess], on_start: object, name: str) -> None:
+        self.name, self.sentinel = name, object()
+        self.pid: int | None = None
+        self.exitcode: int | None = None
+        self._started, self._on_start = started, on_start
+
+    def start(self) -> None:
+        self._started.append(self)
+        self.pid = 1_000_000 + len(self._started)  # never signalled: os.kill is replaced
+        if callable(self._on_start):
+            self._on_start(self)
+
+    def kill(self) -> None:
+        self.exitcode = -9
+
+    def join(self) -> None:
+        pass
+
+
+def test_a_signal_while_workers_start_starts_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM after the first worker started (the others not yet): the supervisor starts no
+    more workers and returns once the started one stopped. Before the fix it started the
+    rest, which never heard of the signal, and waited for them forever."""
+    from extauthz import workers
+    from extauthz.runtime import ServeOptions
+
+    started: list[_FakeProcess] = []
+    killed: list[tuple[int, int]] = []
+
+    def signal_once(proc: _FakeProcess) -> None:
+        if len(started) == 1:  # the handler serve_workers installed, as the kernel would call it
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler)
+            handler(signal.SIGTERM, None)
+
+    class Context:
+        def Process(self, target: object, args: object, name: str) -> _FakeProcess:
+            return _FakeProcess(started, signal_once, name)
+
+    def kill(pid: int, signum: int) -> None:
+        killed.append((pid, signum))
+        for proc in started:
+            if proc.pid == pid:
+                proc.exitcode = 0  # a worker stops on SIGTERM
+
+    waits = 0
+
+    def wait(sentinels: list[object]) -> list[object]:
+        nonlocal waits
+        waits += 1
+        if waits > 10:
+            raise RuntimeError("the supervisor waits for a worker that will never stop")
+        return sentinels
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda _method: Context())
+    monkeypatch.setattr(multiprocessing.connection, "wait", wait)
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve_workers sets it; restored after
+    options = ServeOptions(config="unused.yaml", state_url="sqlite:///unused.db")
+    assert workers.serve_workers(options, 3, "info") == 0
+    assert [p.name for p in started] == ["extauthz-worker-0"]
+    assert killed == [(1_000_001, signal.SIGTERM)]
