@@ -75,10 +75,16 @@ class UrlSubject:
     field: str | None = None
 
     def __str__(self) -> str:
-        return f"credential_source.url {URL(self.url).with_query(None)}"
+        return f"credential_source.url {_shown_url(self.url)}"
 
 
 SubjectSource = OidcRef | FileSubject | UrlSubject
+
+
+def _shown_url(url: str) -> str:
+    """``url`` for a message or /status: without a password or a query, which may be secrets."""
+    parts = URL(url)
+    return str(parts.with_user(None).with_query(None)) if parts.absolute else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +160,7 @@ def _subject(
         return FileSubject(value, field)
     parts = URL(value)
     if parts.scheme not in ("http", "https") or not parts.host:
-        problems.append(f"{where}.url: {value!r} must be an http:// or https:// URL")
+        problems.append(f"{where}.url: {_shown_url(value)!r} must be an http:// or https:// URL")
         return None
     headers = source.get("headers") or {}
     if not isinstance(headers, Mapping) or not all(
