@@ -23,7 +23,13 @@ from typing import Any
 
 from yarl import URL
 
-from extauthz.mint.answers import AccessToken, access_token, json_object, seconds
+from extauthz.mint.answers import (
+    AccessToken,
+    access_token,
+    expires_after,
+    json_object,
+    oauth_error,
+)
 from extauthz.mint.errors import ExchangeError, TokenSourceError
 from extauthz.mint.redact import Secret, describe_token, scrub
 from extauthz.mint.sources import OidcRef, parse_oidc_ref, read_token_file, ref_problems
@@ -316,15 +322,13 @@ async def exchange_subject_token(
     )
     data = json_object(resp.body)
     if resp.status == 200:
-        expires_in = seconds(data.get("expires_in"))
-        expires_at = None if expires_in is None else now + expires_in
+        expires_at = expires_after(data.get("expires_in"), now)
         needs = "access_token and expires_in"
         return access_token(data.get("access_token"), expires_at, what, needs)
-    error = data.get("error")
-    if not isinstance(error, str) or not error:
+    refusal = oauth_error(data, [subject_token])
+    if refusal is None:
         raise ExchangeError(f"{what} answered HTTP {resp.status} without an OAuth error document")
-    description = data.get("error_description")
-    detail = scrub(description if isinstance(description, str) else "", [subject_token])
+    error, detail = refusal
     raise ExchangeError(
         f"{what} refused the token exchange for {account.audience} (HTTP {resp.status} {error}: "
         f"{detail}); {describe_token(subject_token)}{_POOL_HINT}",
