@@ -27,13 +27,13 @@ projected service-account tokens are rotated in place by the kubelet.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from yarl import URL
 
+from extauthz.mint.answers import json_object
 from extauthz.mint.azure import managed_identity_endpoint, managed_identity_token, scope_to_resource
 from extauthz.mint.errors import TokenSourceError
 from extauthz.mint.redact import unverified_claims
@@ -285,10 +285,7 @@ class OidcTokens:
         )
         if resp.status != 200:
             raise TokenSourceError(f"{ref}: {what} answered HTTP {resp.status}")
-        try:
-            value = json.loads(resp.body).get("value")
-        except (ValueError, AttributeError):
-            value = None
+        value = json_object(resp.body).get("value")
         if not isinstance(value, str) or not value:
             raise TokenSourceError(f"{ref}: {what} answered without a JSON 'value' token")
         return value
