@@ -25,7 +25,6 @@ import contextlib
 import fnmatch
 import os
 import re
-import socket
 import string
 import subprocess
 import time
@@ -52,6 +51,7 @@ from extauthz.dev.envoyconf import (
 from extauthz.devtokens import sign_token
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
 from extauthz.runtime import Sidecar
+from harness.procs import free_port
 from tests.httpmode.client import ENVOY_HTTP_YAML
 from tests.integration.harness import ENVOY_YAML, Idp, LoopThread, Reply, request, start_sidecar
 
@@ -245,12 +245,6 @@ def litellm_file_id(model: str, provider_file_id: str = ProviderTrap.FILE_ID) ->
 
 
 # -- the LiteLLM proxy --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def litellm_env(home: Path) -> dict[str, str]:
