@@ -47,6 +47,7 @@ from extauthz.dev.envoyconf import (
     find_binary,
     load_config,
     render_envoy_config,
+    stop_process,
 )
 from extauthz.devtokens import sign_token
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
@@ -332,13 +333,8 @@ class LiteLLMProxy:
         item.stash[LOG_FROM] = (self, self.log_size())
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
