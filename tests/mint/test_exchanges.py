@@ -256,6 +256,29 @@ class TestTransport:
         finally:
             await client.close()
 
+    async def test_a_malformed_answer_never_shows_the_url_query(self) -> None:
+        """A broken HTTP answer is a TransportError naming the service, not the URL: a query
+        (a credential_source.url's signature, say) may be a secret."""
+        import asyncio
+        import ssl
+
+        async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(broken, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient(ssl.create_default_context(), timeout_seconds=5)
+        try:
+            with pytest.raises(TransportError, match=r"^svc: a malformed HTTP answer") as info:
+                await client.request("GET", f"http://127.0.0.1:{port}/id?sig=s3cr3t", what="svc")
+            assert "s3cr3t" not in str(info.value)
+        finally:
+            await client.close()
+            server.close()
+
     async def test_a_slow_service_times_out(self, server_thread: ServerThread) -> None:
         """Every call has a timeout; the message names the setting."""
         import asyncio
