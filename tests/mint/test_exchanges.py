@@ -15,7 +15,10 @@ from extauthz.mint.aws import (
 )
 from extauthz.mint.azure import exchange_client_assertion, parse_token_response
 from extauthz.mint.errors import ExchangeError, TransportError
+from extauthz.mint.minter import mint
+from extauthz.mint.plan import AwsWebIdentitySpec
 from extauthz.mint.redact import describe_token, scrub
+from extauthz.mint.sources import OidcRef, OidcTokens
 from extauthz.mint.transport import HttpClient
 
 from .standins import Cloud, ServerThread, make_jwt
@@ -56,6 +59,24 @@ class TestSts:
                 "DurationSeconds": "3600",
             }
         ]
+
+    async def test_a_token_sts_refused_is_not_reused_from_the_cache(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """oidc/google is cached for 3540 s, but after a refusal the next attempt fetches a
+        fresh token from the metadata server; after a success the cached one is reused."""
+        tokens = OidcTokens(http, cloud.env(), time.time)
+        spec = AwsWebIdentitySpec(
+            "m", "model_list[0]", OidcRef("google", "sts.amazonaws.com"), ROLE, "s-1",
+            cloud.sts.url,
+        )  # fmt: skip
+        cloud.sts.refuse = (400, "InvalidIdentityToken", "Incorrect token audience")
+        with pytest.raises(ExchangeError):
+            await mint(spec, http, tokens, time.time)
+        cloud.sts.refuse = None
+        await mint(spec, http, tokens, time.time)
+        await mint(spec, http, tokens, time.time)
+        assert len(cloud.gce.requests) == 2
 
     async def test_invalid_identity_token_names_aud_and_iss_never_the_token(
         self, cloud: Cloud, http: HttpClient
