@@ -37,9 +37,15 @@ from extauthz.errors import ConfigError
 from extauthz.mint.aws import sts_endpoint_for_region
 from extauthz.mint.azure import DEFAULT_AUTHORITY_HOST, DEFAULT_SCOPE
 from extauthz.mint.google import ExternalAccount, parse_external_account
-from extauthz.mint.redact import Secret, unverified_claims
+from extauthz.mint.redact import Secret
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
-from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
+from extauthz.mint.sources import (
+    OidcRef,
+    is_oidc_ref,
+    parse_oidc_ref,
+    plausible_path,
+    ref_problems,
+)
 
 # The shape of a role ARN only: STS is the authority on which partitions, accounts and roles exist.
 _ROLE_ARN = re.compile(r"^arn:[a-z][a-z0-9-]*:iam::(?P<account>[^:/\s]+):role/[\w+=,.@/-]{1,512}$")
@@ -372,8 +378,7 @@ def _vertex_document(entry: _Entry, value: object) -> tuple[dict[str, Any] | Non
             )
             return None, origin
         # A value that is neither JSON nor a plausible path may be a secret: never shown.
-        plausible = len(value) <= 1024 and not any(ch.isspace() for ch in value)
-        shown = repr(value) if plausible and not unverified_claims(value) else "(not shown)"
+        shown = repr(value) if plausible_path(value) else "(not shown)"
         origin = f" (in {shown})"
         try:
             value = read_credentials_file(value)

@@ -123,13 +123,20 @@ def gce_metadata_host(environ: Mapping[str, str]) -> str:
     )
 
 
+def plausible_path(value: str) -> bool:
+    """Short, no whitespace, not a JWT: safe to show as the path it is meant to be (a value
+    that fails this may be the secret itself, put where a path was expected)."""
+    return (
+        len(value) <= 1024 and not any(c.isspace() for c in value) and not unverified_claims(value)
+    )
+
+
 def shown_path(path: str, env_name: str | None) -> str:
     """``path`` quoted for a message; a value read from env ``env_name`` is shown only when it
     looks like a path, since a variable meant to name a token file sometimes holds the token."""
     if env_name is None:
         return repr(path)
-    looks_like_path = "/" in path and len(path) <= 1024 and not any(c.isspace() for c in path)
-    if looks_like_path and not unverified_claims(path):
+    if "/" in path and plausible_path(path):
         return f"{path!r} (from {env_name})"
     return (
         f"named by {env_name}, whose value does not look like a path (is it the token itself? "
