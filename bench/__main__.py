@@ -45,6 +45,7 @@ import yaml
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from extauthz.dev.envoyconf import stop_process
 from extauthz.devtokens import load_private_key, public_jwk
 from harness.procs import free_port, rss_mb, tree_cpu_seconds, wait_port
 from harness.table import Result, summarize
@@ -236,12 +237,7 @@ def process(
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if log:
             out.close()  # type: ignore[union-attr]
 

@@ -58,6 +58,7 @@ from extauthz.dev.envoyconf import (
 from extauthz.devtokens import load_private_key, write_dev_key
 from extauthz.policy import models as body_limits
 from harness.hostile import Rig, rig, send_raw
+from harness.procs import cpu_seconds, free_port, rss_mb
 from tests.integration.harness import ENVOY_YAML
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,7 +281,7 @@ def to_http_mode(r: Rig, log: Any) -> None:
     assert r.sidecar is not None
     args = [str(a) for a in r.sidecar.args]  # type: ignore[union-attr]  # the rig's command
     r.stop_sidecar()
-    authz_port = bench.free_port()
+    authz_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "EXTAUTHZ_"))}
     r.sidecar = subprocess.Popen(
         die_with_parent([*args, "--authz-http-address", f"127.0.0.1:{authz_port}"]),
@@ -399,17 +400,17 @@ def measure(
             hostile = stack.enter_context(
                 hostile_caller(r.port, token, args.hostile_connections, pace, budget)
             )
-        cpu0 = [bench.cpu_seconds(p) for p in pids]
+        cpu0 = [cpu_seconds(p) for p in pids]
         busy0 = machine_busy()
         t0, m0 = time.time(), time.monotonic()
         label = f"{mode}-{kind}-{round_}"
         res = bench.run_wrk(label, r.port, tokens, args.seconds, args.connections)
         took = time.monotonic() - m0
-        cpu = [(bench.cpu_seconds(p) - c) / took * 100 for p, c in zip(pids, cpu0, strict=True)]
+        cpu = [(cpu_seconds(p) - c) / took * 100 for p, c in zip(pids, cpu0, strict=True)]
         t1 = time.time()
         busy1 = machine_busy()
         busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * 100
-        rss = bench.rss_mb(pids[0])
+        rss = rss_mb(pids[0])
     non_2xx, socket_errors = wrk_counts(label)
     return Run(mode, kind, round_, res.rps, res.p50_ms, res.p99_ms, non_2xx, socket_errors,
                (t0, t1), cpu[0], cpu[1], rss, busy, hostile=hostile)  # fmt: skip
@@ -455,14 +456,14 @@ def shape_costs(r: Rig, mode: str, token: str, repeat: int) -> list[ShapeCost]:
     for name, raw in sends:
         wall, answers = [], Counter[str]()
         time.sleep(0.2)
-        c0 = [bench.cpu_seconds(p) for p in pids]
+        c0 = [cpu_seconds(p) for p in pids]
         for _ in range(repeat):
             start = time.monotonic()
             resp = send_raw(r.port, raw, timeout=30.0)
             wall.append((time.monotonic() - start) * 1000)
             answers[f"{resp.status} {resp.reason or ''}".strip() if resp else "no answer"] += 1
         time.sleep(0.2)  # both processes done with the last one
-        cpu = [(bench.cpu_seconds(p) - c) * 1000 / repeat for p, c in zip(pids, c0, strict=True)]
+        cpu = [(cpu_seconds(p) - c) * 1000 / repeat for p, c in zip(pids, c0, strict=True)]
         text = ", ".join(f"{k} x{v}" for k, v in answers.most_common())
         out.append(ShapeCost(mode, name, text, statistics.median(wall), cpu[0], cpu[1]))
     return out

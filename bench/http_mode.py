@@ -11,7 +11,7 @@ everything unread), ``http-floor-llhttp`` (the same framed by httptools, the sid
 ``http-sidecar-cold`` (a new token each request), ``grpc-sidecar-warm``, ``grpc-floor-again``.
 
 For ``bench/__main__.py``: ``http_rows(seconds, connections, cold_tokens, sidecar_http)`` returns
-``bench.Result`` rows; ``sidecar_http(port)`` is the command that serves HTTP mode on ``port``
+``Result`` rows; ``sidecar_http(port)`` is the command that serves HTTP mode on ``port``
 (default: this package's runner; once wired, ``extauthz serve --authz-http-address``).
 """
 
@@ -32,6 +32,8 @@ import yaml
 
 import bench.__main__ as bench
 from extauthz.devtokens import write_dev_key
+from harness.procs import free_port, wait_port
+from harness.table import Result
 
 REPO = Path(__file__).resolve().parents[1]
 ENVOY_HTTP_YAML = REPO / "envoy-http.yaml"
@@ -84,13 +86,13 @@ def http_envoy_config(port: int, admin: int, authz_port: int) -> dict[str, Any]:
 @contextmanager
 def http_envoy(authz_port: int) -> Iterator[int]:
     """An Envoy (one worker) checking every request with the HTTP service on ``authz_port``."""
-    port, admin = bench.free_port(), bench.free_port()
+    port, admin = free_port(), free_port()
     cfg = bench.WORK / "envoy-ext_authz_http.yaml"
     cfg.write_text(yaml.safe_dump(http_envoy_config(port, admin, authz_port)))
     args = [str(bench.BIN / "envoy"), "-c", str(cfg), "--concurrency", "1"]
     args += ["--use-dynamic-base-id", "--log-level", "error"]
     with bench.process(args, log=bench.WORK / "envoy-ext_authz_http.log"):
-        bench.wait_port(port)
+        wait_port(port)
         yield port
 
 
@@ -99,8 +101,8 @@ def default_sidecar_http(config: Path) -> Callable[[int], list[str]]:
 
     def cmd(port: int) -> list[str]:
         return [str(bench.BIN / "extauthz"), "serve", "--config", str(config),
-                "--grpc-address", f"127.0.0.1:{bench.free_port()}",
-                "--http-address", f"127.0.0.1:{bench.free_port()}",
+                "--grpc-address", f"127.0.0.1:{free_port()}",
+                "--http-address", f"127.0.0.1:{free_port()}",
                 "--state", f"sqlite:///{bench.WORK / 'bench-state.db'}",  # as the gRPC rows
                 "--authz-http-address", f"127.0.0.1:{port}"]  # fmt: skip
 
@@ -135,7 +137,7 @@ def http_rows(
     sidecar_http: Callable[[int], list[str]] | None = None,
     only: tuple[str, ...] = SCENARIOS,
     tokens: tuple[Path, Path] | None = None,
-) -> list[bench.Result]:
+) -> list[Result]:
     """Run the HTTP-mode scenarios (and their gRPC partners) and return their rows.
 
     ``tokens``: the (warm, cold) files from ``prepare`` when the caller made them already
@@ -149,7 +151,7 @@ def http_rows(
         "JWT_PUBLIC_KEY_URL": f"file://{bench.WORK / 'bench-jwks.json'}",
         "EXTAUTHZ_LOG_LEVEL": "warning",
     }
-    rows: list[bench.Result] = []
+    rows: list[Result] = []
     sec, conns = seconds, connections
 
     def wrk(name: str, port: int, tokens: Path, note: str = "") -> None:
@@ -157,11 +159,11 @@ def http_rows(
         print(f"{name}: {rows[-1].rps:,.0f} rps", file=sys.stderr, flush=True)
 
     for name in only:
-        port = bench.free_port()
+        port = free_port()
         if name.startswith("grpc-floor"):
             cmd = [sys.executable, "-m", "bench.floor", f"127.0.0.1:{port}"]
             with bench.process(cmd, log=bench.WORK / "floor.log"):
-                bench.wait_port(port)
+                wait_port(port)
                 with bench.envoy("ext_authz", port) as envoy_port:
                     wrk(name, envoy_port, warm)
         elif name.startswith("http-floor"):
@@ -169,7 +171,7 @@ def http_rows(
             cmd = [sys.executable, "-m", "bench.http_floor", f"127.0.0.1:{port}",
                    "--parser", parser]  # fmt: skip
             with bench.process(cmd, log=bench.WORK / "http-floor.log"):
-                bench.wait_port(port)
+                wait_port(port)
                 with http_envoy(port) as envoy_port:
                     wrk(name, envoy_port, warm)
         elif name == "jwt_authn":
@@ -179,18 +181,18 @@ def http_rows(
             token_file, note = (warm, "1,000 tokens") if name.endswith("warm") else (
                 cold, f"{cold_tokens:,} tokens")  # fmt: skip
             with bench.process(sidecar_http(port), env=env, log=bench.WORK / f"{name}.log"):
-                bench.wait_port(port)
+                wait_port(port)
                 time.sleep(0.5)  # keys fetched
                 with http_envoy(port) as envoy_port:
                     wrk(name, envoy_port, token_file, note)
         elif name == "grpc-sidecar-warm":
-            admin = bench.free_port()
+            admin = free_port()
             cmd = [str(bench.BIN / "extauthz"), "serve", "--config", str(policy),
                    "--grpc-address", f"127.0.0.1:{port}",
                    "--http-address", f"127.0.0.1:{admin}",
                    "--state", f"sqlite:///{bench.WORK / 'bench-state.db'}"]  # fmt: skip
             with bench.process(cmd, env=env, log=bench.WORK / f"{name}.log"):
-                bench.wait_port(admin)
+                wait_port(admin)
                 time.sleep(0.5)
                 with bench.envoy("ext_authz", port) as envoy_port:
                     wrk(name, envoy_port, warm, "1,000 tokens")
@@ -199,7 +201,7 @@ def http_rows(
     return rows
 
 
-def table(rows: list[bench.Result]) -> str:
+def table(rows: list[Result]) -> str:
     """Markdown rows with ratios to the gRPC floor (mean of its runs) and to jwt_authn."""
     floors = [r.rps for r in rows if r.name.startswith("grpc-floor")]
     anchor = [r.rps for r in rows if r.name == "jwt_authn"]

@@ -56,6 +56,7 @@ from extauthz.dev.envoyconf import (
     die_with_parent,
     load_config,
     render_envoy_config,
+    stop_process,
 )
 from extauthz.devtokens import new_private_key, public_jwk, sign_token
 from harness.procs import free_port, rss_mb
@@ -180,13 +181,8 @@ class Rig:
             self.sidecar.wait(10)
 
     def stop_sidecar(self) -> None:
-        if self.sidecar is not None and self.sidecar.poll() is None:
-            self.sidecar.terminate()
-            try:
-                self.sidecar.wait(10)
-            except subprocess.TimeoutExpired:
-                self.sidecar.kill()
-                self.sidecar.wait()
+        if self.sidecar is not None:
+            stop_process(self.sidecar)
 
     def rss_mb(self) -> float:
         assert self.sidecar is not None

@@ -18,7 +18,6 @@ Checks (one PASS/FAIL line each, exit code 0 when all pass):
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -39,7 +38,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 
 from extauthz.dev.envoyconf import die_with_parent, stop_process
 from extauthz.devtokens import jwks_of, new_private_key, public_jwk
-from harness.hostile import http_get
+from harness.hostile import b64, http_get
 from harness.procs import free_port, rss_mb
 from tests.integration.harness import example_policy
 from tests.state.helpers import check_request
@@ -48,10 +47,6 @@ BIN = Path(sys.executable).parent
 LONG = 58 * 1024  # the reported request: longer than any path the sidecar accepts
 PATH_LENGTHS = (LONG, 8000, 2000)
 DENY_STATUSES = frozenset({400, 401})
-
-
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 @dataclass

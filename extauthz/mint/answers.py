@@ -7,11 +7,12 @@ malformed answer the same way: an ``ExchangeError``, and nothing written from it
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from extauthz.mint.errors import ExchangeError
-from extauthz.mint.redact import Secret
+from extauthz.mint.redact import Secret, scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,22 @@ def seconds(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
+
+
+def expires_after(value: object, now: float) -> float | None:
+    """``now`` plus an ``expires_in`` lifetime; None when ``value`` is not one."""
+    lifetime = seconds(value)
+    return None if lifetime is None else now + lifetime
+
+
+def oauth_error(data: Mapping[str, Any], secrets: Iterable[str]) -> tuple[str, str] | None:
+    """``(error, error_description)`` of an OAuth error document (RFC 6749 §5.2), the
+    description scrubbed of ``secrets``; None when ``data`` is not one."""
+    error = data.get("error")
+    if not isinstance(error, str) or not error:
+        return None
+    description = data.get("error_description")
+    return error, scrub(description if isinstance(description, str) else "", secrets)
 
 
 def access_token(token: object, expires_at: float | None, what: str, needs: str) -> AccessToken:

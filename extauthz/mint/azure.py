@@ -16,7 +16,14 @@ from typing import Any
 
 from yarl import URL
 
-from extauthz.mint.answers import AccessToken, access_token, json_object, seconds
+from extauthz.mint.answers import (
+    AccessToken,
+    access_token,
+    expires_after,
+    json_object,
+    oauth_error,
+    seconds,
+)
 from extauthz.mint.errors import ExchangeError, TransportError
 from extauthz.mint.redact import describe_token, scrub
 from extauthz.mint.transport import HttpClient
@@ -40,8 +47,7 @@ def parse_token_response(body: bytes, now: float) -> AccessToken:
     data = json_object(body)
     if not data:
         raise ExchangeError("Entra answered 200 without a JSON object")
-    expires_in = seconds(data.get("expires_in"))
-    expires_at = None if expires_in is None else now + expires_in
+    expires_at = expires_after(data.get("expires_in"), now)
     needs = "access_token and a numeric expires_in"
     return access_token(data.get("access_token"), expires_at, "Entra", needs)
 
@@ -75,15 +81,13 @@ async def exchange_client_assertion(
     )
     if resp.status == 200:
         return parse_token_response(resp.body, now)
-    data = json_object(resp.body)
-    error = data.get("error")
-    if not isinstance(error, str) or not error:
+    refusal = oauth_error(json_object(resp.body), [assertion])
+    if refusal is None:
         raise ExchangeError(
             f"{what} answered HTTP {resp.status} without an OAuth error document "
             f"(tenant {tenant_id}, client {client_id})"
         )
-    description = data.get("error_description")
-    detail = scrub(description if isinstance(description, str) else "", [assertion])
+    error, detail = refusal
     hint = _FEDERATION_HINT if error in ("invalid_client", "unauthorized_client") else ""
     raise ExchangeError(
         f"{what} refused the client assertion for client {client_id} in tenant {tenant_id} "
@@ -155,8 +159,8 @@ def scope_to_resource(scope: str) -> str:
 
 def _expiry(data: Mapping[str, Any], now: float) -> float | None:
     """``expires_in`` (IMDS, seconds, often a string) else ``expires_on`` (POSIX time)."""
-    expires_in, expires_on = seconds(data.get("expires_in")), seconds(data.get("expires_on"))
-    return now + expires_in if expires_in is not None else expires_on
+    expires_at = expires_after(data.get("expires_in"), now)
+    return expires_at if expires_at is not None else seconds(data.get("expires_on"))
 
 
 async def managed_identity_token(

@@ -23,7 +23,13 @@ from typing import Any
 
 from yarl import URL
 
-from extauthz.mint.answers import AccessToken, access_token, json_object, seconds
+from extauthz.mint.answers import (
+    AccessToken,
+    access_token,
+    expires_after,
+    json_object,
+    oauth_error,
+)
 from extauthz.mint.errors import ExchangeError, TokenSourceError
 from extauthz.mint.redact import Secret, describe_token, scrub
 from extauthz.mint.sources import OidcRef, parse_oidc_ref, read_token_file, ref_problems
@@ -75,10 +81,16 @@ class UrlSubject:
     field: str | None = None
 
     def __str__(self) -> str:
-        return f"credential_source.url {URL(self.url).with_query(None)}"
+        return f"credential_source.url {_shown_url(self.url)}"
 
 
 SubjectSource = OidcRef | FileSubject | UrlSubject
+
+
+def _shown_url(url: str) -> str:
+    """``url`` for a message or /status: without a password or a query, which may be secrets."""
+    parts = URL(url)
+    return str(parts.with_user(None).with_query(None)) if parts.absolute else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +166,7 @@ def _subject(
         return FileSubject(value, field)
     parts = URL(value)
     if parts.scheme not in ("http", "https") or not parts.host:
-        problems.append(f"{where}.url: {value!r} must be an http:// or https:// URL")
+        problems.append(f"{where}.url: {_shown_url(value)!r} must be an http:// or https:// URL")
         return None
     headers = source.get("headers") or {}
     if not isinstance(headers, Mapping) or not all(
@@ -310,15 +322,13 @@ async def exchange_subject_token(
     )
     data = json_object(resp.body)
     if resp.status == 200:
-        expires_in = seconds(data.get("expires_in"))
-        expires_at = None if expires_in is None else now + expires_in
+        expires_at = expires_after(data.get("expires_in"), now)
         needs = "access_token and expires_in"
         return access_token(data.get("access_token"), expires_at, what, needs)
-    error = data.get("error")
-    if not isinstance(error, str) or not error:
+    refusal = oauth_error(data, [subject_token])
+    if refusal is None:
         raise ExchangeError(f"{what} answered HTTP {resp.status} without an OAuth error document")
-    description = data.get("error_description")
-    detail = scrub(description if isinstance(description, str) else "", [subject_token])
+    error, detail = refusal
     raise ExchangeError(
         f"{what} refused the token exchange for {account.audience} (HTTP {resp.status} {error}: "
         f"{detail}); {describe_token(subject_token)}{_POOL_HINT}",

@@ -6,7 +6,8 @@ also where a refused token is dropped from the cache (the next attempt fetches a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from extauthz.mint.answers import AccessToken
@@ -45,6 +46,17 @@ class Minted:
         return f"Minted({self.filename!r}, expires_at={self.expires_at!r})"
 
 
+@contextlib.contextmanager
+def _forget_if_refused(tokens: OidcTokens, ref: OidcRef | None) -> Iterator[None]:
+    """On an ExchangeError, drop ``ref``'s cached token: a refused token is fetched afresh."""
+    try:
+        yield
+    except ExchangeError:
+        if ref is not None:
+            tokens.forget(ref)
+        raise
+
+
 async def mint(
     spec: CredentialSpec, http: HttpClient, tokens: OidcTokens, clock: Callable[[], float]
 ) -> Minted:
@@ -52,7 +64,7 @@ async def mint(
     match spec:
         case AwsWebIdentitySpec():
             token = await tokens.get(spec.token)
-            try:
+            with _forget_if_refused(tokens, spec.token):
                 creds = await assume_role_with_web_identity(
                     http,
                     endpoint=spec.sts_endpoint,
@@ -60,9 +72,6 @@ async def mint(
                     session_name=spec.session_name,
                     web_identity_token=token,
                 )
-            except ExchangeError:
-                tokens.forget(spec.token)
-                raise
             return Minted(
                 spec.filename,
                 render_aws_credentials(creds),
@@ -71,7 +80,7 @@ async def mint(
             )
         case AzureEntraSpec():
             assertion = await tokens.get(spec.token)
-            try:
+            with _forget_if_refused(tokens, spec.token):
                 access = await exchange_client_assertion(
                     http,
                     authority_host=spec.authority_host,
@@ -81,9 +90,6 @@ async def mint(
                     assertion=assertion,
                     now=clock(),
                 )
-            except ExchangeError:
-                tokens.forget(spec.token)
-                raise
             return Minted(
                 spec.filename,
                 render_sds_secret(spec.name, f"Bearer {access.token.reveal()}"),
@@ -112,16 +118,13 @@ async def vertex_access_token(
     """The subject token, exchanged at Google STS, then (with an impersonation URL) turned into
     the service account's token by IAM Credentials. A subject STS refused is not reused."""
     subject = account.subject
+    ref = subject if isinstance(subject, OidcRef) else None
     if isinstance(subject, OidcRef):
         subject_token = await tokens.get(subject)
     else:
         subject_token = await read_subject(http, subject)
-    try:
+    with _forget_if_refused(tokens, ref):
         federated = await exchange_subject_token(http, account, subject_token, now=clock())
-    except ExchangeError:
-        if isinstance(subject, OidcRef):
-            tokens.forget(subject)
-        raise
     if account.impersonation_url is None:
         return federated
     return await generate_access_token(http, account, federated.token.reveal())

@@ -1,5 +1,5 @@
 """Turn a LiteLLM config's ``model_list`` into the credentials to mint. No network, no clock; the
-only file read is a ``vertex_credentials`` file, through a reader the caller may replace.
+only file read is a ``vertex_credentials`` file.
 
 An entry yields a credential when its ``litellm_params`` carry one:
 
@@ -25,7 +25,7 @@ import base64
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,9 +37,15 @@ from extauthz.errors import ConfigError
 from extauthz.mint.aws import sts_endpoint_for_region
 from extauthz.mint.azure import DEFAULT_AUTHORITY_HOST, DEFAULT_SCOPE
 from extauthz.mint.google import ExternalAccount, parse_external_account
-from extauthz.mint.redact import Secret, unverified_claims
+from extauthz.mint.redact import Secret
 from extauthz.mint.sinks import AWS_SUFFIX, SDS_SUFFIX, safe_name
-from extauthz.mint.sources import OidcRef, is_oidc_ref, parse_oidc_ref, ref_problems
+from extauthz.mint.sources import (
+    OidcRef,
+    is_oidc_ref,
+    parse_oidc_ref,
+    plausible_path,
+    ref_problems,
+)
 
 # The shape of a role ARN only: STS is the authority on which partitions, accounts and roles exist.
 _ROLE_ARN = re.compile(r"^arn:[a-z][a-z0-9-]*:iam::(?P<account>[^:/\s]+):role/[\w+=,.@/-]{1,512}$")
@@ -210,14 +216,12 @@ class _Entry:
         environ: Mapping[str, str],
         problems: list[str],
         warnings: list[str],
-        read_text: Callable[[str], str],
     ) -> None:
         self.where = f"model_list[{index}]"
         self.params = params
         self.environ = environ
         self.problems = problems
         self.warnings = warnings
-        self.read_text = read_text
 
     def path(self, key: str) -> str:
         return f"{self.where}.litellm_params.{key}"
@@ -374,11 +378,10 @@ def _vertex_document(entry: _Entry, value: object) -> tuple[dict[str, Any] | Non
             )
             return None, origin
         # A value that is neither JSON nor a plausible path may be a secret: never shown.
-        plausible = len(value) <= 1024 and not any(ch.isspace() for ch in value)
-        shown = repr(value) if plausible and not unverified_claims(value) else "(not shown)"
+        shown = repr(value) if plausible_path(value) else "(not shown)"
         origin = f" (in {shown})"
         try:
-            value = entry.read_text(value)
+            value = read_credentials_file(value)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             entry.problems.append(
@@ -544,11 +547,8 @@ def plan_from_config(
     config: Mapping[str, Any],
     environ: Mapping[str, str],
     source: str = "config",
-    read_text: Callable[[str], str] = read_credentials_file,
 ) -> MintPlan:
-    """The credentials to mint; raise ConfigError listing every problem, each with its path.
-
-    ``read_text`` reads a ``vertex_credentials`` file, the only file a plan reads."""
+    """The credentials to mint; raise ConfigError listing every problem, each with its path."""
     problems: list[str] = []
     warnings: list[str] = []
     settings = _settings(config, environ, problems)
@@ -570,7 +570,7 @@ def plan_from_config(
         if not isinstance(params, dict):
             problems.append(f"{where}.litellm_params: must be a mapping")
             continue
-        entry = _Entry(index, params, environ, problems, warnings, read_text)
+        entry = _Entry(index, params, environ, problems, warnings)
         named = isinstance(model_name, str) and bool(model_name)
         before = len(problems)
         found = _entry_specs(entry, safe_name(str(model_name)) if named else "_")

@@ -27,13 +27,13 @@ projected service-account tokens are rotated in place by the kubelet.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from yarl import URL
 
+from extauthz.mint.answers import json_object
 from extauthz.mint.azure import managed_identity_endpoint, managed_identity_token, scope_to_resource
 from extauthz.mint.errors import TokenSourceError
 from extauthz.mint.redact import unverified_claims
@@ -123,13 +123,20 @@ def gce_metadata_host(environ: Mapping[str, str]) -> str:
     )
 
 
+def plausible_path(value: str) -> bool:
+    """Short, no whitespace, not a JWT: safe to show as the path it is meant to be (a value
+    that fails this may be the secret itself, put where a path was expected)."""
+    return (
+        len(value) <= 1024 and not any(c.isspace() for c in value) and not unverified_claims(value)
+    )
+
+
 def shown_path(path: str, env_name: str | None) -> str:
     """``path`` quoted for a message; a value read from env ``env_name`` is shown only when it
     looks like a path, since a variable meant to name a token file sometimes holds the token."""
     if env_name is None:
         return repr(path)
-    looks_like_path = "/" in path and len(path) <= 1024 and not any(c.isspace() for c in path)
-    if looks_like_path and not unverified_claims(path):
+    if "/" in path and plausible_path(path):
         return f"{path!r} (from {env_name})"
     return (
         f"named by {env_name}, whose value does not look like a path (is it the token itself? "
@@ -285,10 +292,7 @@ class OidcTokens:
         )
         if resp.status != 200:
             raise TokenSourceError(f"{ref}: {what} answered HTTP {resp.status}")
-        try:
-            value = json.loads(resp.body).get("value")
-        except (ValueError, AttributeError):
-            value = None
+        value = json_object(resp.body).get("value")
         if not isinstance(value, str) or not value:
             raise TokenSourceError(f"{ref}: {what} answered without a JSON 'value' token")
         return value

@@ -159,5 +159,9 @@ class HttpClient:
             raise TransportError(
                 f"{what}: no answer within {self._timeout.total} s (extauthz.mint.timeout_seconds)"
             ) from None
+        except aiohttp.ClientResponseError as exc:
+            # Its str() carries the full URL, whose query may be a secret (a signed URL).
+            reason = str(exc.message).splitlines()[0] if exc.message else ""
+            raise TransportError(f"{what}: a malformed HTTP answer ({reason})") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from None

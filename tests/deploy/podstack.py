@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -37,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extauthz.dev.envoyconf import EnvoyProcess, find_binary
 from extauthz.devtokens import new_private_key, sign_token
+from harness.procs import free_port
 from tests.integration.harness import Idp, Reply
 from tests.integration.harness import request as http_request
 from tests.mint.standins import EntraStandin, OidcIssuer, ServerThread, StsStandin, verify_sigv4
@@ -64,12 +64,6 @@ SECRETS = {
     "LITELLM_MASTER_KEY": "sk-master-7d1c0e5b9a2f4e61",
     "ANTHROPIC_API_KEY": "sk-ant-test-3f0b7c2e9d",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

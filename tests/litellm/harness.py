@@ -25,7 +25,6 @@ import contextlib
 import fnmatch
 import os
 import re
-import socket
 import string
 import subprocess
 import time
@@ -48,10 +47,12 @@ from extauthz.dev.envoyconf import (
     find_binary,
     load_config,
     render_envoy_config,
+    stop_process,
 )
 from extauthz.devtokens import sign_token
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
 from extauthz.runtime import Sidecar
+from harness.procs import free_port
 from tests.httpmode.client import ENVOY_HTTP_YAML
 from tests.integration.harness import ENVOY_YAML, Idp, LoopThread, Reply, request, start_sidecar
 
@@ -247,12 +248,6 @@ def litellm_file_id(model: str, provider_file_id: str = ProviderTrap.FILE_ID) ->
 # -- the LiteLLM proxy --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def litellm_env(home: Path) -> dict[str, str]:
     """A clean environment for LiteLLM: none of ours (no provider keys, proxies, DATABASE_URL),
     and nothing that reaches the network. Without LITELLM_LOCAL_MODEL_COST_MAP LiteLLM fetches
@@ -338,13 +333,8 @@ class LiteLLMProxy:
         item.stash[LOG_FROM] = (self, self.log_size())
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

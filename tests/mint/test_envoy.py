@@ -107,7 +107,7 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
             UPSTREAM_PORT=cloud.upstream_port,
         )
         envoy = Envoy(envoy_config, tmp_path)
-        pid = envoy.proc.pid
+        pid = envoy.pid
 
         # SigV4 that botocore verifies with the STS credentials; Bearer Entra token; static key.
         assert_signed_by(send(envoy, BEDROCK_PATH), cloud, current_key(out))
@@ -156,7 +156,7 @@ def test_credentials_reach_the_upstream_through_envoy_and_rotate_without_restart
         seen = poll(envoy, BEDROCK_PATH, lambda s: s["sigv4"]["access_key_id"] != before)
         assert_signed_by(seen, cloud, list(cloud.sts.issued)[-1])
         aws_latency = seen["time"] - (out / AWS_FILE).stat().st_mtime
-        assert envoy.proc.poll() is None and envoy.proc.pid == pid
+        assert envoy.running() and envoy.pid == pid
 
         record_property(
             "rotation_to_envoy_s",

@@ -15,7 +15,10 @@ from extauthz.mint.aws import (
 )
 from extauthz.mint.azure import exchange_client_assertion, parse_token_response
 from extauthz.mint.errors import ExchangeError, TransportError
+from extauthz.mint.minter import mint
+from extauthz.mint.plan import AwsWebIdentitySpec
 from extauthz.mint.redact import describe_token, scrub
+from extauthz.mint.sources import OidcRef, OidcTokens
 from extauthz.mint.transport import HttpClient
 
 from .standins import Cloud, ServerThread, make_jwt
@@ -56,6 +59,24 @@ class TestSts:
                 "DurationSeconds": "3600",
             }
         ]
+
+    async def test_a_token_sts_refused_is_not_reused_from_the_cache(
+        self, cloud: Cloud, http: HttpClient
+    ) -> None:
+        """oidc/google is cached for 3540 s, but after a refusal the next attempt fetches a
+        fresh token from the metadata server; after a success the cached one is reused."""
+        tokens = OidcTokens(http, cloud.env(), time.time)
+        spec = AwsWebIdentitySpec(
+            "m", "model_list[0]", OidcRef("google", "sts.amazonaws.com"), ROLE, "s-1",
+            cloud.sts.url,
+        )  # fmt: skip
+        cloud.sts.refuse = (400, "InvalidIdentityToken", "Incorrect token audience")
+        with pytest.raises(ExchangeError):
+            await mint(spec, http, tokens, time.time)
+        cloud.sts.refuse = None
+        await mint(spec, http, tokens, time.time)
+        await mint(spec, http, tokens, time.time)
+        assert len(cloud.gce.requests) == 2
 
     async def test_invalid_identity_token_names_aud_and_iss_never_the_token(
         self, cloud: Cloud, http: HttpClient
@@ -255,6 +276,29 @@ class TestTransport:
                 await client.request("GET", f"http://127.0.0.1:{port}/?chunked=1", what="big")
         finally:
             await client.close()
+
+    async def test_a_malformed_answer_never_shows_the_url_query(self) -> None:
+        """A broken HTTP answer is a TransportError naming the service, not the URL: a query
+        (a credential_source.url's signature, say) may be a secret."""
+        import asyncio
+        import ssl
+
+        async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(broken, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient(ssl.create_default_context(), timeout_seconds=5)
+        try:
+            with pytest.raises(TransportError, match=r"^svc: a malformed HTTP answer") as info:
+                await client.request("GET", f"http://127.0.0.1:{port}/id?sig=s3cr3t", what="svc")
+            assert "s3cr3t" not in str(info.value)
+        finally:
+            await client.close()
+            server.close()
 
     async def test_a_slow_service_times_out(self, server_thread: ServerThread) -> None:
         """Every call has a timeout; the message names the setting."""

@@ -114,6 +114,15 @@ class TestPlan:
         doc = cloud.external_account({"file": "/var/run/token", "format": {"type": "text"}})
         assert plan_account(cloud, doc, {}).subject == FileSubject("/var/run/token")
 
+    def test_url_source_password_and_query_are_not_shown(self, cloud: Cloud) -> None:
+        """A credential_source.url may carry a password or a signed query: /status, logs and
+        errors name it by scheme, host and path only."""
+        doc = cloud.external_account({"url": "https://user:hunter2@token.example/id?sig=s3cr3t"})
+        account = plan_account(cloud, doc, {})
+        for shown in (str(account.subject), str(account)):
+            assert "https://token.example/id" in shown
+            assert "hunter2" not in shown and "s3cr3t" not in shown
+
     @pytest.mark.parametrize(
         ("edit", "key", "expected"),
         [

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import urllib.request
 from typing import Any
 
+from harness.procs import free_port
 from tests.deploy.tools import oidc_provider
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OpenIdProvider:

@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +69,6 @@ def pg_schema() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_schema: str) -> str:
     return schema_url(pg_schema)
-
-
-def free_port() -> int:
-    """A port the OS says is free now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @functools.cache

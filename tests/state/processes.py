@@ -11,7 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.state.conftest import PolicyFiles, free_port
+from harness.procs import free_port
+from tests.state.conftest import PolicyFiles
 
 
 class ServeProcess:

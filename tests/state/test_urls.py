@@ -18,7 +18,8 @@ from extauthz.state.memory import MemoryStore
 from extauthz.state.postgres import PostgresStore
 from extauthz.state.sqlite import SqliteStore
 from extauthz.state.urls import StoreSettings, store_from_url
-from tests.state.conftest import PG_BASE_URL, PolicyFiles, free_port, require_pg
+from harness.procs import free_port
+from tests.state.conftest import PG_BASE_URL, PolicyFiles, require_pg
 
 
 @pytest.mark.parametrize(
