@@ -26,7 +26,6 @@ runs on the event loop (one request per token at a time, shared by its waiters).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import threading
@@ -39,6 +38,7 @@ import aiohttp
 
 from extauthz.identity.capped import json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
+from extauthz.identity.inflight import Inflight
 from extauthz.identity.tokencache import ExpiringCache
 from extauthz.identity.tokens import TokenFailure
 from extauthz.identity.userinfo import token_key
@@ -223,8 +223,7 @@ class Introspector:
         self._clock = clock
         self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)
         self._lock = threading.Lock()  # the cache is read from the gRPC server's threads
-        # One request per token at a time (event loop only).
-        self._inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
+        self._inflight: Inflight[dict[str, Any] | TokenFailure] = Inflight()
 
     def cached(self, token: str) -> Identity | None:
         """A live cached answer's caller (no waiting). Any thread."""
@@ -242,13 +241,8 @@ class Introspector:
             hit = self._cache.get(key, self._clock())
         if hit is not None:
             return hit
-        inflight = self._inflight.get(key)
-        if inflight is None:
-            inflight = self._inflight[key] = asyncio.ensure_future(self.client.fetch(token))
-            inflight.add_done_callback(lambda _: self._inflight.pop(key, None))
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(inflight), wait)
-        except TimeoutError:
+        answer = await self._inflight.join(key, lambda: self.client.fetch(token), wait)
+        if answer is None:
             return _unavailable("did not answer in time")
         if isinstance(answer, TokenFailure):
             return answer
@@ -266,8 +260,5 @@ class Introspector:
 
     async def close(self) -> None:
         """Cancel requests still running, then close the client's session."""
-        pending = list(self._inflight.values())
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._inflight.cancel()
         await self.client.close()

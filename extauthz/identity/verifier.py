@@ -16,6 +16,7 @@ from typing import Any
 from extauthz import metrics
 from extauthz.identity.credentials import sendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
+from extauthz.identity.inflight import Inflight
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.providers import unknown_issuer, unverified_issuer
@@ -90,7 +91,7 @@ class TokenVerifier:
         self.userinfo = userinfo
         self._userinfo_cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         # One userinfo request per token at a time, shared by the requests waiting for it.
-        self._userinfo_inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
+        self._userinfo_inflight: Inflight[dict[str, Any] | TokenFailure] = Inflight()
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
@@ -238,10 +239,7 @@ class TokenVerifier:
 
     async def stop(self) -> None:
         """Cancel userinfo requests still running (their waiters have given up or gone)."""
-        pending = list(self._userinfo_inflight.values())
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._userinfo_inflight.cancel()
 
     async def _resolve_userinfo(
         self, client: UserinfoClient, token: str, wait: float
@@ -260,13 +258,8 @@ class TokenVerifier:
                 "OAuth2 token has (RFC 6750); it was not sent to the userinfo endpoint",
             )
         key = token_key(token)
-        inflight = self._userinfo_inflight.get(key)
-        if inflight is None:
-            inflight = self._userinfo_inflight[key] = asyncio.ensure_future(client.fetch(token))
-            inflight.add_done_callback(lambda _: self._userinfo_inflight.pop(key, None))
-        try:
-            claims = await asyncio.wait_for(asyncio.shield(inflight), wait)
-        except TimeoutError:
+        claims = await self._userinfo_inflight.join(key, lambda: client.fetch(token), wait)
+        if claims is None:
             return TokenFailure(
                 Reason.USERINFO_UNAVAILABLE,
                 "the identity provider's userinfo endpoint did not answer in time; retry shortly",
