@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from extauthz.bodyreader import BodyReader
-from extauthz.identity.credentials import Credential, extract_credential, sendable
+from extauthz.identity.credentials import Credential, extract_credential, unsendable
 from extauthz.identity.customvalidate import claims_for, run_validator
 from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
@@ -339,16 +339,9 @@ class Authorizer:
                 "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
                 "token there); send a token from the OAuth2 provider",
             )
-        limit = policy.token_rules.max_token_bytes
-        if len(token) > limit:  # not sent anywhere (as for the userinfo endpoint)
-            return Deny(401, Reason.TOKEN_TOO_LARGE, f"the token is larger than {limit} bytes")
-        if not sendable(token):
-            return Deny(
-                401,
-                Reason.MALFORMED_TOKEN,
-                "the bearer token holds a space, a control or a non-ASCII character, which no "
-                "OAuth2 token has (RFC 6750); it was not sent to the provider",
-            )
+        refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
+        if refused is not None:
+            return _token_deny(refused)
         if self.introspector is None:
             return _NOT_INTROSPECTING
         hit = self.introspector.cached(token)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extauthz import metrics
-from extauthz.identity.credentials import sendable
+from extauthz.identity.credentials import unsendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.inflight import Inflight
 from extauthz.identity.jwks import JwksSource
@@ -246,17 +246,9 @@ class TokenVerifier:
     ) -> Verified | TokenFailure:
         """An opaque token's claims from the userinfo endpoint, cached ``client.ttl`` seconds
         by token hash (cached answers keep serving while the endpoint is down)."""
-        if len(token) > self.rules.max_token_bytes:
-            return TokenFailure(
-                Reason.TOKEN_TOO_LARGE,
-                f"the token is larger than {self.rules.max_token_bytes} bytes",
-            )
-        if not sendable(token):  # no provider issued it, and it would break the request header
-            return TokenFailure(
-                Reason.MALFORMED_TOKEN,
-                "the bearer token holds a space, a control or a non-ASCII character, which no "
-                "OAuth2 token has (RFC 6750); it was not sent to the userinfo endpoint",
-            )
+        refused = unsendable(token, self.rules.max_token_bytes, "the userinfo endpoint")
+        if refused is not None:  # no provider issued it, and it would break the request header
+            return refused
         key = token_key(token)
         claims = await self._userinfo_inflight.join(key, lambda: client.fetch(token), wait)
         if claims is None:
