@@ -20,7 +20,7 @@ What this adds, fail closed (as ``identity.userinfo`` does for the userinfo endp
   and their ``exp``; refusals are not cached. The token and the client secret never appear in
   a message or log.
 
-``Introspector.cached`` may be called from any thread (a lock guards the cache); ``resolve``
+``Introspector.cached`` may be called from any thread (``ExpiringCache`` locks); ``resolve``
 runs on the event loop (one request per token at a time, shared by its waiters).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -221,24 +220,17 @@ class Introspector:
         self.client = client
         self.settings = client.settings
         self._clock = clock
-        self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)
-        self._lock = threading.Lock()  # the cache is read from the gRPC server's threads
+        self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)  # thread-safe
         self._inflight: Inflight[dict[str, Any] | TokenFailure] = Inflight()
 
     def cached(self, token: str) -> Identity | None:
         """A live cached answer's caller (no waiting). Any thread."""
-        key = token_key(token)
-        with self._lock:
-            return self._cache.get(key, self._clock())
-
-    def __len__(self) -> int:
-        return len(self._cache)
+        return self._cache.get(token_key(token), self._clock())
 
     async def resolve(self, token: str, wait: float) -> Identity | TokenFailure:
         """The caller the endpoint says ``token`` is, waiting at most ``wait`` seconds."""
         key = token_key(token)
-        with self._lock:
-            hit = self._cache.get(key, self._clock())
+        hit = self._cache.get(key, self._clock())
         if hit is not None:
             return hit
         answer = await self._inflight.join(key, lambda: self.client.fetch(token), wait)
@@ -254,8 +246,7 @@ class Introspector:
         exp = answer.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             until = min(until, float(exp))
-        with self._lock:
-            self._cache.put(key, identity, until)
+        self._cache.put(key, identity, until)
         return identity
 
     async def close(self) -> None:
