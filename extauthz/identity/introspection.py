@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from extauthz.identity.capped import json_object, read_capped
+from extauthz.identity.capped import ProviderSession, json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.inflight import Inflight
 from extauthz.identity.tokencache import ExpiringCache
@@ -99,13 +99,12 @@ def _rejected(why: str) -> TokenFailure:
     )
 
 
-class IntrospectionClient:
+class IntrospectionClient(ProviderSession):
     """Asks one introspection (or token-info) endpoint about tokens; holds a session."""
 
     def __init__(self, settings: IntrospectionSettings) -> None:
+        super().__init__(settings.timeout)
         self.settings = settings
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
-        self._session: aiohttp.ClientSession | None = None
 
     def _request(self, token: str) -> tuple[str, dict[str, str], dict[str, str] | None]:
         s = self.settings
@@ -122,12 +121,10 @@ class IntrospectionClient:
 
     async def fetch(self, token: str) -> dict[str, Any] | TokenFailure:
         """The endpoint's answer for ``token``, or why not (never raises for any answer)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         shown = redact_url(self.settings.endpoint)
         method, headers, form = self._request(token)
         try:
-            async with self._session.request(
+            async with self.session().request(
                 method, self.settings.endpoint, headers=headers, data=form, allow_redirects=False
             ) as resp:
                 status = resp.status
@@ -161,10 +158,6 @@ class IntrospectionClient:
             return _unavailable(f"refused this service's client credentials ({status})")
         log.warning("introspection endpoint failed", extra={"url": shown, "status": status})
         return _unavailable(f"answered HTTP {status}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def _id(answer: Mapping[str, Any], name: str) -> str | None:
