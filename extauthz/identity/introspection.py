@@ -16,7 +16,7 @@ What this adds, fail closed (as ``identity.userinfo`` does for the userinfo endp
   be fine; retry), never a guess;
 - ``active`` is checked whatever the endpoint (LiteLLM: only for a POST), and an answer whose
   ``exp`` has passed is refused;
-- answers are cached by token hash (``userinfo.token_key``) until the earlier of ``cache_ttl``
+- answers are cached by token hash (``tokencache.token_key``) until the earlier of ``cache_ttl``
   and their ``exp``; refusals are not cached. The token and the client secret never appear in
   a message or log.
 
@@ -38,9 +38,8 @@ import aiohttp
 from extauthz.identity.capped import ProviderSession, json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.inflight import Inflight
-from extauthz.identity.tokencache import ExpiringCache
+from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import TokenFailure
-from extauthz.identity.userinfo import token_key
 from extauthz.model import OAUTH2, Identity, Reason
 from extauthz.redact import redact_url
 

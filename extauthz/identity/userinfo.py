@@ -7,12 +7,11 @@ Bearer credential; a 200 JSON object is the caller's claims, read through the sa
   redirecting or answering anything but a JSON object under ``MAX_USERINFO_BYTES`` is a 503
   (the token may be fine; retry), and never a guess;
 - redirects are not followed: following one would hand the token to another URL;
-- the token never appears in a message or log; callers key their cache by ``token_key``.
+- the token never appears in a message or log; callers key their cache by ``tokencache.token_key``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -26,11 +25,6 @@ from extauthz.redact import redact_url
 log = logging.getLogger("extauthz.userinfo")
 
 MAX_USERINFO_BYTES = 64 * 1024
-
-
-def token_key(token: str) -> str:
-    """The cache key of a token: its SHA-256 (LiteLLM keys its userinfo cache the same way)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _unavailable(why: str) -> TokenFailure:

@@ -20,7 +20,7 @@ from extauthz.identity.inflight import Inflight
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.providers import unknown_issuer, unverified_issuer
-from extauthz.identity.tokencache import ExpiringCache
+from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import (
     TokenFailure,
     TokenRules,
@@ -29,7 +29,7 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.identity.userinfo import UserinfoClient, token_key
+from extauthz.identity.userinfo import UserinfoClient
 from extauthz.model import Deny, Identity, Reason
 
 Claims = dict[str, Any]
