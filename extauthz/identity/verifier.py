@@ -260,7 +260,7 @@ class TokenVerifier:
             return claims
         now = self._clock()
         verified = Verified(claims, now + client.ttl, userinfo=True)
-        if self._enabled:
+        if self._enabled and self.userinfo is client:  # not a late answer of a replaced endpoint
             self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified
 

@@ -17,7 +17,7 @@ from extauthz.config.loader import compile_policy
 from extauthz.errors import ConfigError
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.userinfo import MAX_USERINFO_BYTES, UserinfoClient
-from extauthz.identity.verifier import TokenVerifier
+from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import Allow, Deny, Reason, RequestView
 from tests.unit.keys import NOW
 from tests.unit.standins import assert_never_shown, hostile_answer, serving
@@ -33,10 +33,15 @@ class Provider:
         self.mode = "ok"
         self.calls = 0
         self.auth_seen: list[str] = []
+        self.asked, self.gate = asyncio.Event(), asyncio.Event()  # mode "gated": answer once set
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
         self.auth_seen.append(request.headers.get("Authorization", ""))
+        if self.mode == "gated":
+            self.asked.set()
+            await self.gate.wait()
+            return web.json_response({"sub": "carol", "team": "t-c", "email": "c@x.example"})
         if self.mode == "ok":
             if request.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return web.Response(status=401)
@@ -220,5 +225,25 @@ async def test_another_endpoint_drops_the_answers_of_the_old(
     auth.verifier.set_userinfo(UserinfoClient(url, 60, timeout=5))  # as a reload does
     await old.close()
     p.mode = "forbidden"  # the new endpoint's verdict counts, not the cached one
+    got = await ask(auth)
+    assert isinstance(got, Deny) and got.reason is Reason.USERINFO_REJECTED and p.calls == 2
+
+
+async def test_an_answer_of_the_old_endpoint_in_flight_across_a_reload_is_not_cached(
+    provider: tuple[Provider, str],
+) -> None:
+    p, url = provider
+    auth = make(url, [NOW])
+    verifier = auth.verifier
+    assert verifier is not None and verifier.userinfo is not None
+    old = verifier.userinfo
+    p.mode = "gated"
+    first = asyncio.ensure_future(verifier.verify(TOKEN, wait=5))
+    await p.asked.wait()  # the old endpoint has been asked
+    verifier.set_userinfo(UserinfoClient(url, 60, timeout=5))  # as a reload does
+    p.gate.set()
+    assert isinstance(await first, Verified)  # its own waiter still gets the answer
+    await old.close()
+    p.mode = "forbidden"  # the new endpoint's verdict counts, not the old one's late answer
     got = await ask(auth)
     assert isinstance(got, Deny) and got.reason is Reason.USERINFO_REJECTED and p.calls == 2
