@@ -2,7 +2,8 @@
 its answer read up to a cap, never more.
 
 Shared by the userinfo and introspection clients (a JSON object of at most 64 KiB each); the
-key-document fetch (``jwks.py``) has its own, which also refuses an announced oversize.
+key-document fetch (``jwks.py``) shares the session but has its own reader, which also refuses
+an announced oversize.
 """
 
 from __future__ import annotations
