@@ -353,10 +353,7 @@ class Authorizer:
         if self.introspector is None:  # a reload removed it while this request waited
             return _NOT_INTROSPECTING
         result = await self.introspector.resolve(token, self.check_timeout)
-        if isinstance(result, TokenFailure):
-            unavailable = result.reason is Reason.INTROSPECTION_UNAVAILABLE
-            return Deny(503 if unavailable else 401, result.reason, result.message)
-        return result
+        return _token_deny(result) if isinstance(result, TokenFailure) else result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
         issuer = None if verified.issuer is None else policy.issuer_claims.get(verified.issuer)
@@ -425,7 +422,12 @@ _NOT_INTROSPECTING = Deny(
     Reason.INTROSPECTION_UNAVAILABLE,
     "OAuth2 token introspection is not running; retry shortly",
 )
-_UNAVAILABLE = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
+# The provider could not answer: the token may be fine, retry (503); any other failure is a 401.
+_UNAVAILABLE = (
+    Reason.KEYS_UNAVAILABLE,
+    Reason.USERINFO_UNAVAILABLE,
+    Reason.INTROSPECTION_UNAVAILABLE,
+)
 
 
 def _token_deny(failure: TokenFailure) -> Deny:
