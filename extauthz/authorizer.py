@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from extauthz.bodyreader import BodyReader
-from extauthz.identity.credentials import Credential, extract_credential, sendable
+from extauthz.identity.credentials import Credential, extract_credential, unsendable
 from extauthz.identity.customvalidate import claims_for, run_validator
 from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
@@ -339,16 +339,9 @@ class Authorizer:
                 "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
                 "token there); send a token from the OAuth2 provider",
             )
-        limit = policy.token_rules.max_token_bytes
-        if len(token) > limit:  # not sent anywhere (as for the userinfo endpoint)
-            return Deny(401, Reason.TOKEN_TOO_LARGE, f"the token is larger than {limit} bytes")
-        if not sendable(token):
-            return Deny(
-                401,
-                Reason.MALFORMED_TOKEN,
-                "the bearer token holds a space, a control or a non-ASCII character, which no "
-                "OAuth2 token has (RFC 6750); it was not sent to the provider",
-            )
+        refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
+        if refused is not None:
+            return _token_deny(refused)
         if self.introspector is None:
             return _NOT_INTROSPECTING
         hit = self.introspector.cached(token)
@@ -360,10 +353,7 @@ class Authorizer:
         if self.introspector is None:  # a reload removed it while this request waited
             return _NOT_INTROSPECTING
         result = await self.introspector.resolve(token, self.check_timeout)
-        if isinstance(result, TokenFailure):
-            unavailable = result.reason is Reason.INTROSPECTION_UNAVAILABLE
-            return Deny(503 if unavailable else 401, result.reason, result.message)
-        return result
+        return _token_deny(result) if isinstance(result, TokenFailure) else result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
         issuer = None if verified.issuer is None else policy.issuer_claims.get(verified.issuer)
@@ -432,7 +422,12 @@ _NOT_INTROSPECTING = Deny(
     Reason.INTROSPECTION_UNAVAILABLE,
     "OAuth2 token introspection is not running; retry shortly",
 )
-_UNAVAILABLE = (Reason.KEYS_UNAVAILABLE, Reason.USERINFO_UNAVAILABLE)
+# The provider could not answer: the token may be fine, retry (503); any other failure is a 401.
+_UNAVAILABLE = (
+    Reason.KEYS_UNAVAILABLE,
+    Reason.USERINFO_UNAVAILABLE,
+    Reason.INTROSPECTION_UNAVAILABLE,
+)
 
 
 def _token_deny(failure: TokenFailure) -> Deny:

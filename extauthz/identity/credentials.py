@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from extauthz.identity.tokens import TokenFailure
+from extauthz.model import Reason
+
 # Every header LiteLLM reads a key from; all are removed before the upstream on allow.
 CREDENTIAL_HEADERS = (
     "x-litellm-api-key",
@@ -61,3 +64,17 @@ def sendable(token: str) -> bool:
     token is narrower still). Anything else, a control character or a byte HTTP mode could not
     decode, no provider issued; it is refused before any request (it would break the header)."""
     return token.isascii() and token.isprintable() and " " not in token
+
+
+def unsendable(token: str, limit: int, to: str) -> TokenFailure | None:
+    """Why ``token`` is not sent ``to`` a provider (userinfo, introspection): over ``limit``
+    bytes, or not ``sendable``. None: it may go."""
+    if len(token) > limit:
+        return TokenFailure(Reason.TOKEN_TOO_LARGE, f"the token is larger than {limit} bytes")
+    if not sendable(token):
+        return TokenFailure(
+            Reason.MALFORMED_TOKEN,
+            "the bearer token holds a space, a control or a non-ASCII character, which no "
+            f"OAuth2 token has (RFC 6750); it was not sent to {to}",
+        )
+    return None

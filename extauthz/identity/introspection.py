@@ -16,20 +16,18 @@ What this adds, fail closed (as ``identity.userinfo`` does for the userinfo endp
   be fine; retry), never a guess;
 - ``active`` is checked whatever the endpoint (LiteLLM: only for a POST), and an answer whose
   ``exp`` has passed is refused;
-- answers are cached by token hash (``userinfo.token_key``) until the earlier of ``cache_ttl``
+- answers are cached by token hash (``tokencache.token_key``) until the earlier of ``cache_ttl``
   and their ``exp``; refusals are not cached. The token and the client secret never appear in
   a message or log.
 
-``Introspector.cached`` may be called from any thread (a lock guards the cache); ``resolve``
+``Introspector.cached`` may be called from any thread (``ExpiringCache`` locks); ``resolve``
 runs on the event loop (one request per token at a time, shared by its waiters).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,11 +35,11 @@ from typing import Any
 
 import aiohttp
 
-from extauthz.identity.capped import json_object, read_capped
+from extauthz.identity.capped import ProviderSession, json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
-from extauthz.identity.tokencache import ExpiringCache
+from extauthz.identity.inflight import Inflight
+from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import TokenFailure
-from extauthz.identity.userinfo import token_key
 from extauthz.model import OAUTH2, Identity, Reason
 from extauthz.redact import redact_url
 
@@ -100,13 +98,12 @@ def _rejected(why: str) -> TokenFailure:
     )
 
 
-class IntrospectionClient:
+class IntrospectionClient(ProviderSession):
     """Asks one introspection (or token-info) endpoint about tokens; holds a session."""
 
     def __init__(self, settings: IntrospectionSettings) -> None:
+        super().__init__(settings.timeout)
         self.settings = settings
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
-        self._session: aiohttp.ClientSession | None = None
 
     def _request(self, token: str) -> tuple[str, dict[str, str], dict[str, str] | None]:
         s = self.settings
@@ -123,12 +120,10 @@ class IntrospectionClient:
 
     async def fetch(self, token: str) -> dict[str, Any] | TokenFailure:
         """The endpoint's answer for ``token``, or why not (never raises for any answer)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         shown = redact_url(self.settings.endpoint)
         method, headers, form = self._request(token)
         try:
-            async with self._session.request(
+            async with self.session().request(
                 method, self.settings.endpoint, headers=headers, data=form, allow_redirects=False
             ) as resp:
                 status = resp.status
@@ -162,10 +157,6 @@ class IntrospectionClient:
             return _unavailable(f"refused this service's client credentials ({status})")
         log.warning("introspection endpoint failed", extra={"url": shown, "status": status})
         return _unavailable(f"answered HTTP {status}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def _id(answer: Mapping[str, Any], name: str) -> str | None:
@@ -221,34 +212,21 @@ class Introspector:
         self.client = client
         self.settings = client.settings
         self._clock = clock
-        self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)
-        self._lock = threading.Lock()  # the cache is read from the gRPC server's threads
-        # One request per token at a time (event loop only).
-        self._inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
+        self._cache: ExpiringCache[Identity] = ExpiringCache(cache_size)  # thread-safe
+        self._inflight: Inflight[dict[str, Any] | TokenFailure] = Inflight()
 
     def cached(self, token: str) -> Identity | None:
         """A live cached answer's caller (no waiting). Any thread."""
-        key = token_key(token)
-        with self._lock:
-            return self._cache.get(key, self._clock())
-
-    def __len__(self) -> int:
-        return len(self._cache)
+        return self._cache.get(token_key(token), self._clock())
 
     async def resolve(self, token: str, wait: float) -> Identity | TokenFailure:
         """The caller the endpoint says ``token`` is, waiting at most ``wait`` seconds."""
         key = token_key(token)
-        with self._lock:
-            hit = self._cache.get(key, self._clock())
+        hit = self._cache.get(key, self._clock())
         if hit is not None:
             return hit
-        inflight = self._inflight.get(key)
-        if inflight is None:
-            inflight = self._inflight[key] = asyncio.ensure_future(self.client.fetch(token))
-            inflight.add_done_callback(lambda _: self._inflight.pop(key, None))
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(inflight), wait)
-        except TimeoutError:
+        answer = await self._inflight.join(key, lambda: self.client.fetch(token), wait)
+        if answer is None:
             return _unavailable("did not answer in time")
         if isinstance(answer, TokenFailure):
             return answer
@@ -260,14 +238,10 @@ class Introspector:
         exp = answer.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             until = min(until, float(exp))
-        with self._lock:
-            self._cache.put(key, identity, until)
+        self._cache.put(key, identity, until)
         return identity
 
     async def close(self) -> None:
         """Cancel requests still running, then close the client's session."""
-        pending = list(self._inflight.values())
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._inflight.cancel()
         await self.client.close()

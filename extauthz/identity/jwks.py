@@ -28,6 +28,7 @@ import aiohttp
 
 from extauthz import metrics
 from extauthz.errors import KeySourceError
+from extauthz.identity.capped import ProviderSession
 from extauthz.identity.keyring import KeyRing
 from extauthz.redact import redact_url, scrub_url
 
@@ -42,12 +43,8 @@ def split_urls(value: str) -> tuple[str, ...]:
     return tuple(u.strip() for u in value.split(",") if u.strip())
 
 
-class HttpFetcher:
+class HttpFetcher(ProviderSession):
     """GET a JSON document over http(s) or read it from a ``file://`` URL, with size caps."""
-
-    def __init__(self, timeout: float) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, url: str) -> dict[str, Any]:
         """The JSON object at ``url``; ``KeySourceError`` (with no secret of the URL) if not."""
@@ -77,13 +74,11 @@ class HttpFetcher:
         return doc
 
     async def _get(self, url: str) -> bytes:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         shown = redact_url(url)
         last: Exception | None = None
         for attempt in range(3):  # LiteLLM retries transport errors three times too
             try:
-                async with self._session.get(url, allow_redirects=True) as resp:
+                async with self.session().get(url, allow_redirects=True) as resp:
                     if resp.status != 200:
                         raise KeySourceError(f"{shown}: HTTP {resp.status}")
                     return await _read_capped(resp, shown)
@@ -92,10 +87,6 @@ class HttpFetcher:
                 await asyncio.sleep(0.2 * (attempt + 1))
         # The exception's text may quote the URL (aiohttp's do): scrubbed by __call__.
         raise KeySourceError(f"{shown}: unreachable ({type(last).__name__}: {last})")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def _over_cap(where: str) -> KeySourceError:

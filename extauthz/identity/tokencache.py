@@ -9,11 +9,18 @@ signature check. A lock makes it safe for the gRPC server's threads (an unconten
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+
+
+def token_key(token: str) -> str:
+    """The cache key of a token sent to a provider (userinfo, introspection): its SHA-256, so
+    the cache never holds the token (LiteLLM keys its userinfo cache the same way)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class ExpiringCache(Generic[V]):

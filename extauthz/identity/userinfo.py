@@ -7,18 +7,17 @@ Bearer credential; a 200 JSON object is the caller's claims, read through the sa
   redirecting or answering anything but a JSON object under ``MAX_USERINFO_BYTES`` is a 503
   (the token may be fine; retry), and never a guess;
 - redirects are not followed: following one would hand the token to another URL;
-- the token never appears in a message or log; callers key their cache by ``token_key``.
+- the token never appears in a message or log; callers key their cache by ``tokencache.token_key``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
 import aiohttp
 
-from extauthz.identity.capped import json_object, read_capped
+from extauthz.identity.capped import ProviderSession, json_object, read_capped
 from extauthz.identity.tokens import TokenFailure
 from extauthz.model import Reason
 from extauthz.redact import redact_url
@@ -26,11 +25,6 @@ from extauthz.redact import redact_url
 log = logging.getLogger("extauthz.userinfo")
 
 MAX_USERINFO_BYTES = 64 * 1024
-
-
-def token_key(token: str) -> str:
-    """The cache key of a token: its SHA-256 (LiteLLM keys its userinfo cache the same way)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _unavailable(why: str) -> TokenFailure:
@@ -41,22 +35,19 @@ def _unavailable(why: str) -> TokenFailure:
     )
 
 
-class UserinfoClient:
+class UserinfoClient(ProviderSession):
     """Asks one userinfo endpoint about tokens. One per serving process (holds a session)."""
 
     def __init__(self, endpoint: str, ttl: float, timeout: float) -> None:
+        super().__init__(timeout)
         self.endpoint = endpoint
         self.ttl = ttl
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, token: str) -> dict[str, Any] | TokenFailure:
         """The provider's claims for ``token``, or why not (never raises for any answer)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         shown = redact_url(self.endpoint)
         try:
-            async with self._session.get(
+            async with self.session().get(
                 self.endpoint,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 allow_redirects=False,
@@ -86,7 +77,3 @@ class UserinfoClient:
             log.warning("userinfo answer is not a JSON object", extra={"url": shown})
             return _unavailable("did not answer a JSON object")
         return doc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

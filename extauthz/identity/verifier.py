@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from extauthz import metrics
-from extauthz.identity.credentials import sendable
+from extauthz.identity.credentials import unsendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
+from extauthz.identity.inflight import Inflight
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.keyring import KeyRing
 from extauthz.identity.providers import unknown_issuer, unverified_issuer
-from extauthz.identity.tokencache import ExpiringCache
+from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import (
     TokenFailure,
     TokenRules,
@@ -28,7 +29,7 @@ from extauthz.identity.tokens import (
     read_header,
     verify_token,
 )
-from extauthz.identity.userinfo import UserinfoClient, token_key
+from extauthz.identity.userinfo import UserinfoClient
 from extauthz.model import Deny, Identity, Reason
 
 Claims = dict[str, Any]
@@ -90,7 +91,7 @@ class TokenVerifier:
         self.userinfo = userinfo
         self._userinfo_cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         # One userinfo request per token at a time, shared by the requests waiting for it.
-        self._userinfo_inflight: dict[str, asyncio.Future[dict[str, Any] | TokenFailure]] = {}
+        self._userinfo_inflight: Inflight[dict[str, Any] | TokenFailure] = Inflight()
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
@@ -238,35 +239,19 @@ class TokenVerifier:
 
     async def stop(self) -> None:
         """Cancel userinfo requests still running (their waiters have given up or gone)."""
-        pending = list(self._userinfo_inflight.values())
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._userinfo_inflight.cancel()
 
     async def _resolve_userinfo(
         self, client: UserinfoClient, token: str, wait: float
     ) -> Verified | TokenFailure:
         """An opaque token's claims from the userinfo endpoint, cached ``client.ttl`` seconds
         by token hash (cached answers keep serving while the endpoint is down)."""
-        if len(token) > self.rules.max_token_bytes:
-            return TokenFailure(
-                Reason.TOKEN_TOO_LARGE,
-                f"the token is larger than {self.rules.max_token_bytes} bytes",
-            )
-        if not sendable(token):  # no provider issued it, and it would break the request header
-            return TokenFailure(
-                Reason.MALFORMED_TOKEN,
-                "the bearer token holds a space, a control or a non-ASCII character, which no "
-                "OAuth2 token has (RFC 6750); it was not sent to the userinfo endpoint",
-            )
+        refused = unsendable(token, self.rules.max_token_bytes, "the userinfo endpoint")
+        if refused is not None:  # no provider issued it, and it would break the request header
+            return refused
         key = token_key(token)
-        inflight = self._userinfo_inflight.get(key)
-        if inflight is None:
-            inflight = self._userinfo_inflight[key] = asyncio.ensure_future(client.fetch(token))
-            inflight.add_done_callback(lambda _: self._userinfo_inflight.pop(key, None))
-        try:
-            claims = await asyncio.wait_for(asyncio.shield(inflight), wait)
-        except TimeoutError:
+        claims = await self._userinfo_inflight.join(key, lambda: client.fetch(token), wait)
+        if claims is None:
             return TokenFailure(
                 Reason.USERINFO_UNAVAILABLE,
                 "the identity provider's userinfo endpoint did not answer in time; retry shortly",
@@ -275,7 +260,7 @@ class TokenVerifier:
             return claims
         now = self._clock()
         verified = Verified(claims, now + client.ttl, userinfo=True)
-        if self._enabled:
+        if self._enabled and self.userinfo is client:  # not a late answer of a replaced endpoint
             self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.unit.standins import serving
+
 CLIENT_ID, CLIENT_SECRET = "extauthz-test", "introspection-secret"
 _ENV = ("OAUTH_TOKEN_INFO_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET")
 
@@ -73,26 +75,17 @@ async def introspection_standin() -> AsyncIterator[dict[str, str]]:
     where LiteLLM reads it, for the duration)."""
     app = web.Application()
     app.router.add_post("/oauth2/introspect", _introspect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    environ = dict(
-        zip(
-            _ENV,
-            (f"http://127.0.0.1:{port}/oauth2/introspect", CLIENT_ID, CLIENT_SECRET),
-            strict=True,
+    async with serving(app) as base:
+        environ = dict(
+            zip(_ENV, (f"{base}/oauth2/introspect", CLIENT_ID, CLIENT_SECRET), strict=True)
         )
-    )
-    saved = {k: os.environ.get(k) for k in _ENV}
-    os.environ.update(environ)
-    try:
-        yield environ
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        await runner.cleanup()
+        saved = {k: os.environ.get(k) for k in _ENV}
+        os.environ.update(environ)
+        try:
+            yield environ
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -34,6 +34,7 @@ from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import MASTER_KEY, OAUTH2, PASSTHROUGH, Allow, Deny, Reason, RequestView, Role
 from extauthz.runtime import userinfo_client
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
+from tests.unit.standins import serving
 from tests.unit.test_routing_overrides import Provider
 
 SECRET = "s3cret-client-credential"
@@ -66,20 +67,15 @@ async def stand() -> AsyncIterator[Stand]:
     app = web.Application()
     app.router.add_route("*", "/oauth2/introspect", p.handle)
     app.router.add_get("/userinfo", u.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    s = Stand(p, u, f"http://127.0.0.1:{port}")
-    try:
-        yield s
-    finally:
-        for i in s.introspectors:
-            await i.close()
-        for c in s.userinfo_clients:
-            await c.close()
-        await runner.cleanup()
+    async with serving(app) as base:
+        s = Stand(p, u, base)
+        try:
+            yield s
+        finally:
+            for i in s.introspectors:
+                await i.close()
+            for c in s.userinfo_clients:
+                await c.close()
 
 
 def config(jwt: bool = True, **general: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import OAUTH2, Allow, Deny, Reason, RequestView, Role
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, selector_matches
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
+from tests.unit.standins import assert_never_shown, hostile_answer, serving
 
 PARTNER = "https://partner.example"
 SECRET = "s3cret-client-credential"
@@ -62,20 +63,7 @@ class Provider:
             return web.json_response(self.answer)
         if self.mode == "unauthorized":
             return web.Response(status=401)
-        if self.mode == "error":
-            return web.Response(status=500, text=f"boom {token}")
-        if self.mode == "html":
-            return web.Response(text="<html>login</html>", content_type="text/html")
-        if self.mode == "list":
-            return web.json_response(["not", "an", "object"])
-        if self.mode == "huge":
-            return web.json_response({"active": True, "pad": "x" * (MAX_ANSWER_BYTES + 10)})
-        if self.mode == "slow":
-            await asyncio.sleep(5)
-            return web.json_response(self.answer)
-        if self.mode == "redirect":
-            raise web.HTTPFound("http://127.0.0.1:1/steal")
-        raise AssertionError(self.mode)
+        return await hostile_answer(self.mode, token, {"active": True}, MAX_ANSWER_BYTES)
 
 
 @pytest.fixture
@@ -84,17 +72,12 @@ async def provider() -> AsyncIterator[tuple[Provider, str]]:
     app = web.Application()
     app.router.add_route("*", "/oauth2/introspect", p.handle)
     app.router.add_route("*", "/tokeninfo", p.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield p, f"http://127.0.0.1:{port}"
-    finally:
-        while INTROSPECTORS:
-            await INTROSPECTORS.pop().close()
-        await runner.cleanup()
+    async with serving(app) as base:
+        try:
+            yield p, base
+        finally:
+            while INTROSPECTORS:
+                await INTROSPECTORS.pop().close()
 
 
 OVERRIDES = [{"iss": [PARTNER, "https://*.partner.example"], "path": "oauth2"}]
@@ -255,10 +238,7 @@ async def test_hostile_or_broken_answers(
     with caplog.at_level(logging.DEBUG):
         got = await ask(auth, token)
     assert isinstance(got, Deny) and (got.status, got.reason) == (status, reason), got
-    assert token not in got.message and SECRET not in got.message
-    for record in caplog.records:
-        shown = record.getMessage() + str(record.__dict__)
-        assert token not in shown and SECRET not in shown
+    assert_never_shown(got.message, caplog.records, token, SECRET)
     assert p.calls == 1  # a redirect is not followed (it would hand the token elsewhere)
 
 
