@@ -12,9 +12,9 @@ environment variable is not set") is refused at start here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 from extauthz.config.schema import ExtauthzSettings, JwtAuthSettings
+from extauthz.config.urlcheck import is_url
 from extauthz.identity.introspection import IntrospectionSettings
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, Selector
 
@@ -85,15 +85,13 @@ def _endpoint(
             f"{where}: tokens are introspected, but no endpoint is set: export "
             f"{ENDPOINT_ENV} (as for LiteLLM) or set extauthz.oauth2_token_info_endpoint"
         )
-    else:
-        parsed = urlparse(endpoint)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            where = (
-                "extauthz.oauth2_token_info_endpoint"
-                if ours.oauth2_token_info_endpoint
-                else ENDPOINT_ENV
-            )
-            problems.append(f"{where}: not an https:// or http:// URL")
+    elif not is_url(endpoint):
+        where = (
+            "extauthz.oauth2_token_info_endpoint"
+            if ours.oauth2_token_info_endpoint
+            else ENDPOINT_ENV
+        )
+        problems.append(f"{where}: not an https:// or http:// URL")
     return IntrospectionSettings(
         endpoint=endpoint,
         user_id_field=environ.get("OAUTH_USER_ID_FIELD_NAME", "sub"),

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import urlparse
 
 from extauthz.config.schema import REFUSED_JWTAUTH, ExtauthzSettings, IssuerEntry, JwtAuthSettings
+from extauthz.config.urlcheck import is_url
 from extauthz.identity.claims import parse_field_path
 from extauthz.identity.customvalidate import CustomValidateError, Validator, load_validator
 from extauthz.identity.fields import ClaimField, ClaimFields
@@ -52,14 +52,6 @@ def _own_field(name: str | None, fallback: ClaimField | None) -> ClaimField | No
     return ClaimField(name, parse_field_path(name), fallback)
 
 
-def _http_url(url: str) -> bool:
-    try:
-        parsed = urlparse(url)
-    except ValueError:
-        return False
-    return parsed.scheme in ("http", "https", "file") and bool(parsed.netloc or parsed.path)
-
-
 def _entry(
     i: int,
     entry: IssuerEntry,
@@ -87,7 +79,7 @@ def _entry(
     # LiteLLM's fallback when no jwks_url: the issuer's OpenID discovery document.
     url = entry.jwks_url or f"{entry.issuer.rstrip('/')}/.well-known/openid-configuration"
     urls = split_urls(url)
-    if not urls or not all(_http_url(u) for u in urls):
+    if not urls or not all(is_url(u, ("http", "https", "file"), host=False) for u in urls):
         problems.append(
             f"{where}.jwks_url: not an https://, http:// or file:// URL (without jwks_url the "
             "issuer must be a URL whose /.well-known/openid-configuration can be fetched)"
@@ -165,7 +157,7 @@ def _check_userinfo(
             f"{_WHERE}.oidc_userinfo_enabled needs oidc_userinfo_endpoint (your provider's "
             "userinfo URL, the 'userinfo_endpoint' of its OpenID discovery document)"
         )
-    elif urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).netloc:
+    elif not is_url(endpoint):
         problems.append(f"{_WHERE}.oidc_userinfo_endpoint: not an https:// or http:// URL")
     if ours.non_jwt_tokens == "passthrough":
         problems.append(
