@@ -18,12 +18,10 @@ from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.tokens import TokenRules
 
 _WHERE = "general_settings.litellm_jwtauth"
-# Entry keys LiteLLM has that are not implemented per issuer, and why.
+# Entry keys LiteLLM has that are not implemented per issuer, and why: the schema's refused
+# keys an entry declares (only so they can be refused here by name).
 _REFUSED_ENTRY_KEYS = MappingProxyType(
-    {
-        "virtual_key_claim_field": REFUSED_JWTAUTH["virtual_key_claim_field"],
-        "unregistered_jwt_client_behavior": REFUSED_JWTAUTH["unregistered_jwt_client_behavior"],
-    }
+    {k: why for k, why in REFUSED_JWTAUTH.items() if k in IssuerEntry.model_fields}
 )
 # LiteLLM's normalized claim for each per-issuer field (what custom_validate sees).
 _NORMALIZED = (
