@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
-
-if TYPE_CHECKING:
-    from extauthz.config.loader import LoadedPolicy
 from extauthz.state.urls import DEFAULT_STATE_URL
 
 if TYPE_CHECKING:
     from extauthz.authorizer import StateView
+    from extauthz.config.loader import LoadedPolicy
 
 
 def _config_default() -> str | None:
@@ -298,9 +296,7 @@ async def _explain(args: argparse.Namespace) -> int:
         out["routing_override"] = (
             None if rule is None else rule.describe() + ": introspected, not verified as a JWT"
         )
-    opaque = policy.enable_oauth2_auth and introspected(
-        token, path, policy.enable_jwt_auth, True, None
-    )
+    opaque = introspected(token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, None)
     if policy.enable_oauth2_auth:
         sent = opaque and bool(token) and token != policy.master_key  # the master key: refused
         out["oauth2_introspection"] = OPAQUE_INTROSPECTED if sent else None
