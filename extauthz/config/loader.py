@@ -101,7 +101,6 @@ def _field(name: str | None) -> ClaimField | None:
 class _Sections(NamedTuple):
     """The validated sections a policy is compiled from."""
 
-    general_raw: dict[str, Any]  # the general_settings keys we read, env references resolved
     general: GeneralSettings
     ours: ExtauthzSettings
     model_names: tuple[str, ...]
@@ -153,9 +152,7 @@ def compile_policy(
     )
     settings = replace(settings, keys=replace(settings.keys, introspection=introspection))
     validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
-    catalog = build_catalog(
-        {**data, "general_settings": sections.general_raw}, problems, warnings
-    )
+    catalog = build_catalog(data, sections.general.completion_model, problems, warnings)
     warnings.extend(reach_warnings(catalog, role_models))
     identity_headers = sections.ours.headers.model_dump().values()
     gate = compile_gate(sections.general, sections.ours, identity_headers, problems, warnings)
@@ -298,7 +295,7 @@ def _read_sections(
         return None
     # Keep checking with defaults so every problem is reported in one run.
     ours: ExtauthzSettings = ours_model if ours_model is not None else ExtauthzSettings()
-    return _Sections(general_raw, general, ours, tuple(model_names))
+    return _Sections(general, ours, tuple(model_names))
 
 
 def _role_routes(sections: _Sections, problems: list[str]) -> dict[Role, RouteSet]:
