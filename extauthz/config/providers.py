@@ -74,6 +74,12 @@ def _entry(
         problems.append(
             f"{where}: audience and disable_audience_validation: true cannot be set together"
         )
+    if entry.audience == []:  # PyJWT refuses every token then; TokenRules would check none
+        problems.append(
+            f"{where}.audience: an empty list names no audience; name the audience(s) the "
+            "tokens carry (or, only if the provider cannot give one, "
+            "disable_audience_validation: true)"
+        )
     # LiteLLM's fallback when no jwks_url: the issuer's OpenID discovery document.
     url = entry.jwks_url or f"{entry.issuer.rstrip('/')}/.well-known/openid-configuration"
     urls = split_urls(url)
