@@ -146,7 +146,6 @@ def compile_policy(
         jwt_settings,
         sections.ours,
         environ,
-        sections.ours.jwks_fetch_timeout_seconds,
         problems,
         sections.general.enable_oauth2_auth,
     )
