@@ -17,7 +17,12 @@ from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.gate import compile_gate
 from extauthz.config.overrides import compile_overrides
-from extauthz.config.providers import CompiledProviders, compile_providers, load_custom_validate
+from extauthz.config.providers import (
+    CompiledProviders,
+    claim_field,
+    compile_providers,
+    load_custom_validate,
+)
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
     KNOWN_TOP_LEVEL,
@@ -31,9 +36,9 @@ from extauthz.config.schema import (
 from extauthz.config.settings import KeySettings, ServeSettings
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
-from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
+from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.emails import email_domain
-from extauthz.identity.fields import ClaimField, ClaimFields
+from extauthz.identity.fields import ClaimFields
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
@@ -92,10 +97,6 @@ def _env_list(value: str | list[str] | None, env: str | None) -> frozenset[str]:
     if value is None:
         value = [v.strip() for v in (env or "").split(",") if v.strip()]
     return frozenset([value] if isinstance(value, str) else value)
-
-
-def _field(name: str | None) -> ClaimField | None:
-    return None if name is None else ClaimField(name, parse_field_path(name))
 
 
 class _Sections(NamedTuple):
@@ -395,14 +396,14 @@ def _claim_rules(
         problems.append(str(exc))
 
     fields = ClaimFields(
-        user_id=_field(jwt.user_id_jwt_field),
-        team_id=_field(jwt.team_id_jwt_field),
-        team_ids=_field(jwt.team_ids_jwt_field),
-        team_alias=_field(jwt.team_alias_jwt_field),
-        org_id=_field(jwt.org_id_jwt_field),
-        end_user_id=_field(jwt.end_user_id_jwt_field),
-        email=_field(jwt.user_email_jwt_field),
-        roles=_field(jwt.user_roles_jwt_field),
+        user_id=claim_field(jwt.user_id_jwt_field),
+        team_id=claim_field(jwt.team_id_jwt_field),
+        team_ids=claim_field(jwt.team_ids_jwt_field),
+        team_alias=claim_field(jwt.team_alias_jwt_field),
+        org_id=claim_field(jwt.org_id_jwt_field),
+        end_user_id=claim_field(jwt.end_user_id_jwt_field),
+        email=claim_field(jwt.user_email_jwt_field),
+        roles=claim_field(jwt.user_roles_jwt_field),
     )
     return fields, team_id_default, email_domains
 

@@ -44,7 +44,9 @@ class CompiledProviders:
     key_urls: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def _own_field(name: str | None, fallback: ClaimField | None) -> ClaimField | None:
+def claim_field(name: str | None, fallback: ClaimField | None = None) -> ClaimField | None:
+    """The ``*_jwt_field`` setting ``name`` parsed; ``fallback`` (the global field, for an
+    ``issuers`` entry) when it is not set."""
     if name is None:
         return fallback
     return ClaimField(name, parse_field_path(name), fallback)
@@ -97,12 +99,12 @@ def _entry(
         max_token_bytes=ours.max_token_bytes,
     )
     own = ClaimFields(
-        user_id=_own_field(entry.user_id_jwt_field, fields.user_id),
-        team_id=_own_field(entry.team_id_jwt_field, fields.team_id),
-        team_ids=_own_field(entry.team_ids_jwt_field, fields.team_ids),
-        org_id=_own_field(entry.org_id_jwt_field, fields.org_id),
-        end_user_id=_own_field(entry.end_user_id_jwt_field, fields.end_user_id),
-        email=_own_field(entry.user_email_jwt_field, fields.email),
+        user_id=claim_field(entry.user_id_jwt_field, fields.user_id),
+        team_id=claim_field(entry.team_id_jwt_field, fields.team_id),
+        team_ids=claim_field(entry.team_ids_jwt_field, fields.team_ids),
+        org_id=claim_field(entry.org_id_jwt_field, fields.org_id),
+        end_user_id=claim_field(entry.end_user_id_jwt_field, fields.end_user_id),
+        email=claim_field(entry.user_email_jwt_field, fields.email),
         roles=fields.roles,
     )
     mapped = tuple(
