@@ -213,6 +213,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.policy.overrides import OPAQUE_INTROSPECTED, introspected
     from extauthz.policy.paths import PathError, check_path
     from extauthz.policy.verdict import render
+    from extauthz.redact import redact_url
     from extauthz.runtime import introspector_for, userinfo_client
 
     loaded = load_policy_file(args.config, os.environ)
@@ -282,7 +283,9 @@ async def _explain(args: argparse.Namespace) -> int:
             "team_id": decision.identity.team_id,
             "why": decision.team_source if isinstance(decision, Allow) else None,
             "token_teams": list(decision.identity.team_ids),
-            "registry": "not read (pass --state URL)" if args.state is None else args.state,
+            "registry": "not read (pass --state URL)"
+            if args.state is None
+            else redact_url(args.state),  # a postgresql:// URL may carry a password
         }
     token = args.token or ""
     if policy.token_rules.providers and looks_like_jwt(token):
