@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 from extauthz import __version__
 from extauthz.errors import ConfigError
-
-if TYPE_CHECKING:
-    from extauthz.config.loader import LoadedPolicy
 from extauthz.state.urls import DEFAULT_STATE_URL
 
 if TYPE_CHECKING:
     from extauthz.authorizer import StateView
+    from extauthz.config.loader import LoadedPolicy
 
 
 def _config_default() -> str | None:
@@ -215,6 +213,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from extauthz.policy.overrides import OPAQUE_INTROSPECTED, introspected
     from extauthz.policy.paths import PathError, check_path
     from extauthz.policy.verdict import render
+    from extauthz.redact import redact_url
     from extauthz.runtime import introspector_for, userinfo_client
 
     loaded = load_policy_file(args.config, os.environ)
@@ -284,7 +283,9 @@ async def _explain(args: argparse.Namespace) -> int:
             "team_id": decision.identity.team_id,
             "why": decision.team_source if isinstance(decision, Allow) else None,
             "token_teams": list(decision.identity.team_ids),
-            "registry": "not read (pass --state URL)" if args.state is None else args.state,
+            "registry": "not read (pass --state URL)"
+            if args.state is None
+            else redact_url(args.state),  # a postgresql:// URL may carry a password
         }
     token = args.token or ""
     if policy.token_rules.providers and looks_like_jwt(token):
@@ -298,9 +299,7 @@ async def _explain(args: argparse.Namespace) -> int:
         out["routing_override"] = (
             None if rule is None else rule.describe() + ": introspected, not verified as a JWT"
         )
-    opaque = policy.enable_oauth2_auth and introspected(
-        token, path, policy.enable_jwt_auth, True, None
-    )
+    opaque = introspected(token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, None)
     if policy.enable_oauth2_auth:
         sent = opaque and bool(token) and token != policy.master_key  # the master key: refused
         out["oauth2_introspection"] = OPAQUE_INTROSPECTED if sent else None

@@ -39,10 +39,13 @@ def _secret_params(query: str) -> list[re.Match[str]]:
 
 def redact_url(url: str) -> str:
     """``url`` with its user-info (a PostgreSQL URL: its password), secret query values and
-    fragment replaced by ``***``; a URL that cannot be parsed is not shown at all."""
+    fragment replaced by ``***``; a URL that cannot be parsed is not shown at all. A URL with
+    nothing to hide (and no control character) is shown as written: urlunsplit would turn
+    ``sqlite:////abs`` into ``sqlite://abs``."""
     parts = _split(url)
     if parts is None:
         return UNPARSEABLE
+    original = parts
     userinfo, at, host = parts.netloc.rpartition("@")
     if at:
         if not _shows_user(parts):
@@ -59,7 +62,7 @@ def redact_url(url: str) -> str:
         )
     if parts.fragment:
         parts = parts._replace(fragment=MASK)
-    return urlunsplit(parts)
+    return url if parts == original and url.isprintable() else urlunsplit(parts)
 
 
 def url_secrets(url: str) -> list[str]:

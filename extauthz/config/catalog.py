@@ -23,10 +23,14 @@ _READ = {
 
 
 def build_catalog(
-    data: Mapping[str, Any], problems: list[str], warnings: list[str]
+    data: Mapping[str, Any],
+    completion_model: str | None,
+    problems: list[str],
+    warnings: list[str],
 ) -> ModelCatalog:
-    """The catalog of one parsed config; malformed entries are appended to ``problems``,
-    the keys of ``litellm_settings``/``router_settings`` it does not read to ``warnings``."""
+    """The catalog of one parsed config (``completion_model`` as validated by the loader);
+    malformed entries are appended to ``problems``, the keys of
+    ``litellm_settings``/``router_settings`` it does not read to ``warnings``."""
     litellm = _mapping(data, "litellm_settings", problems)
     router = _mapping(data, "router_settings", problems)
     for section, values in (("litellm_settings", litellm), ("router_settings", router)):
@@ -36,7 +40,6 @@ def build_catalog(
                 f"ignored {section} keys (they do not change which model runs): "
                 + ", ".join(ignored)
             )
-    general = data.get("general_settings") or {}
 
     names: list[str] = []
     ids: dict[str, str] = {}
@@ -83,7 +86,6 @@ def build_catalog(
     fallbacks, fallback_problems = merge_fallbacks(lists, default)
     problems.extend(f"router_settings: {p}" for p in fallback_problems)
 
-    forced = general.get("completion_model") if isinstance(general, dict) else None
     return ModelCatalog(
         model_names=frozenset(names),
         alias_map=alias_map,
@@ -91,7 +93,7 @@ def build_catalog(
         deployment_ids=ids,
         provider_models={model: tuple(groups) for model, groups in provider.items()},
         fallbacks=fallbacks,
-        forced=(forced,) if isinstance(forced, str) and forced else (),
+        forced=(completion_model,) if completion_model else (),
     )
 
 

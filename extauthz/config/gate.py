@@ -64,9 +64,7 @@ def compile_gate(
         allowed_ips=_allowed_ips(general.allowed_ips, problems, warnings),
         use_x_forwarded_for=general.use_x_forwarded_for,
         xff_num_trusted_hops=ours.xff_num_trusted_hops,
-        allowed_routes=None
-        if general.allowed_routes is None
-        else frozenset(_exact_paths(general.allowed_routes, "allowed_routes", warnings)),
+        allowed_routes=_allowed_routes(general.allowed_routes, warnings),
         public_routes=_public_routes(general.public_routes, problems, warnings),
         admin_only_routes=frozenset(
             _exact_paths(general.admin_only_routes or [], "admin_only_routes", warnings)
@@ -102,9 +100,15 @@ def _allowed_ips(
     return frozenset(addresses)
 
 
-def _exact_paths(entries: list[str], key: str, warnings: list[str]) -> list[str]:
-    if not entries and key == "allowed_routes":
+def _allowed_routes(entries: list[str] | None, warnings: list[str]) -> frozenset[str] | None:
+    if entries is None:
+        return None
+    if not entries:
         warnings.append(f"{_WHERE}.allowed_routes: an empty list admits no request (as in LiteLLM)")
+    return frozenset(_exact_paths(entries, "allowed_routes", warnings))
+
+
+def _exact_paths(entries: list[str], key: str, warnings: list[str]) -> list[str]:
     for entry in entries:
         if not entry.startswith("/") or "*" in entry or "{" in entry:
             warnings.append(

@@ -17,7 +17,12 @@ from extauthz.config.catalog import build_catalog, reach_warnings
 from extauthz.config.envref import resolve_env_refs
 from extauthz.config.gate import compile_gate
 from extauthz.config.overrides import compile_overrides
-from extauthz.config.providers import CompiledProviders, compile_providers, load_custom_validate
+from extauthz.config.providers import (
+    CompiledProviders,
+    claim_field,
+    compile_providers,
+    load_custom_validate,
+)
 from extauthz.config.schema import (
     IGNORED_JWTAUTH,
     KNOWN_TOP_LEVEL,
@@ -31,9 +36,9 @@ from extauthz.config.schema import (
 from extauthz.config.settings import KeySettings, ServeSettings
 from extauthz.config.yamlfile import read_yaml
 from extauthz.errors import ConfigError
-from extauthz.identity.claims import ClaimValueError, canonical_id, parse_field_path
+from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.emails import email_domain
-from extauthz.identity.fields import ClaimField, ClaimFields
+from extauthz.identity.fields import ClaimFields
 from extauthz.identity.jwks import split_urls
 from extauthz.identity.tokens import TokenRules
 from extauthz.model import Role
@@ -94,14 +99,9 @@ def _env_list(value: str | list[str] | None, env: str | None) -> frozenset[str]:
     return frozenset([value] if isinstance(value, str) else value)
 
 
-def _field(name: str | None) -> ClaimField | None:
-    return None if name is None else ClaimField(name, parse_field_path(name))
-
-
 class _Sections(NamedTuple):
     """The validated sections a policy is compiled from."""
 
-    general_raw: dict[str, Any]  # the general_settings keys we read, env references resolved
     general: GeneralSettings
     ours: ExtauthzSettings
     model_names: tuple[str, ...]
@@ -147,15 +147,12 @@ def compile_policy(
         jwt_settings,
         sections.ours,
         environ,
-        sections.ours.jwks_fetch_timeout_seconds,
         problems,
         sections.general.enable_oauth2_auth,
     )
     settings = replace(settings, keys=replace(settings.keys, introspection=introspection))
     validator = load_custom_validate(sections.general.litellm_jwtauth, source, problems)
-    catalog = build_catalog(
-        {**data, "general_settings": sections.general_raw}, problems, warnings
-    )
+    catalog = build_catalog(data, sections.general.completion_model, problems, warnings)
     warnings.extend(reach_warnings(catalog, role_models))
     identity_headers = sections.ours.headers.model_dump().values()
     gate = compile_gate(sections.general, sections.ours, identity_headers, problems, warnings)
@@ -298,7 +295,7 @@ def _read_sections(
         return None
     # Keep checking with defaults so every problem is reported in one run.
     ours: ExtauthzSettings = ours_model if ours_model is not None else ExtauthzSettings()
-    return _Sections(general_raw, general, ours, tuple(model_names))
+    return _Sections(general, ours, tuple(model_names))
 
 
 def _role_routes(sections: _Sections, problems: list[str]) -> dict[Role, RouteSet]:
@@ -399,14 +396,14 @@ def _claim_rules(
         problems.append(str(exc))
 
     fields = ClaimFields(
-        user_id=_field(jwt.user_id_jwt_field),
-        team_id=_field(jwt.team_id_jwt_field),
-        team_ids=_field(jwt.team_ids_jwt_field),
-        team_alias=_field(jwt.team_alias_jwt_field),
-        org_id=_field(jwt.org_id_jwt_field),
-        end_user_id=_field(jwt.end_user_id_jwt_field),
-        email=_field(jwt.user_email_jwt_field),
-        roles=_field(jwt.user_roles_jwt_field),
+        user_id=claim_field(jwt.user_id_jwt_field),
+        team_id=claim_field(jwt.team_id_jwt_field),
+        team_ids=claim_field(jwt.team_ids_jwt_field),
+        team_alias=claim_field(jwt.team_alias_jwt_field),
+        org_id=claim_field(jwt.org_id_jwt_field),
+        end_user_id=claim_field(jwt.end_user_id_jwt_field),
+        email=claim_field(jwt.user_email_jwt_field),
+        roles=claim_field(jwt.user_roles_jwt_field),
     )
     return fields, team_id_default, email_domains
 

@@ -12,9 +12,9 @@ environment variable is not set") is refused at start here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 from extauthz.config.schema import ExtauthzSettings, JwtAuthSettings
+from extauthz.config.urlcheck import is_url
 from extauthz.identity.introspection import IntrospectionSettings
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, Selector
 
@@ -34,7 +34,6 @@ def compile_overrides(
     jwt: JwtAuthSettings,
     ours: ExtauthzSettings,
     environ: Mapping[str, str],
-    fetch_timeout: float,
     problems: list[str],
     enable_oauth2_auth: bool = False,
 ) -> tuple[RoutingOverrides | None, IntrospectionSettings | None]:
@@ -43,7 +42,7 @@ def compile_overrides(
     if not jwt.routing_overrides:
         if not enable_oauth2_auth:
             return None, None
-        return None, _endpoint(ours, environ, fetch_timeout, _OPAQUE, problems)
+        return None, _endpoint(ours, environ, _OPAQUE, problems)
     if not enable_jwt_auth:
         problems.append(
             f"{_WHERE} needs general_settings.enable_jwt_auth: true (LiteLLM reads the rules "
@@ -67,14 +66,13 @@ def compile_overrides(
                 )
         rules.append(rule)
     where = f"{_WHERE} and {_OPAQUE}" if enable_oauth2_auth else _WHERE
-    settings = _endpoint(ours, environ, fetch_timeout, where, problems)
+    settings = _endpoint(ours, environ, where, problems)
     return RoutingOverrides(tuple(rules), ours.max_token_bytes), settings
 
 
 def _endpoint(
     ours: ExtauthzSettings,
     environ: Mapping[str, str],
-    fetch_timeout: float,
     where: str,
     problems: list[str],
 ) -> IntrospectionSettings:
@@ -85,15 +83,13 @@ def _endpoint(
             f"{where}: tokens are introspected, but no endpoint is set: export "
             f"{ENDPOINT_ENV} (as for LiteLLM) or set extauthz.oauth2_token_info_endpoint"
         )
-    else:
-        parsed = urlparse(endpoint)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            where = (
-                "extauthz.oauth2_token_info_endpoint"
-                if ours.oauth2_token_info_endpoint
-                else ENDPOINT_ENV
-            )
-            problems.append(f"{where}: not an https:// or http:// URL")
+    elif not is_url(endpoint):
+        where = (
+            "extauthz.oauth2_token_info_endpoint"
+            if ours.oauth2_token_info_endpoint
+            else ENDPOINT_ENV
+        )
+        problems.append(f"{where}: not an https:// or http:// URL")
     return IntrospectionSettings(
         endpoint=endpoint,
         user_id_field=environ.get("OAUTH_USER_ID_FIELD_NAME", "sub"),
@@ -102,7 +98,7 @@ def _endpoint(
         client_id=environ.get("OAUTH_CLIENT_ID"),
         client_secret=environ.get("OAUTH_CLIENT_SECRET"),
         cache_ttl=ours.oauth2_cache_ttl_seconds,
-        timeout=fetch_timeout,
+        timeout=ours.jwks_fetch_timeout_seconds,  # as the signing-key fetches
     )
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import urlparse
 
 from extauthz.config.schema import REFUSED_JWTAUTH, ExtauthzSettings, IssuerEntry, JwtAuthSettings
+from extauthz.config.urlcheck import is_url
 from extauthz.identity.claims import parse_field_path
 from extauthz.identity.customvalidate import CustomValidateError, Validator, load_validator
 from extauthz.identity.fields import ClaimField, ClaimFields
@@ -18,12 +18,10 @@ from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.tokens import TokenRules
 
 _WHERE = "general_settings.litellm_jwtauth"
-# Entry keys LiteLLM has that are not implemented per issuer, and why.
+# Entry keys LiteLLM has that are not implemented per issuer, and why: the schema's refused
+# keys an entry declares (only so they can be refused here by name).
 _REFUSED_ENTRY_KEYS = MappingProxyType(
-    {
-        "virtual_key_claim_field": REFUSED_JWTAUTH["virtual_key_claim_field"],
-        "unregistered_jwt_client_behavior": REFUSED_JWTAUTH["unregistered_jwt_client_behavior"],
-    }
+    {k: why for k, why in REFUSED_JWTAUTH.items() if k in IssuerEntry.model_fields}
 )
 # LiteLLM's normalized claim for each per-issuer field (what custom_validate sees).
 _NORMALIZED = (
@@ -46,18 +44,12 @@ class CompiledProviders:
     key_urls: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def _own_field(name: str | None, fallback: ClaimField | None) -> ClaimField | None:
+def claim_field(name: str | None, fallback: ClaimField | None = None) -> ClaimField | None:
+    """The ``*_jwt_field`` setting ``name`` parsed; ``fallback`` (the global field, for an
+    ``issuers`` entry) when it is not set."""
     if name is None:
         return fallback
     return ClaimField(name, parse_field_path(name), fallback)
-
-
-def _http_url(url: str) -> bool:
-    try:
-        parsed = urlparse(url)
-    except ValueError:
-        return False
-    return parsed.scheme in ("http", "https", "file") and bool(parsed.netloc or parsed.path)
 
 
 def _entry(
@@ -84,10 +76,16 @@ def _entry(
         problems.append(
             f"{where}: audience and disable_audience_validation: true cannot be set together"
         )
+    if entry.audience == []:  # PyJWT refuses every token then; TokenRules would check none
+        problems.append(
+            f"{where}.audience: an empty list names no audience; name the audience(s) the "
+            "tokens carry (or, only if the provider cannot give one, "
+            "disable_audience_validation: true)"
+        )
     # LiteLLM's fallback when no jwks_url: the issuer's OpenID discovery document.
     url = entry.jwks_url or f"{entry.issuer.rstrip('/')}/.well-known/openid-configuration"
     urls = split_urls(url)
-    if not urls or not all(_http_url(u) for u in urls):
+    if not urls or not all(is_url(u, ("http", "https", "file"), host=False) for u in urls):
         problems.append(
             f"{where}.jwks_url: not an https://, http:// or file:// URL (without jwks_url the "
             "issuer must be a URL whose /.well-known/openid-configuration can be fetched)"
@@ -101,12 +99,12 @@ def _entry(
         max_token_bytes=ours.max_token_bytes,
     )
     own = ClaimFields(
-        user_id=_own_field(entry.user_id_jwt_field, fields.user_id),
-        team_id=_own_field(entry.team_id_jwt_field, fields.team_id),
-        team_ids=_own_field(entry.team_ids_jwt_field, fields.team_ids),
-        org_id=_own_field(entry.org_id_jwt_field, fields.org_id),
-        end_user_id=_own_field(entry.end_user_id_jwt_field, fields.end_user_id),
-        email=_own_field(entry.user_email_jwt_field, fields.email),
+        user_id=claim_field(entry.user_id_jwt_field, fields.user_id),
+        team_id=claim_field(entry.team_id_jwt_field, fields.team_id),
+        team_ids=claim_field(entry.team_ids_jwt_field, fields.team_ids),
+        org_id=claim_field(entry.org_id_jwt_field, fields.org_id),
+        end_user_id=claim_field(entry.end_user_id_jwt_field, fields.end_user_id),
+        email=claim_field(entry.user_email_jwt_field, fields.email),
         roles=fields.roles,
     )
     mapped = tuple(
@@ -165,7 +163,7 @@ def _check_userinfo(
             f"{_WHERE}.oidc_userinfo_enabled needs oidc_userinfo_endpoint (your provider's "
             "userinfo URL, the 'userinfo_endpoint' of its OpenID discovery document)"
         )
-    elif urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).netloc:
+    elif not is_url(endpoint):
         problems.append(f"{_WHERE}.oidc_userinfo_endpoint: not an https:// or http:// URL")
     if ours.non_jwt_tokens == "passthrough":
         problems.append(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from extauthz.cli import main
 from extauthz.state.protocol import TeamState
 from extauthz.state.urls import store_from_url
-from tests.state.conftest import token, write_policy
+from tests.state.conftest import PG_BASE_URL, schema_url, token, write_policy
 
 GROUPS = "    team_ids_jwt_field: groups\n"
 
@@ -69,3 +70,32 @@ def test_explain_says_which_team_and_why(
     # Without --state no registry is read: every team exists, the first one is chosen.
     code, out = explain(capsys, files.policy, tok, "mistral")
     assert code == 0 and out["team"]["team_id"] == "research"  # type: ignore[index]
+
+
+def test_explain_never_shows_the_state_url_password(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pg_schema: str,
+) -> None:
+    base = urlsplit(PG_BASE_URL)
+    secret = base.password or "explain-state-pw-81f2"  # trust auth: any password is let in
+    if base.password is None:
+        user, _, host = base.netloc.rpartition("@")
+        base = base._replace(netloc=f"{user or 'postgres'}:{secret}@{host}")
+    url = schema_url(pg_schema, urlunsplit(base))
+    files = write_policy(tmp_path, extra=GROUPS)
+    for k, v in files.env.items():
+        monkeypatch.setenv(k, v)
+    asyncio.run(seed(url))
+    tok = token({"sub": "alice", "groups": ["research", "eng"]})
+
+    body = json.dumps({"model": "gpt-4o", "messages": []})
+    code = main(
+        ["explain", "--config", str(files.policy), "--token", tok, "--path",
+         "/v1/chat/completions", "--body", body, "--state", url]
+    )
+    shown = capsys.readouterr()
+    assert code == 0, shown.out
+    assert json.loads(shown.out)["team"]["team_id"] == "eng"
+    assert secret not in shown.out + shown.err

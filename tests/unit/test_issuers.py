@@ -171,6 +171,7 @@ async def test_an_issuers_own_team_ids_field_falls_back_to_the_global_one() -> N
     [
         ({"issuer": A}, "must set audience"),
         ({"issuer": A, "audience": "x", "disable_audience_validation": True}, "cannot be set"),
+        ({"issuer": A, "audience": []}, "audience: an empty list"),  # else: aud unchecked
         ({"issuer": A, "audience": "x", "virtual_key_claim_field": "sub"}, "database"),
         ({"issuer": "not a url", "audience": "x"}, "jwks_url"),
         ({"issuer": A, "audience": "x", "jwks_url": "ftp://k"}, "jwks_url"),

@@ -370,6 +370,7 @@ def test_a_rule_needs_every_selector_it_sets() -> None:
     [
         ({}, {}, "OAUTH_TOKEN_INFO_ENDPOINT"),
         ({}, {"OAUTH_TOKEN_INFO_ENDPOINT": "ftp://x"}, "OAUTH_TOKEN_INFO_ENDPOINT: not an"),
+        ({}, {"OAUTH_TOKEN_INFO_ENDPOINT": "http://[x/i"}, "OAUTH_TOKEN_INFO_ENDPOINT: not an"),
         ({"enable_jwt_auth": False}, {"OAUTH_TOKEN_INFO_ENDPOINT": "https://x"}, "enable_jwt"),
         ({"iss": []}, {"OAUTH_TOKEN_INFO_ENDPOINT": "https://x"}, "routing_overrides[0].iss"),
         ({"scope": ""}, {"OAUTH_TOKEN_INFO_ENDPOINT": "https://x"}, "routing_overrides[0].scope"),

@@ -198,6 +198,18 @@ def test_userinfo_needs_jwt_auth() -> None:
         compile_policy(data, {})
 
 
+@pytest.mark.parametrize("endpoint", ["ftp://idp.example/userinfo", "http://[idp/userinfo"])
+def test_a_userinfo_endpoint_that_is_no_url_is_refused_by_name(endpoint: str) -> None:
+    data: dict[str, Any] = {
+        "general_settings": {
+            "enable_jwt_auth": True,
+            "litellm_jwtauth": {"oidc_userinfo_enabled": True, "oidc_userinfo_endpoint": endpoint},
+        }
+    }
+    with pytest.raises(ConfigError, match=r"oidc_userinfo_endpoint: not an https:// or http://"):
+        compile_policy(data, {})
+
+
 async def test_custom_validate_judges_userinfo_answers_too(provider: tuple[Provider, str]) -> None:
     _p, url = provider
     auth = make(url, [NOW])
