@@ -247,19 +247,7 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     )
     llm_route = _LLM_ROUTES.matches(path)
     user_param = policy.gate.enforce_user_param and userparam.applies(path)
-    if rule is None and grant is None:
-        return Admission(
-            identity,
-            role,
-            None,
-            admin_api=admin_api,
-            catalog=policy.catalog,
-            forced=policy.catalog.forced if llm_route and teams is not None else (),
-            teams=teams,
-            promoted=promoted,
-            header_teams=header_teams,
-            user_param=user_param,
-        )
+    restricted = rule is not None or grant is not None  # some model list applies
     return Admission(
         identity,
         role,
@@ -269,8 +257,10 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         header_teams=header_teams,
         admin_api=admin_api,
         catalog=policy.catalog,
-        forced=policy.catalog.forced if llm_route else (),
-        steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
+        forced=policy.catalog.forced if llm_route and (restricted or teams is not None) else (),
+        steering=None
+        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
+        else _UNREAD_PROVIDER_ROUTE,
         teams=teams,
         user_param=user_param,
     )
