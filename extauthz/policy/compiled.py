@@ -115,7 +115,6 @@ class Policy:
     team_id_default: str | None = None
     refuse_missing_team: bool = True  # LiteLLM's "No team found in token" (extauthz opt-out)
     user_allowed_roles: frozenset[str] | None = None
-    enforce_rbac: bool = False
     # general_settings.enforce_rbac: a non-admin needs a user or team id (validate_object_id)
     require_caller_id: bool = False
     email_domains: frozenset[str] | None = None
