@@ -62,7 +62,7 @@ class PublicRoutes:
         )
 
     def matches(self, path: str) -> bool:
-        return path in self.exact or any(path.startswith(p) for p in self.prefixes)
+        return path in self.exact or path.startswith(self.prefixes)
 
 
 @dataclass(frozen=True, slots=True)
