@@ -42,7 +42,8 @@ _PATTERNS = re.compile(
 _AZURE = re.compile(
     r"^/openai/deployments/[^/]+/[^/]+/chat/completions$|^/engines/[^/]+/chat/completions$"
 )
-_MAPPED = tuple(GROUPS["mapped_pass_through_routes"])
+_MAPPED = frozenset(GROUPS["mapped_pass_through_routes"])
+_MAPPED_BELOW = tuple(p + "/" for p in GROUPS["mapped_pass_through_routes"])
 _MCP_EXACT = frozenset(GROUPS["mcp_routes"])
 _MCP_PREFIXES = tuple(t[:-1] for t in GROUPS["mcp_routes"] if t.endswith("*"))
 _MCP_PATTERNS = re.compile("|".join(f"(?:{_template(t)})" for t in GROUPS["mcp_routes"]))
@@ -55,7 +56,8 @@ def is_llm_api_route(path: str) -> bool:
         or path.startswith(_PREFIXES)
         or _PATTERNS.match(path) is not None
         or _AZURE.match(path) is not None
-        or any(path == p or path.startswith(p + "/") for p in _MAPPED)
+        or path in _MAPPED
+        or path.startswith(_MAPPED_BELOW)
     )
 
 
