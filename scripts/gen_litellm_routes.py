@@ -79,12 +79,62 @@ def render(
     ]
     for name, value in defaults.items():
         lines += _entry(name, value)
-    lines += ["}", "", "# LiteLLMRoutes, group by group (Starlette path templates).", ""]
-    lines.append("GROUPS: dict[str, tuple[str, ...]] = {")
+    lines += ["}", "", "# LiteLLMRoutes, group by group (Starlette path templates)."]
+    parts = {name: _parts(templates, groups, name) for name, templates in groups.items()}
+    shared = [n for n in groups if any(p == (n,) for ps in parts.values() for p in ps)]
+    if shared:
+        lines += ["# Groups LiteLLM builds from others are written as those groups, not copied."]
+    for name in shared:
+        lines += ["", f"{_const(name)}: tuple[str, ...] = ("]
+        lines += [f"    {_q(t)}," for t in groups[name]] + [")"]
+    lines += ["", "GROUPS: dict[str, tuple[str, ...]] = {"]
     for name, templates in groups.items():
-        lines += _entry(name, templates)
+        if name in shared:
+            lines.append(f"    {_q(name)}: {_const(name)},")
+        elif any(isinstance(p, tuple) for p in parts[name]):
+            lines.append(f"    {_q(name)}: (")
+            for p in parts[name]:
+                lines.append(
+                    f"        *{_const(p[0])}," if isinstance(p, tuple) else f"        {_q(p)},"
+                )
+            lines.append("    ),")
+        else:
+            lines += _entry(name, templates)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+MIN_SHARED = 3
+"""Shortest run of another group's templates written as a reference to it."""
+
+
+def _const(group: str) -> str:
+    return "_" + group.upper()
+
+
+def _parts(
+    templates: tuple[str, ...], groups: dict[str, tuple[str, ...]], name: str
+) -> list[str | tuple[str]]:
+    """``templates`` as literal templates and ``(group,)`` references: at each position the
+    longest earlier group whose whole tuple follows there (the result is the same tuple)."""
+    earlier = []
+    for other, value in groups.items():
+        if other == name:
+            break
+        if len(value) >= MIN_SHARED:
+            earlier.append((other, value))
+    out: list[str | tuple[str]] = []
+    i = 0
+    while i < len(templates):
+        fits = [o for o, v in earlier if templates[i : i + len(v)] == v]
+        if fits:
+            best = max(fits, key=lambda o: len(groups[o]))
+            out.append((best,))
+            i += len(groups[best])
+        else:
+            out.append(templates[i])
+            i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

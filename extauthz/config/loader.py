@@ -171,7 +171,6 @@ def compile_policy(
         user_allowed_roles=None
         if jwt.user_allowed_roles is None
         else frozenset(jwt.user_allowed_roles),
-        enforce_rbac=jwt.enforce_rbac or general.enforce_rbac,
         require_caller_id=general.enforce_rbac,
         email_domains=email_domains,
         role_rules=roles,

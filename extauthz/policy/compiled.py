@@ -12,7 +12,7 @@ from extauthz.identity.fields import ClaimFields
 from extauthz.identity.providers import IssuerClaims
 from extauthz.identity.roles import NO_ROLE_RULES, RoleRules
 from extauthz.identity.tokens import TokenRules
-from extauthz.model import Role
+from extauthz.model import Identity, Role
 from extauthz.policy.catalog import ModelCatalog
 from extauthz.policy.gate import Gate
 from extauthz.policy.overrides import RoutingOverrides
@@ -68,6 +68,39 @@ class ModelRule:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamRules:
+    """The policy's part of choosing a team (``policy.teams``): made once per ``Policy``."""
+
+    team_field: str | None  # team_id_jwt_field (for messages)
+    alias_field: str | None  # team_alias_jwt_field
+    ids_field: str | None  # team_ids_jwt_field
+    refuse_without_team: bool  # a team or alias field is set and missing_team_claim: refuse
+    enforce: bool  # enforce_team_based_model_access
+    upsert: bool  # team_id_upsert
+    claim_label: str = ""  # "claim 'client_id'": made once, read per request
+
+    @classmethod
+    def of(cls, policy: Policy) -> TeamRules:
+        f = policy.fields
+        return cls(
+            team_field=f.team_id.name if f.team_id else None,
+            alias_field=f.team_alias.name if f.team_alias else None,
+            ids_field=f.team_ids.name if f.team_ids else None,
+            refuse_without_team=policy.refuse_missing_team
+            and (f.team_id is not None or f.team_alias is not None),
+            enforce=policy.enforce_team_models,
+            upsert=policy.team_id_upsert,
+            claim_label=f"claim {f.team_id.name!r}" if f.team_id else "",
+        )
+
+    def claim_source(self, identity: Identity) -> str | None:
+        """How a token's team id was found when no choice was needed."""
+        if identity.team_id is None:
+            return None
+        return "team_id_default" if identity.team_id_defaulted else self.claim_label
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything a decision needs from config. Replaced whole on reload, never mutated.
 
@@ -82,7 +115,6 @@ class Policy:
     team_id_default: str | None = None
     refuse_missing_team: bool = True  # LiteLLM's "No team found in token" (extauthz opt-out)
     user_allowed_roles: frozenset[str] | None = None
-    enforce_rbac: bool = False
     # general_settings.enforce_rbac: a non-admin needs a user or team id (validate_object_id)
     require_caller_id: bool = False
     email_domains: frozenset[str] | None = None
@@ -109,3 +141,8 @@ class Policy:
     custom_validate: Validator | None = None
     routing_overrides: RoutingOverrides | None = None  # JWTs sent to OAuth2 introspection
     enable_oauth2_auth: bool = False  # non-JWT tokens on covered routes: introspection too
+    # Derived from the fields above, once, not per request (``decide.admit`` reads it).
+    team_rules: TeamRules = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "team_rules", TeamRules.of(self))

@@ -32,14 +32,13 @@ from extauthz.model import (
 from extauthz.policy import rolemap, userparam
 from extauthz.policy.admin_paths import ADMIN_API_PATHS, routes_to_admin_api
 from extauthz.policy.catalog import ModelCatalog
-from extauthz.policy.compiled import ModelRule, Policy
+from extauthz.policy.compiled import ModelRule, Policy, TeamRules
 from extauthz.policy.models import MAX_JSON_CONTAINERS, MAX_JSON_ITEMS, ModelRead, read_models
 from extauthz.policy.overrides import NO_OAUTH2_ROLE, oauth2_role
 from extauthz.policy.routes import compile_routes
 from extauthz.policy.scopes import ScopeGrant
 from extauthz.policy.teams import (
     TEAM_HEADER,
-    TeamRules,
     choose_team,
     runs_of,
     team_refusal,
@@ -134,6 +133,7 @@ class Admission:
     forced: tuple[str, ...] = ()  # models the upstream runs on this route whatever is asked
     steering: str | None = None  # why this route cannot be checked (with a rule)
     teams: TeamRules | None = None  # a non-admin JWT caller: its team is chosen per request
+    team_route: bool = False  # the TEAM role may call this path (with teams)
     scope: ScopeGrant | None = None  # what scope_mappings grant this caller (a second rule)
     promoted: bool = False  # a proxy_admin by jwt_litellm_role_map (policy.rolemap.promoted)
     header_teams: tuple[str, ...] | None = None  # x-litellm-team-id may name (None: the team)
@@ -241,25 +241,15 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     rule = None if identity.kind == MASTER_KEY else policy.role_models.get(rbac)
     admin_api = path in ADMIN_API_PATHS
     teams = (
-        _team_rules(path, policy)
+        policy.team_rules
         if identity.kind in (JWT, OAUTH2) and role is not Role.PROXY_ADMIN
         else None
     )
+    team_routes = policy.role_routes.get(Role.TEAM)
+    team_route = teams is not None and team_routes is not None and team_routes.matches(path)
     llm_route = _LLM_ROUTES.matches(path)
     user_param = policy.gate.enforce_user_param and userparam.applies(path)
-    if rule is None and grant is None:
-        return Admission(
-            identity,
-            role,
-            None,
-            admin_api=admin_api,
-            catalog=policy.catalog,
-            forced=policy.catalog.forced if llm_route and teams is not None else (),
-            teams=teams,
-            promoted=promoted,
-            header_teams=header_teams,
-            user_param=user_param,
-        )
+    restricted = rule is not None or grant is not None  # some model list applies
     return Admission(
         identity,
         role,
@@ -269,26 +259,13 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
         header_teams=header_teams,
         admin_api=admin_api,
         catalog=policy.catalog,
-        forced=policy.catalog.forced if llm_route else (),
-        steering=None if llm_route or not _PASS_THROUGH.matches(path) else _UNREAD_PROVIDER_ROUTE,
+        forced=policy.catalog.forced if llm_route and (restricted or teams is not None) else (),
+        steering=None
+        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
+        else _UNREAD_PROVIDER_ROUTE,
         teams=teams,
+        team_route=team_route,
         user_param=user_param,
-    )
-
-
-def _team_rules(path: str, policy: Policy) -> TeamRules:
-    f = policy.fields
-    team_routes = policy.role_routes.get(Role.TEAM)
-    return TeamRules(
-        team_field=f.team_id.name if f.team_id else None,
-        alias_field=f.team_alias.name if f.team_alias else None,
-        ids_field=f.team_ids.name if f.team_ids else None,
-        refuse_without_team=policy.refuse_missing_team
-        and (f.team_id is not None or f.team_alias is not None),
-        team_route=team_routes is not None and team_routes.matches(path),
-        enforce=policy.enforce_team_models,
-        upsert=policy.team_id_upsert,
-        claim_label=f"claim {f.team_id.name!r}" if f.team_id else "",
     )
 
 
@@ -342,6 +319,7 @@ def judge_body(
                 header,
                 team_runs,
                 team_rules,
+                admission.team_route,
                 snapshot,
                 role,
                 catalog.model_names,

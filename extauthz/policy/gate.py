@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.model import PUBLIC, Allow, Deny, Identity, Reason, RequestView
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -62,7 +63,7 @@ class PublicRoutes:
         )
 
     def matches(self, path: str) -> bool:
-        return path in self.exact or any(path.startswith(p) for p in self.prefixes)
+        return path in self.exact or path.startswith(self.prefixes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +80,14 @@ class Gate:
     enforce_user_param: bool = False  # checked on the body (policy.userparam), not here
     # Whether check_gate has anything to check: one attribute read on every request.
     before_credential: bool = field(init=False, default=False)
+    # Every header a credential may come in: LiteLLM's, and key_header (policy.verdict).
+    credential_headers: tuple[str, ...] = field(init=False, default=CREDENTIAL_HEADERS)
 
     def __post_init__(self) -> None:
         checks = (self.allowed_ips, self.allowed_routes, self.public_routes)
         object.__setattr__(self, "before_credential", any(c is not None for c in checks))
+        if self.key_header is not None and self.key_header not in CREDENTIAL_HEADERS:
+            object.__setattr__(self, "credential_headers", (*CREDENTIAL_HEADERS, self.key_header))
 
 
 def client_address(request: RequestView, gate: Gate) -> IPAddress | str:

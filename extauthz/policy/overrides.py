@@ -28,7 +28,7 @@ import orjson
 from extauthz.identity.tokens import b64url_decode, looks_like_jwt
 from extauthz.model import Identity, Role
 from extauthz.policy.litellm_routes import GROUPS
-from extauthz.policy.userparam import is_llm_api_route
+from extauthz.policy.llm_api_routes import is_llm_api_route
 
 _INFO_ROUTES = frozenset(GROUPS["info_routes"])
 Selector = tuple[str, ...] | None

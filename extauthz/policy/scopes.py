@@ -11,7 +11,7 @@ may call only the routes of the mappings its scopes match (none matched: no rout
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from extauthz.policy.compiled import ModelRule
 from extauthz.policy.routes import RouteSet
@@ -49,10 +49,10 @@ class ScopeRules:
 
     mappings: tuple[ScopeMapping, ...]
     globs: bool = False  # extauthz.model_globs, as for role_permissions models
+    routed: bool = field(init=False, default=False)  # derived once, read by every grant
 
-    @property
-    def routed(self) -> bool:
-        return any(m.routes is not None for m in self.mappings)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routed", any(m.routes is not None for m in self.mappings))
 
     def grant(self, scopes: frozenset[str]) -> ScopeGrant:
         matched = [m for m in self.mappings if m.scope in scopes]

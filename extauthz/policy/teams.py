@@ -30,32 +30,12 @@ from dataclasses import dataclass
 
 from extauthz.model import Deny, Identity, Reason, Role
 from extauthz.policy.catalog import ModelCatalog
-from extauthz.policy.compiled import ModelRule
+from extauthz.policy.compiled import ModelRule, TeamRules
 from extauthz.state.protocol import StateSnapshot, TeamEntry
 
 TEAM_HEADER = "x-litellm-team-id"  # LiteLLM: pick one of the token's teams
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 ALL_TEAM_MODELS = "all-team-models"  # LiteLLM: the router's model names (with a model_list)
-
-
-@dataclass(frozen=True, slots=True)
-class TeamRules:
-    """The policy's part of choosing a team, for one (caller, path): made by ``admit``."""
-
-    team_field: str | None  # team_id_jwt_field (for messages)
-    alias_field: str | None  # team_alias_jwt_field
-    ids_field: str | None  # team_ids_jwt_field
-    refuse_without_team: bool  # a team or alias field is set and missing_team_claim: refuse
-    team_route: bool  # the TEAM role may call this path (LiteLLM's group choice checks it)
-    enforce: bool  # enforce_team_based_model_access
-    upsert: bool  # team_id_upsert
-    claim_label: str = ""  # "claim 'client_id'": made once, read per request
-
-    def claim_source(self, identity: Identity) -> str | None:
-        """How a token's team id was found when no choice was needed."""
-        if identity.team_id is None:
-            return None
-        return "team_id_default" if identity.team_id_defaulted else self.claim_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +83,15 @@ def choose_team(
     header: str | None,
     runs: tuple[str, ...],
     rules: TeamRules,
+    team_route: bool,
     state: StateSnapshot,
     role: Role | None,
     proxy_models: frozenset[str] = frozenset(),
     header_teams: tuple[str, ...] | None = None,
 ) -> TeamChoice | Deny:
     """The team this request runs as, or why it is refused (see the module's docstring).
+
+    ``team_route``: the TEAM role may call this path (LiteLLM's group choice checks it).
 
     ``header_teams``: when ``object_id_jwt_field`` replaced the team id, the teams the header
     may name instead of it (LiteLLM allows the team claim, not the object id; ``rolemap``)."""
@@ -188,7 +171,7 @@ def choose_team(
     for team_id in identity.team_ids:
         entry = teams.get(team_id)
         ok = entry is not None or not in_use  # no upsert here: LiteLLM's group search reads only
-        if ok and rules.team_route and (not runs or _team_allows(entry, runs, proxy_models)):
+        if ok and team_route and (not runs or _team_allows(entry, runs, proxy_models)):
             where = f"first team in claim {rules.ids_field!r} with access"
             return TeamChoice(team_id, entry, where)
     if runs:

@@ -6,7 +6,6 @@ The deny body shape is a client contract: ``{"error": {"message", "type", "code"
 
 from __future__ import annotations
 
-from extauthz.identity.credentials import CREDENTIAL_HEADERS
 from extauthz.model import (
     PASSTHROUGH,
     Allow,
@@ -19,11 +18,9 @@ from extauthz.policy.compiled import Policy
 
 
 def credential_headers(policy: Policy) -> tuple[str, ...]:
-    """Every header a credential may come in: LiteLLM's, and ``litellm_key_header_name``."""
-    custom = policy.gate.key_header
-    if custom is None or custom in CREDENTIAL_HEADERS:
-        return CREDENTIAL_HEADERS
-    return (*CREDENTIAL_HEADERS, custom)
+    """Every header a credential may come in: LiteLLM's, and ``litellm_key_header_name``
+    (derived once per policy, ``Gate.credential_headers``)."""
+    return policy.gate.credential_headers
 
 
 def render(decision: Decision, policy: Policy) -> Verdict:

@@ -23,7 +23,17 @@ from extauthz.identity.credentials import extract_credential
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
-from extauthz.model import CLIENT_ADDRESS_HEADER, PUBLIC, Allow, Deny, Reason, RequestView, Role
+from extauthz.model import (
+    CLIENT_ADDRESS_HEADER,
+    JWT,
+    PUBLIC,
+    Allow,
+    Deny,
+    Identity,
+    Reason,
+    RequestView,
+    Role,
+)
 from extauthz.policy.compiled import Policy
 from extauthz.policy.gate import Gate, PublicRoutes, check_gate, client_address, parse_address
 from extauthz.policy.verdict import render
@@ -460,3 +470,14 @@ def test_readme_example_compiles() -> None:
     assert gate.allowed_routes is not None and "/v1/models" in gate.allowed_routes
     assert gate.admin_only_routes == {"/v1/models"}
     assert ipaddress.ip_address("10.0.0.17") in (gate.allowed_ips or ())
+
+
+def test_an_allow_strips_the_custom_key_header_with_litellms_credential_headers() -> None:
+    """The headers a credential may come in are derived once per policy (Gate), not per allow."""
+    allow = Allow(Identity(kind=JWT, user_id="u"), Role.INTERNAL_USER)
+    custom = render(allow, Policy(gate=Gate(key_header="x-my-key"))).remove
+    assert {"authorization", "x-litellm-api-key", "api-key", "x-my-key"} <= set(custom)
+    plain = render(allow, Policy(gate=Gate())).remove
+    assert "x-my-key" not in plain and "authorization" in plain
+    again = Gate(key_header="authorization").credential_headers
+    assert again.count("authorization") == 1
