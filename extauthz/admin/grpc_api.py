@@ -9,6 +9,7 @@ status codes (401 → UNAUTHENTICATED, 403 → PERMISSION_DENIED, 400 → INVALI
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -29,6 +30,10 @@ log = logging.getLogger("extauthz.admin")
 ADMIN_SERVICE: str = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 TRANSPORT = "grpc"
 T = TypeVar("T")
+# How long a sync-server thread waits for an admin call on the event loop. The threads are the
+# ext_authz Check threads too: a stuck loop or store must not hold them all. A call is a few
+# store operations, each bounded by the store's op_timeout (5 s by default).
+ADMIN_CALL_SECONDS = 30.0
 
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -324,8 +329,18 @@ def _on_loop(
     context: grpc.ServicerContext,
 ) -> T:
     future = asyncio.run_coroutine_threadsafe(method(request, _LoopContext(context)), loop)
+    remaining = context.time_remaining()
+    wait = ADMIN_CALL_SECONDS if remaining is None else min(remaining, ADMIN_CALL_SECONDS)
     try:
-        return future.result()
+        return future.result(timeout=wait)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the admin call did not finish within {wait:.0f} s (state store slow or "
+            "unreachable); retry",
+        )
+        raise AssertionError("unreachable: abort raises") from None
     except _Aborted as aborted:
         context.abort(aborted.code, aborted.details)
         raise AssertionError("unreachable: abort raises") from None
