@@ -319,6 +319,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--cold-tokens", type=int, default=50_000)
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP-mode rows")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run (e.g. floor-sync,floor-aio,sidecar-warm)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -402,7 +407,14 @@ def main() -> int:
     if not args.no_http:
         for label in ("http-floor", "http-sidecar-warm", "http-sidecar-cold"):
             runners[label] = functools.partial(http, label)
-    order = list(runners)
+    only = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(only) - set(runners))
+    if unknown:
+        print(
+            f"unknown scenarios: {', '.join(unknown)}; known: {', '.join(runners)}", file=sys.stderr
+        )
+        return 2
+    order = only or list(runners)
     with envoy("none") as port:
         alone = run_wrk("envoy-alone", port, none, sec, conns)
     rounds: list[dict[str, Result]] = []
@@ -437,11 +449,12 @@ def main() -> int:
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
             f"| {x_floor} | {x_jwt} | {x_p99} | {cpu} | {r.note} |"
         )
-    lines += [
-        "",
-        f"Sidecar resident memory after a cold run ({args.cold_tokens:,} tokens): "
-        f"{max(memory):.0f} MB (highest of {len(memory)} runs).",
-    ]
+    if memory:
+        lines += [
+            "",
+            f"Sidecar resident memory after a cold run ({args.cold_tokens:,} tokens): "
+            f"{max(memory):.0f} MB (highest of {len(memory)} runs).",
+        ]
     table = "\n".join(lines)
     (WORK / "latest.md").write_text(table + "\n")
     print(table)
