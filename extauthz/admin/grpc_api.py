@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
-from extauthz import metrics
+from extauthz import metrics, threads
 from extauthz._gen.extauthz.admin.v1 import admin_pb2 as pb
 from extauthz._gen.extauthz.admin.v1 import admin_pb2_grpc as pb_grpc
 from extauthz.admin.service import AdminError, AdminService, Explanation
@@ -332,7 +332,7 @@ def _on_loop(
     remaining = context.time_remaining()
     wait = ADMIN_CALL_SECONDS if remaining is None else min(remaining, ADMIN_CALL_SECONDS)
     try:
-        return future.result(timeout=wait)
+        return threads.wait(future, wait)
     except concurrent.futures.TimeoutError:
         future.cancel()
         context.abort(

@@ -23,6 +23,7 @@ from extauthz.logs import log_decision
 from extauthz.model import Allow, Decision, Deny, Reason, RequestView, Verdict, internal_error
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import credential_headers, render
+from extauthz.threads import wait
 
 # Envoy's mark on a check whose body it cut at with_request_body.max_request_bytes (both modes).
 PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
@@ -134,7 +135,7 @@ class Responder(Generic[R]):
                     raise RuntimeError("this check must wait but no event loop was given")
                 future = asyncio.run_coroutine_threadsafe(authorizer.finish(view, decision), loop)
                 try:
-                    decision = future.result(authorizer.check_timeout + LOOP_MARGIN_SECONDS)
+                    decision = wait(future, authorizer.check_timeout + LOOP_MARGIN_SECONDS)
                 except concurrent.futures.TimeoutError:
                     future.cancel()
                     log.error("the event loop did not finish a check in time; refused")
