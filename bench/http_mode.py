@@ -154,8 +154,8 @@ def http_rows(
     rows: list[Result] = []
     sec, conns = seconds, connections
 
-    def wrk(name: str, port: int, tokens: Path, note: str = "") -> None:
-        rows.append(bench.run_wrk(name, port, tokens, sec, conns, note))
+    def wrk(name: str, port: int, tokens: Path, note: str = "", pid: int | None = None) -> None:
+        rows.append(bench.run_wrk(name, port, tokens, sec, conns, note, authz_pid=pid))
         print(f"{name}: {rows[-1].rps:,.0f} rps", file=sys.stderr, flush=True)
 
     for name in only:
@@ -170,21 +170,21 @@ def http_rows(
             parser = "httptools" if name.endswith("llhttp") else "hand"
             cmd = [sys.executable, "-m", "bench.http_floor", f"127.0.0.1:{port}",
                    "--parser", parser]  # fmt: skip
-            with bench.process(cmd, log=bench.WORK / "http-floor.log"):
+            with bench.process(cmd, log=bench.WORK / "http-floor.log") as proc:
                 wait_port(port)
                 with http_envoy(port) as envoy_port:
-                    wrk(name, envoy_port, warm)
+                    wrk(name, envoy_port, warm, pid=proc.pid)
         elif name == "jwt_authn":
             with bench.envoy("jwt_authn") as envoy_port:
                 wrk(name, envoy_port, warm, "1,000 tokens")
         elif name.startswith("http-sidecar"):
             token_file, note = (warm, "1,000 tokens") if name.endswith("warm") else (
                 cold, f"{cold_tokens:,} tokens")  # fmt: skip
-            with bench.process(sidecar_http(port), env=env, log=bench.WORK / f"{name}.log"):
+            with bench.process(sidecar_http(port), env=env, log=bench.WORK / f"{name}.log") as proc:
                 wait_port(port)
                 time.sleep(0.5)  # keys fetched
                 with http_envoy(port) as envoy_port:
-                    wrk(name, envoy_port, token_file, note)
+                    wrk(name, envoy_port, token_file, note, pid=proc.pid)
         elif name == "grpc-sidecar-warm":
             admin = free_port()
             cmd = [str(bench.BIN / "extauthz"), "serve", "--config", str(policy),
