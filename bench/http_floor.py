@@ -3,7 +3,8 @@
 What Envoy's HTTP-service mode costs with Python on the other end, whatever the policy; the
 HTTP-mode counterpart of ``bench/floor.py`` (gRPC). ``--parser hand`` frames requests itself
 (find the blank line, skip Content-Length bytes: enough for Envoy, which always sends a
-Content-Length); ``--parser httptools`` uses llhttp like the sidecar, to measure its cost.
+Content-Length); ``--parser httptools`` uses llhttp like the sidecar, to measure its cost. It
+runs on the sidecar's event loop (uvloop where installed, extauthz/eventloop.py).
 
     python -m bench.http_floor 127.0.0.1:9294 [--parser hand|httptools]
 """
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import cast
 
 import httptools
+
+from extauthz import eventloop
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
@@ -22,8 +26,7 @@ class HandFloor(asyncio.Protocol):
     """Frames requests by hand; answers each with 200."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.buf = b""
 
     def data_received(self, data: bytes) -> None:
@@ -52,8 +55,7 @@ class LlhttpFloor(asyncio.Protocol):
     """Frames requests with httptools; answers each with 200."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.parser = httptools.HttpRequestParser(self)
 
     def data_received(self, data: bytes) -> None:
@@ -77,7 +79,7 @@ def main() -> None:
     ap.add_argument("address", nargs="?", default="127.0.0.1:9294")
     ap.add_argument("--parser", choices=("hand", "httptools"), default="hand")
     args = ap.parse_args()
-    asyncio.run(serve(args.address, args.parser))
+    eventloop.run(serve(args.address, args.parser))  # the sidecar's loop (uvloop)
 
 
 if __name__ == "__main__":

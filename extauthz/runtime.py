@@ -324,6 +324,7 @@ class Sidecar:
                 "authz_http_port": self.authz_http_port,
                 "config": self.options.config,
                 "jwt_auth": self.policy.enable_jwt_auth,
+                "event_loop": type(loop).__module__.partition(".")[0],  # uvloop or asyncio
             },
         )
 

@@ -16,7 +16,6 @@ stops the rest, and the supervisor exits 1 so the orchestrator restarts the whol
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -27,6 +26,7 @@ import sys
 import tempfile
 from types import FrameType
 
+from extauthz import eventloop
 from extauthz.errors import ConfigError
 from extauthz.listen import parse_address
 from extauthz.runtime import ServeOptions, run
@@ -59,7 +59,7 @@ def refusal(options: ServeOptions, workers: int) -> str | None:
 def run_one(options: ServeOptions) -> int:
     """Run one sidecar until SIGTERM/SIGINT; print why it cannot start. The exit code."""
     try:
-        return asyncio.run(run(options))
+        return eventloop.run(run(options))
     except ConfigError as exc:
         print(f"{exc.source}: {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:

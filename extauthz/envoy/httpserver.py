@@ -21,7 +21,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -327,11 +327,11 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         if len(self.server._connections) >= self.limits.max_connections:
             log.warning("connection refused: too many connections")
-            transport.abort()
+            self.transport.abort()
             return
         self.server._connections.add(self)
 
