@@ -10,12 +10,15 @@ with the machine's load, so it compares two builds (``--pythonpath`` another che
 servers exactly where throughput on a shared machine cannot. Calls are sequential: what batching
 under load saves is not in it. Needs valgrind; several minutes.
 
-    servers: floor-sync, floor-aio (bench/floor.py), sidecar (extauthz serve, warm tokens)
+    servers: floor-sync, floor-aio (bench/floor.py), sidecar (extauthz serve, warm tokens);
+    HTTP-service mode: http-floor (bench/http_floor.py), http-sidecar (serve
+    --authz-http-address), sent the request Envoy forwards, on one kept-alive connection
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shutil
@@ -62,16 +65,72 @@ def server_command(server: str, port: int, tmp: Path) -> list[str]:
     schema)."""
     if server.startswith("floor-"):
         return [sys.executable, "-m", "bench.floor", "--server", server[6:], f"127.0.0.1:{port}"]
-    return [
+    if server == "http-floor":
+        return [sys.executable, "-m", "bench.http_floor", f"127.0.0.1:{port}"]
+    grpc_port = free_port() if server == "http-sidecar" else port
+    command = [
         sys.executable, "-m", "extauthz.cli", "serve", "--config", str(ROOT / "policy.yaml"),
-        "--grpc-address", f"127.0.0.1:{port}", "--http-address", "",
+        "--grpc-address", f"127.0.0.1:{grpc_port}", "--http-address", "",
         "--state", f"sqlite:///{tmp / 'state.db'}", "--drain-delay", "0",
         "--log-level", "warning",
     ]  # fmt: skip
+    if server == "http-sidecar":
+        command += ["--authz-http-address", f"127.0.0.1:{port}"]
+    return command
+
+
+def grpc_checks(
+    server: str, port: int, calls: int, reqs: list[external_auth_pb2.CheckRequest]
+) -> None:
+    """``calls`` gRPC checks, one at a time."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=600)
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        for i in range(calls):
+            answer = stub.Check(reqs[i % len(reqs)], timeout=120)
+            if answer.status.code != 0:
+                raise RuntimeError(f"{server}: check {i} was denied: {answer}")
+
+
+def http_checks(port: int, calls: int, tokens: list[str], body: bytes) -> None:
+    """``calls`` checks as Envoy's HTTP-service mode forwards the chat request, one at a time."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            connection.connect()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        for i in range(calls):
+            headers = {
+                "authorization": "Bearer " + tokens[i % len(tokens)],
+                "content-type": "application/json",
+                "x-request-id": "6f1c9b7e-1d3a-4a7e-9a55-5f7f6a1b2c3d",
+            }
+            connection.request("POST", "/extauthz/v1/chat/completions", body, headers)
+            answer = connection.getresponse()
+            answer.read()
+            while i == 0 and answer.status == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)  # keys not fetched yet (valgrind starts slowly): ask again
+                connection.request("POST", "/extauthz/v1/chat/completions", body, headers)
+                answer = connection.getresponse()
+                answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"HTTP check {i} answered {answer.status}")
+    finally:
+        connection.close()
 
 
 def total(
-    server: str, calls: int, reqs: list[external_auth_pb2.CheckRequest], env: dict[str, str]
+    server: str,
+    calls: int,
+    reqs: list[external_auth_pb2.CheckRequest],
+    env: dict[str, str],
+    http_load: tuple[list[str], bytes],
 ) -> int:
     """Instructions of the whole server process, start to exit, having answered ``calls``."""
     port = free_port()
@@ -81,13 +140,10 @@ def total(
                *server_command(server, port, Path(tmp))]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                grpc.channel_ready_future(channel).result(timeout=600)
-                stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-                for i in range(calls):
-                    answer = stub.Check(reqs[i % len(reqs)], timeout=120)
-                    if answer.status.code != 0:
-                        raise RuntimeError(f"{server}: check {i} was denied: {answer}")
+            if server.startswith("http-"):
+                http_checks(port, calls, *http_load)
+            else:
+                grpc_checks(server, port, calls, reqs)
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=600)
@@ -125,8 +181,9 @@ def main() -> int:
     print("|---|---:|")
     for server in args.servers.split(","):
         started = time.monotonic()
-        base = total(server, PRIME, reqs, env)
-        more = total(server, PRIME + args.calls, reqs, env)
+        body = (work / "body.json").read_bytes()
+        base = total(server, PRIME, reqs, env, (tokens, body))
+        more = total(server, PRIME + args.calls, reqs, env, (tokens, body))
         print(f"| {server} | {(more - base) / args.calls:,.0f} |", flush=True)
         print(f"  ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     return 0
