@@ -84,12 +84,23 @@ def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
     return response
 
 
-_INTERNAL_DENY = to_check_response(INTERNAL_VERDICT)
+def encode_check_response(verdict: Verdict) -> bytes:
+    """A verdict as the serialised CheckResponse that goes on the wire."""
+    encoded: bytes = to_check_response(verdict).SerializeToString()
+    return encoded
+
+
+_INTERNAL_DENY = encode_check_response(INTERNAL_VERDICT)
+_SERVICE = ext_authz.DESCRIPTOR.services_by_name["Authorization"].full_name
 
 
 class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
     """``Authorization/Check`` on a sync server's thread: convert, decide, convert back.
-    Never raises. ``loop`` runs the rest of checks that must wait (None: none may wait)."""
+    Never raises. ``loop`` runs the rest of checks that must wait (None: none may wait).
+
+    ``Check`` answers the serialised CheckResponse: allow answers are reused, so each is
+    serialised once, not per call (:func:`add_authorization_to_server` sends the bytes as
+    they are)."""
 
     def __init__(
         self,
@@ -99,14 +110,28 @@ class AuthorizationService(ext_authz_grpc.AuthorizationServicer):  # type: ignor
     ) -> None:
         self._authorizer = authorizer
         self._loop = loop
-        self._responder = Responder(authorizer, to_check_response, _INTERNAL_DENY, cache_size)
+        self._responder = Responder(authorizer, encode_check_response, _INTERNAL_DENY, cache_size)
 
     def Check(  # the gRPC method name
         self, request: ext_authz.CheckRequest, context: grpc.ServicerContext | None
-    ) -> ext_authz.CheckResponse:
+    ) -> bytes:
         try:
             gate = self._authorizer.policy.gate
             view = to_request_view(request, gate.allowed_ips is not None)
         except Exception:  # a CheckRequest we cannot read is refused, never an RPC error
             view = RequestView(method="", path="", headers={})
         return self._responder.respond_blocking(view, self._authorizer, self._loop)
+
+
+def add_authorization_to_server(service: AuthorizationService, server: grpc.Server) -> None:
+    """Register ``service`` as the generated ``add_AuthorizationServicer_to_server`` does, but
+    with no response serializer: ``Check`` already answers the CheckResponse's bytes."""
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            service.Check,
+            request_deserializer=ext_authz.CheckRequest.FromString,
+            response_serializer=None,  # grpcio sends bytes as they are
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    server.add_registered_method_handlers(_SERVICE, handlers)
