@@ -40,15 +40,16 @@ def to_request_view(request: ext_authz.CheckRequest, client: bool = True) -> Req
             key = h.key.lower()
             headers[key] = f"{headers[key]},{value}" if key in headers else value
     body = http.raw_body or http.body.encode("utf-8", "surrogateescape")
+    # Positional, in RequestView's field order: keywords cost a NamedTuple ~3k instructions more.
     return RequestView(
-        method=http.method,
-        path=http.path or headers.get(":path", ""),
-        headers=headers,
-        body=body,
-        body_cut=headers.get(PARTIAL_BODY_HEADER, "") == "true",
-        request_id=headers.get("x-request-id", "") or http.id,
-        # The downstream peer Envoy saw (a pipe or internal address leaves it empty).
-        client_address=request.attributes.source.address.socket_address.address if client else "",
+        http.method,
+        http.path or headers.get(":path", ""),
+        headers,
+        body,
+        headers.get(PARTIAL_BODY_HEADER, "") == "true",  # body_cut
+        headers.get("x-request-id", "") or http.id,  # request_id
+        # client_address: the downstream peer Envoy saw (a pipe or internal address: "").
+        request.attributes.source.address.socket_address.address if client else "",
     )
 
 
