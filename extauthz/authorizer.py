@@ -34,11 +34,7 @@ from extauthz.model import (
     internal_error,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import (
-    Admission,
-    admit,
-    decide,
-)
+from extauthz.policy.decide import Admission, admit, decide, judge_body
 from extauthz.policy.gate import check_gate
 from extauthz.policy.overrides import introspected
 from extauthz.policy.paths import PathError, check_path
@@ -212,11 +208,12 @@ class Authorizer:
                 Reason.MISSING_CREDENTIAL,
                 f"no credential: send '{gate.key_header or 'Authorization'}: Bearer <token>'",
             )
-        routed = self._oauth2_now(credential, path, query, policy)
-        if routed is not None:  # introspected, not verified as a JWT nor taken as a key
-            if isinstance(routed, _Unverified | Deny):
-                return routed
-            return self._decide(request, path, query, routed, policy)
+        if policy.routing_overrides is not None or policy.enable_oauth2_auth:
+            routed = self._oauth2_now(credential, path, query, policy)
+            if routed is not None:  # introspected, not verified as a JWT nor taken as a key
+                if isinstance(routed, _Unverified | Deny):
+                    return routed
+                return self._decide(request, path, query, routed, policy)
 
         identity = self.identify_now(credential, policy)
         if identity is None:  # a JWT not in the cache: verify it here unless keys must be fetched
@@ -249,8 +246,7 @@ class Authorizer:
             and reader.wants(len(request.body))
         ):
             return _LargeBody(admitted, path, query, policy)
-        state = self.state.current
-        return decide(request, path, query, identity, policy, state, admission=admitted)
+        return judge_body(admitted, request, path, query, None, self.state.current)
 
     async def _judge_large(self, request: RequestView, step: _LargeBody) -> Decision:
         """``judge_body`` with the body's models read by the worker process."""
@@ -320,9 +316,8 @@ class Authorizer:
     ) -> Identity | Deny | _Unverified | None:
         """A token LiteLLM sends to introspection (a ``routing_overrides`` JWT; with
         ``enable_oauth2_auth``, a non-JWT token): its cached caller, a refusal, or the
-        introspection to wait for. None: the token goes on as usual."""
-        if policy.routing_overrides is None and not policy.enable_oauth2_auth:
-            return None  # the common case: nothing is introspected
+        introspection to wait for. None: the token goes on as usual. Only called when
+        ``routing_overrides`` or ``enable_oauth2_auth`` is set (most policies: neither)."""
         token = credential.value
         overrides = policy.routing_overrides
         if not introspected(

@@ -36,7 +36,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -49,7 +49,7 @@ from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import LoadedPolicy, load_policy_file
 from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
-from extauthz.envoy.grpc_service import AuthorizationService
+from extauthz.envoy.grpc_service import AuthorizationService, add_authorization_to_server
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
 from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import HttpFetcher, JwksSource
@@ -276,9 +276,7 @@ class Sidecar:
                 ("grpc.so_reuseport", 1 if self.options.shared_ports else 0),
             ],
         )
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationService(self.authorizer, loop), server
-        )
+        add_authorization_to_server(AuthorizationService(self.authorizer, loop), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         admin_service = add_admin_service(server, self.admin, loop)
         reflection.enable_server_reflection(

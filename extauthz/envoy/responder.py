@@ -31,6 +31,7 @@ log = logging.getLogger("extauthz.responder")
 R = TypeVar("R")
 S = TypeVar("S")  # what an authorizer's decide_now hands to its finish
 _ALLOW_LABELS = ("allow", Reason.ALLOWED.value, "200")
+_DECIDED = (Allow, Deny)  # a tuple: ``Allow | Deny`` would build a union on every call
 # How much longer than the check deadline a server thread waits for the event loop's half of a
 # check (the loop's own waits are bounded by the deadline; this only catches a stuck loop).
 LOOP_MARGIN_SECONDS = 1.0
@@ -130,7 +131,7 @@ class Responder(Generic[R]):
         try:
             policy = authorizer.policy
             decision = authorizer.decide_now(view)
-            if not isinstance(decision, Allow | Deny):
+            if not isinstance(decision, _DECIDED):
                 if loop is None:
                     raise RuntimeError("this check must wait but no event loop was given")
                 future = asyncio.run_coroutine_threadsafe(authorizer.finish(view, decision), loop)

@@ -148,6 +148,19 @@ def read_models(
     found: list[str] = []
     user = False
     try:
+        if (  # the common request: nothing but a JSON body can name a model (see _plain_json)
+            content_type == _JSON
+            and not query
+            and model_header is None
+            and not body_cut
+            and "/deployments/" not in path
+            and "/engines/" not in path
+            and "/models/" not in path
+            and "/batches" not in path
+        ):
+            plain = _plain_json(body)
+            if plain is not None:
+                return plain
         _add(found, _path_models(path, method))
         if query:
             _add(found, _query_models(query, strict=path in _REALTIME_PATHS))
@@ -188,6 +201,58 @@ def read_models(
     except _Refused as refused:
         return ModelRead((), error=str(refused.args[0]))
     return ModelRead(tuple(found), steering=steering, user=user)
+
+
+_RARE_KEYS = frozenset(
+    ("target_model_names", *_FALLBACK_FIELDS, "user_config", "specific_deployment")
+)
+"""Body keys that name or steer models beyond ``model``: any of them takes the general path."""
+
+
+_PLAIN_READS_MAX = 1024
+_PLAIN_READS: tuple[dict[str, ModelRead], dict[str, ModelRead]] = ({}, {})
+"""``_plain_json``'s answers by model name, without and with a ``user`` key: a repeated model
+is checked once and its answer reused (immutable). Each is cleared when full."""
+
+
+def _plain_json(body: bytes) -> ModelRead | None:
+    """The common request's read, or None: the general path decides.
+
+    ``read_models`` checked the request has no query, model header, cut, nor model-naming or
+    steering path, and is labelled application/json. This answers only a small object body
+    whose one top-level ``model`` (spelled once, no escape that could spell it) is a string
+    without commas, with no rare key; anything else returns None so ``_json_models`` and
+    ``_add`` judge it (and word any refusal but ``_check_model``'s, raised here as there).
+    """
+    if len(body) > MAX_JSON_CONTAINERS:
+        return None  # the general path counts its containers first
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict or not _RARE_KEYS.isdisjoint(value):
+        return None
+    model = value.get("model")
+    first = body.find(b'"model"')
+    if (
+        type(model) is not str
+        or first < 0
+        or body.find(b'"model"', first + 1) >= 0
+        # find, not ``in``: bytes' ``in`` first tries the needle as an int (a TypeError).
+        or (body.find(b"\\") >= 0 and body.find(b"\\u006") >= 0)
+    ):
+        return None
+    reads = _PLAIN_READS["user" in value]
+    read = reads.get(model)
+    if read is None:
+        if "," in model:
+            return None  # fanned out into its parts by _add
+        _check_model(model)
+        read = ModelRead((model,), user="user" in value)
+        if len(reads) >= _PLAIN_READS_MAX:
+            reads.clear()
+        reads[model] = read
+    return read
 
 
 def _steering_route(path: str, method: str) -> str | None:

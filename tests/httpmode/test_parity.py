@@ -48,7 +48,8 @@ class Answer:
     body: Any = None
 
 
-def from_grpc(resp: external_auth_pb2.CheckResponse) -> Answer:
+def from_grpc(raw: bytes) -> Answer:
+    resp = external_auth_pb2.CheckResponse.FromString(raw)  # Check answers the wire bytes
     metadata = json_format.MessageToDict(resp.dynamic_metadata)
     if resp.status.code == 0:
         ok = resp.ok_response

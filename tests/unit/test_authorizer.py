@@ -145,7 +145,7 @@ async def test_internal_errors_fail_closed(monkeypatch: pytest.MonkeyPatch) -> N
     def boom(*_a: Any, **_k: Any) -> None:
         raise RuntimeError("secret-token-text")
 
-    monkeypatch.setattr("extauthz.authorizer.decide", boom)
+    monkeypatch.setattr("extauthz.authorizer.judge_body", boom)
     decision = await authorizer.authorize(
         req({"authorization": f"Bearer {rs_token({'sub': 'a'})}"})
     )

@@ -39,8 +39,9 @@ def authorizer(cache_size: int) -> Authorizer:
     return Authorizer(policy, verifier)
 
 
-def answer(resp: external_auth_pb2.CheckResponse) -> tuple[int, bytes]:
+def answer(raw: bytes) -> tuple[int, bytes]:
     """What Envoy acts on: the gRPC status code and the encoded headers/body."""
+    resp = external_auth_pb2.CheckResponse.FromString(raw)
     return resp.status.code, (
         resp.ok_response.SerializeToString()
         if resp.status.code == 0

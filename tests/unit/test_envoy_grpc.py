@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf import json_format
 
-from extauthz.envoy.grpc_service import AuthorizationService, to_check_response, to_request_view
+from extauthz.envoy.grpc_service import (
+    AuthorizationService,
+    add_authorization_to_server,
+    to_check_response,
+    to_request_view,
+)
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
 from extauthz.policy.verdict import render
@@ -32,6 +39,11 @@ def check_request(
             request=attribute_context_pb2.AttributeContext.Request(http=http)
         )
     )
+
+
+def check(service: AuthorizationService, request: external_auth_pb2.CheckRequest) -> Any:
+    """``Check``'s answer as Envoy reads it (Check answers the serialised CheckResponse)."""
+    return external_auth_pb2.CheckResponse.FromString(service.Check(request, None))
 
 
 def test_request_view_reads_what_envoy_sends() -> None:
@@ -143,7 +155,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def test_check_never_raises() -> None:
     """Even if the authorizer itself raises, Check answers a 500 deny (fail closed)."""
     service = AuthorizationService(ExplodingAuthorizer())
-    resp = service.Check(check_request({}), None)
+    resp = check(service, check_request({}))
     assert resp.denied_response.status.code == 500
     assert resp.status.code != 0
 
@@ -151,7 +163,7 @@ def test_check_never_raises() -> None:
 def test_check_round_trip() -> None:
     """A Check with a fixed decision returns exactly that decision's response."""
     service = AuthorizationService(FixedAuthorizer(Deny(401, Reason.TOKEN_EXPIRED, "expired")))
-    resp = service.Check(check_request({}), None)
+    resp = check(service, check_request({}))
     assert resp.denied_response.status.code == 401 and resp.status.code == 16
 
 
@@ -163,7 +175,8 @@ def test_allow_responses_are_reused_and_match_a_fresh_render() -> None:
     first = service.Check(check_request({}), None)
     second = service.Check(check_request({}), None)
     assert first is second
-    assert first == to_check_response(render(decision, authorizer.policy))
+    fresh = to_check_response(render(decision, authorizer.policy))
+    assert external_auth_pb2.CheckResponse.FromString(first) == fresh
     authorizer.policy = Policy()
     third = service.Check(check_request({}), None)
     assert third is not first and third == first
@@ -191,7 +204,7 @@ def test_a_check_that_must_wait_is_finished_on_the_event_loop(
     """A pending step (key refetch, large body) runs its rest on the loop's thread."""
     decision = Deny(401, Reason.UNKNOWN_KEY, "unknown key")
     authorizer = FixedAuthorizer(PENDING, decision)
-    resp = AuthorizationService(authorizer, loop).Check(check_request({}), None)
+    resp = check(AuthorizationService(authorizer, loop), check_request({}))
     assert resp.denied_response.status.code == 401
     assert authorizer.finished_on and authorizer.finished_on[0] is not threading.current_thread()
 
@@ -202,10 +215,28 @@ def test_a_waiting_check_that_fails_or_hangs_is_refused_not_raised(
 ) -> None:
     """The loop's half raising, or not answering within the deadline (+ margin): a 500 deny."""
     service = AuthorizationService(FixedAuthorizer(PENDING, later), loop)
-    resp = service.Check(check_request({}), None)
+    resp = check(service, check_request({}))
     assert resp.status.code != 0 and resp.denied_response.status.code == 500
 
 
 def test_a_waiting_check_without_a_loop_is_refused() -> None:
-    resp = AuthorizationService(FixedAuthorizer(PENDING)).Check(check_request({}), None)
+    resp = check(AuthorizationService(FixedAuthorizer(PENDING)), check_request({}))
     assert resp.status.code != 0 and resp.denied_response.status.code == 500
+
+
+def test_a_served_check_reaches_the_client_as_a_check_response() -> None:
+    """Registered as the sidecar does it: the answer's bytes go on the wire unchanged and the
+    generated client stub reads them as the CheckResponse a fresh render gives."""
+    decision = Allow(Identity("jwt", user_id="u", team_id="t"), Role.TEAM, "gpt-4o")
+    authorizer = FixedAuthorizer(decision)
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    add_authorization_to_server(AuthorizationService(authorizer), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+            answer = stub.Check(check_request({}), timeout=5)
+    finally:
+        server.stop(None)
+    assert answer == to_check_response(render(decision, authorizer.policy))
