@@ -15,7 +15,7 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
 from extauthz import threads
-from extauthz.envoy.grpc_service import AuthorizationService
+from extauthz.envoy.grpc_service import AuthorizationService, add_authorization_to_server
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy.compiled import Policy
 from extauthz.threads import ElasticPool
@@ -150,9 +150,7 @@ def test_checks_waiting_on_the_loop_do_not_stall_the_grpc_server() -> None:
     authorizer = SlowOrFast()
     pool = ElasticPool(1, 8, "test-grpc")
     server = grpc.server(pool)
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-        AuthorizationService(authorizer, loop), server
-    )
+    add_authorization_to_server(AuthorizationService(authorizer, loop), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
