@@ -122,6 +122,7 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
     sub = claims.get("sub")
     # The email gate's address parse happens here, once per token: identities are cached.
     email_check = NO_EMAIL_CHECK if policy.email_domains is None else check_email(claims, email)
+    role_claims = read_role_claims(claims, policy.role_rules)
     return Identity(
         kind=JWT,
         user_id=user_id,
@@ -138,5 +139,11 @@ def identity_from_claims(claims: Mapping[str, Any], policy: ClaimRules) -> Ident
         team_ids=team_ids,
         team_alias=team_alias,
         team_id_defaulted=claimed_team is None and team_id is not None,
-        **read_role_claims(claims, policy.role_rules)._asdict(),
+        # by name, not ``**_asdict()``: no dict built and unpacked per new token
+        mapped_role=role_claims.mapped_role,
+        mapped_from=role_claims.mapped_from,
+        object_id=role_claims.object_id,
+        role_problem=role_claims.role_problem,
+        synced_role=role_claims.synced_role,
+        synced_from=role_claims.synced_from,
     )
