@@ -14,7 +14,7 @@ through ``policy.rolemap``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from extauthz.model import (
     JWT,
@@ -116,12 +116,12 @@ def email_refusal(identity: Identity, domains: frozenset[str]) -> str | None:
     return f"{identity.email!r} is on domain {identity.email_domain!r}"
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """A caller let onto a route, before the body is read.
 
     A function of (identity, path, policy, state) only, so the authorizer can reuse it for the
-    same caller and path until the policy or the state snapshot changes.
+    same caller and path until the policy or the state snapshot changes. A NamedTuple: one is
+    made per new caller, and a frozen dataclass's 15 ``object.__setattr__`` calls cost ~2 µs.
     """
 
     identity: Identity
@@ -330,7 +330,7 @@ def judge_body(
             team_source = choice.why if choice.team_id is not None else None
             if choice.team_id != identity.team_id:
                 identity = identity._replace(team_id=choice.team_id)
-                admission = replace(admission, identity=identity)
+                admission = admission._replace(identity=identity)
                 if choice.team_id in snapshot.blocked_teams:
                     return Deny(
                         403,
