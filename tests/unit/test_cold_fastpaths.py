@@ -121,9 +121,36 @@ def test_string_claim_answers_as_canonical_id(value: object) -> None:
     assert got == expected
 
 
-def test_role_claims_are_all_identity_fields() -> None:
-    """``identity_from_claims`` passes the role claims by name: none may be missed."""
-    assert set(RoleClaims._fields) <= set(Identity._fields)
+def test_identity_fields_are_in_the_order_identity_from_claims_passes_them() -> None:
+    """``identity_from_claims`` builds ``Identity`` by position, the role claims last."""
+    assert Identity._fields == (
+        "kind",
+        "user_id",
+        "team_id",
+        "org_id",
+        "end_user_id",
+        "email",
+        "scopes",
+        "roles",
+        "subject",
+        "email_domain",
+        "email_problem",
+        "user_id_from_email",
+        "team_ids",
+        "team_alias",
+        "team_id_defaulted",
+        "issuer",
+        "userinfo",
+        *RoleClaims._fields,
+    )
+    assert RoleClaims._fields == (
+        "mapped_role",
+        "mapped_from",
+        "object_id",
+        "role_problem",
+        "synced_role",
+        "synced_from",
+    )
 
 
 def _b64(data: bytes) -> str:
