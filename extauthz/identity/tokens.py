@@ -178,10 +178,12 @@ def verify_token(
 
 
 _ABSENT = object()
+# A tuple, not ``int | float``: that expression builds a new UnionType per call (~0.2 µs).
+NUMBER_TYPES = (int, float)
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, NUMBER_TYPES):
         return None
     return float(value)
 
