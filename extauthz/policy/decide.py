@@ -250,22 +250,29 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     llm_route = _LLM_ROUTES.matches(path)
     user_param = policy.gate.enforce_user_param and userparam.applies(path)
     restricted = rule is not None or grant is not None  # some model list applies
+    forced = policy.catalog.forced if llm_route and (restricted or teams is not None) else ()
+    steering = (
+        None
+        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
+        else _UNREAD_PROVIDER_ROUTE
+    )
+    # By position, in field order (pinned by test_cold_fastpaths): one per new caller, and
+    # keywords cost more than the fields' construction.
     return Admission(
         identity,
         role,
         rule,
-        promoted=promoted,
-        scope=grant,
-        header_teams=header_teams,
-        admin_api=admin_api,
-        catalog=policy.catalog,
-        forced=policy.catalog.forced if llm_route and (restricted or teams is not None) else (),
-        steering=None
-        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
-        else _UNREAD_PROVIDER_ROUTE,
-        teams=teams,
-        team_route=team_route,
-        user_param=user_param,
+        True,  # read_body
+        admin_api,
+        policy.catalog,
+        forced,
+        steering,
+        teams,
+        team_route,
+        grant,  # scope
+        promoted,
+        header_teams,
+        user_param,
     )
 
 

@@ -32,6 +32,7 @@ from extauthz.identity.claims import (
 from extauthz.identity.roles import RoleClaims
 from extauthz.identity.tokens import Header, TokenFailure, TokenRules, read_header
 from extauthz.model import Identity, Reason, Verdict
+from extauthz.policy.decide import Admission
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -150,6 +151,26 @@ def test_identity_fields_are_in_the_order_identity_from_claims_passes_them() -> 
         "role_problem",
         "synced_role",
         "synced_from",
+    )
+
+
+def test_admission_fields_are_in_the_order_admit_passes_them() -> None:
+    """``admit`` builds ``Admission`` by position."""
+    assert Admission._fields == (
+        "identity",
+        "role",
+        "rule",
+        "read_body",
+        "admin_api",
+        "catalog",
+        "forced",
+        "steering",
+        "teams",
+        "team_route",
+        "scope",
+        "promoted",
+        "header_teams",
+        "user_param",
     )
 
 
