@@ -8,6 +8,7 @@ Each is compared here with the general path on hostile values, so a divergence f
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from typing import Any
@@ -156,7 +157,7 @@ def test_identity_fields_are_in_the_order_identity_from_claims_passes_them() -> 
 
 def test_admission_fields_are_in_the_order_admit_passes_them() -> None:
     """``admit`` builds ``Admission`` by position."""
-    assert Admission._fields == (
+    assert tuple(f.name for f in dataclasses.fields(Admission)) == (
         "identity",
         "role",
         "rule",
