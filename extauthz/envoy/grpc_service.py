@@ -55,26 +55,58 @@ def to_request_view(request: ext_authz.CheckRequest, client: bool = True) -> Req
 
 def _set_headers(target: Any, headers: Sequence[tuple[str, str]]) -> None:
     for key, value in headers:
-        option = target.add(append_action=_OVERWRITE)  # in place: no copy of nested messages
+        # In place (no copy of nested messages); ``add()`` then a set: add's keyword path costs
+        # ~0.2 µs more per header (timeit).
+        option = target.add()
+        option.append_action = _OVERWRITE
         header = option.header
         header.key = key
         header.value = value
 
 
+def _set_metadata(response: ext_authz.CheckResponse, metadata: Mapping[str, str]) -> None:
+    if metadata:
+        fields = response.dynamic_metadata.fields  # Struct.update's Python type dispatch costs more
+        for key, value in metadata.items():
+            fields[key].string_value = value
+
+
+# An allow's fixed parts by (header names, headers removed): status, ok_response, the names
+# with their append action, the removals. Every new caller's allow is one of a few shapes per
+# policy, and copying one in C costs less than building its messages (~10k instructions
+# of an allow's ~60k). Bounded: a policy has at most 2**6 shapes.
+MAX_SHAPES = 256
+_shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], ext_authz.CheckResponse] = {}
+
+
+def _allow_shape(verdict: Verdict) -> ext_authz.CheckResponse:
+    """An allow without header values and metadata (shared: only read, never changed)."""
+    names = tuple([key for key, _ in verdict.headers])
+    shape = _shapes.get((names, verdict.remove))
+    if shape is None:
+        shape = ext_authz.CheckResponse()
+        shape.status.code = code_pb2.OK
+        ok = shape.ok_response
+        ok.SetInParent()  # present even with nothing to set, as Envoy's own servers send it
+        _set_headers(ok.headers, [(name, "") for name in names])
+        ok.headers_to_remove.extend(verdict.remove)
+        if len(_shapes) >= MAX_SHAPES:
+            _shapes.clear()
+        _shapes[(names, verdict.remove)] = shape
+    return shape
+
+
 def to_check_response(verdict: Verdict) -> ext_authz.CheckResponse:
     """Allow → OK status with header mutations; deny → the HTTP status, headers and JSON body."""
     response = ext_authz.CheckResponse()
-    if verdict.metadata:
-        fields = response.dynamic_metadata.fields  # Struct.update's Python type dispatch costs more
-        for key, value in verdict.metadata.items():
-            fields[key].string_value = value
     if verdict.allowed:
-        response.status.code = code_pb2.OK
-        ok = response.ok_response
-        ok.SetInParent()  # present even with nothing to set, as Envoy's own servers send it
-        _set_headers(ok.headers, verdict.headers)
-        ok.headers_to_remove.extend(verdict.remove)
+        response.CopyFrom(_allow_shape(verdict))  # before the metadata: CopyFrom replaces all
+        headers = response.ok_response.headers  # the shape has one option per header, in order
+        for option, (_, value) in zip(headers, verdict.headers, strict=True):
+            option.header.value = value
+        _set_metadata(response, verdict.metadata)
         return response
+    _set_metadata(response, verdict.metadata)
     response.status.code = (
         code_pb2.UNAUTHENTICATED if verdict.status == 401 else code_pb2.PERMISSION_DENIED
     )

@@ -56,6 +56,20 @@ _INT_LIMIT = 10 ** (MAX_ID_CHARS - 1)  # longer decimal strings are refused befo
 _NOT_ID_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, lone surrogates
 
 
+def plain_id(value: str) -> bool:
+    """True for the common id that ``canonical_id`` returns as it is, told without a regex:
+    non-empty, at most ``MAX_ID_CHARS``, printable ASCII (so no control character and no
+    surrogate), and not starting or ending with a space (the only printable ASCII whitespace).
+    False says nothing: ask ``canonical_id``."""
+    return (
+        0 < len(value) <= MAX_ID_CHARS
+        and value.isascii()
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+    )
+
+
 def canonical_id(value: object, name: str) -> str | None:
     """The one form of an id (team, user, org, end user, email), from a claim or the admin API.
 
@@ -69,6 +83,8 @@ def canonical_id(value: object, name: str) -> str | None:
     Raises ClaimValueError naming ``name`` (never quoting the value).
     """
     if isinstance(value, str):
+        if plain_id(value):
+            return value
         if not value:
             return None
         if len(value) > MAX_ID_CHARS:
@@ -103,6 +119,8 @@ def string_claim(claims: Mapping[str, Any], field: str | None, path: tuple[str, 
     value = read_claim(claims, field, path)
     if isinstance(value, list):
         value = value[0] if value else None
+    if isinstance(value, str) and plain_id(value):
+        return value  # the common case, without formatting the name an error would need
     return canonical_id(value, f"claim {field!r}")
 
 
@@ -120,8 +138,13 @@ def string_set_claim(
     return frozenset()
 
 
+_NO_SCOPES: frozenset[str] = frozenset()
+
+
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     """Scopes from ``scope`` and ``scp`` (Entra puts them in ``scp``; LiteLLM #6793)."""
+    if "scope" not in claims and "scp" not in claims:
+        return _NO_SCOPES  # most tokens: no set built
     out: set[str] = set()
     for name in ("scope", "scp"):
         value = claims.get(name)

@@ -27,6 +27,11 @@ _PSS_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "PS384": hashes.SHA384,
     "PS512": hashes.SHA512,
 }
+_PKCS1_HASH: dict[str, type[hashes.HashAlgorithm]] = {
+    "RS256": hashes.SHA256,
+    "RS384": hashes.SHA384,
+    "RS512": hashes.SHA512,
+}
 _PUBLIC_MEMBERS = {"RSA": ("kty", "kid", "n", "e"), "EC": ("kty", "kid", "crv", "x", "y")}
 
 
@@ -52,6 +57,27 @@ class _PssVerifier:
                 sig, msg, padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h
             )
         except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class _Pkcs1Verifier:
+    """RSASSA-PKCS1-v1_5 (RS256/384/512) straight on cryptography's key. python-jose's
+    ``verify`` builds a new key object per call (``public_key()``): ~10 µs of a ~30 µs check.
+    Same key (jose's ``construct``), same padding and hash, same answer: only
+    ``InvalidSignature`` is a refusal, as in jose."""
+
+    __slots__ = ("_hash", "_key", "_padding")
+
+    def __init__(self, key: rsa.RSAPublicKey, alg: str) -> None:
+        self._key = key
+        self._hash = _PKCS1_HASH[alg]()  # immutable descriptors: built once, shared by threads
+        self._padding = padding.PKCS1v15()
+
+    def verify(self, msg: bytes, sig: bytes) -> bool:
+        try:
+            self._key.verify(sig, msg, self._padding, self._hash)
+        except InvalidSignature:
             return False
         return True
 
@@ -157,10 +183,11 @@ class KeyRing:
         built: Verifier | None = None
         if _compatible(key, alg):
             try:
-                if alg in _PSS_HASH:
+                if alg in _PSS_HASH or alg in _PKCS1_HASH:
                     rsa_key = jwk.construct(key, "RS256").prepared_key
                     if isinstance(rsa_key, rsa.RSAPublicKey):
-                        built = _PssVerifier(rsa_key, alg)
+                        pss = alg in _PSS_HASH
+                        built = _PssVerifier(rsa_key, alg) if pss else _Pkcs1Verifier(rsa_key, alg)
                 else:
                     built = jwk.construct(key, alg)
             except Exception:  # a malformed key in the JWKS must not break verification

@@ -22,6 +22,7 @@ from extauthz.identity.keyring import KeyRing
 from extauthz.identity.providers import unknown_issuer, unverified_issuer
 from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import (
+    NUMBER_TYPES,
     TokenFailure,
     TokenRules,
     UnknownKid,
@@ -230,7 +231,7 @@ class TokenVerifier:
         if isinstance(result, TokenFailure):
             return result
         exp = result.get("exp")
-        until = (float(exp) + rules.leeway) if isinstance(exp, int | float) else now
+        until = (float(exp) + rules.leeway) if isinstance(exp, NUMBER_TYPES) else now
         verified = Verified(result, until, issuer)
         if self._enabled and until > now:
             self._cache.put(token, verified, min(until, now + self._max_age))

@@ -117,12 +117,16 @@ def email_refusal(identity: Identity, domains: frozenset[str]) -> str | None:
     return f"{identity.email!r} is on domain {identity.email_domain!r}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     """A caller let onto a route, before the body is read.
 
     A function of (identity, path, policy, state) only, so the authorizer can reuse it for the
-    same caller and path until the policy or the state snapshot changes.
+    same caller and path until the policy or the state snapshot changes. Never changed once
+    made (``replace`` makes a new one): threads share it through the authorizer's memo. Not
+    ``frozen``: a frozen init's ``object.__setattr__`` per field cost ~2 µs of a new caller's
+    ~4 µs admit; and not a NamedTuple, whose field reads (every request, in ``judge_body``)
+    cost more than a slot's.
     """
 
     identity: Identity
@@ -251,22 +255,29 @@ def admit(path: str, identity: Identity, policy: Policy, state: StateSnapshot) -
     llm_route = _LLM_ROUTES.matches(path)
     user_param = policy.gate.enforce_user_param and userparam.applies(path)
     restricted = rule is not None or grant is not None  # some model list applies
+    forced = policy.catalog.forced if llm_route and (restricted or teams is not None) else ()
+    steering = (
+        None
+        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
+        else _UNREAD_PROVIDER_ROUTE
+    )
+    # By position, in field order (pinned by test_cold_fastpaths): one per new caller, and
+    # keywords cost more than the fields' construction.
     return Admission(
         identity,
         role,
         rule,
-        promoted=promoted,
-        scope=grant,
-        header_teams=header_teams,
-        admin_api=admin_api,
-        catalog=policy.catalog,
-        forced=policy.catalog.forced if llm_route and (restricted or teams is not None) else (),
-        steering=None
-        if not restricted or llm_route or not _PASS_THROUGH.matches(path)
-        else _UNREAD_PROVIDER_ROUTE,
-        teams=teams,
-        team_route=team_route,
-        user_param=user_param,
+        True,  # read_body
+        admin_api,
+        policy.catalog,
+        forced,
+        steering,
+        teams,
+        team_route,
+        grant,  # scope
+        promoted,
+        header_teams,
+        user_param,
     )
 
 

@@ -11,6 +11,7 @@ from extauthz.model import (
     Allow,
     Decision,
     Deny,
+    Role,
     Verdict,
     deny_verdict,
 )
@@ -21,6 +22,9 @@ def credential_headers(policy: Policy) -> tuple[str, ...]:
     """Every header a credential may come in: LiteLLM's, and ``litellm_key_header_name``
     (derived once per policy, ``Gate.credential_headers``)."""
     return policy.gate.credential_headers
+
+
+_ROLE_NAMES = {role: role.value for role in Role}  # ``Enum.value`` is a Python-level property
 
 
 def render(decision: Decision, policy: Policy) -> Verdict:
@@ -38,7 +42,7 @@ def _render_allow(allow: Allow, policy: Policy) -> Verdict:
         (names.team_id, "team_id", ident.team_id),
         (names.org_id, "org_id", ident.org_id),
         (names.end_user_id, "end_user_id", ident.end_user_id),
-        (names.user_role, "role", allow.role.value if allow.role else None),
+        (names.user_role, "role", _ROLE_NAMES[allow.role] if allow.role else None),
         (names.user_email, None, ident.email),
     )
     headers: list[tuple[str, str]] = []
@@ -61,11 +65,5 @@ def _render_allow(allow: Allow, policy: Policy) -> Verdict:
         and not allow.keep_credentials
     ):
         remove.extend(credential_headers(policy))
-    return Verdict(
-        allowed=True,
-        status=200,
-        reason=allow.reason,
-        headers=tuple(headers),
-        remove=tuple(remove),
-        metadata=metadata,
-    )
+    # by position (allowed, status, reason, headers, remove, metadata): one per new caller
+    return Verdict(True, 200, allow.reason, tuple(headers), tuple(remove), metadata)
