@@ -251,7 +251,9 @@ class TestIndependence:
             await task
             await http.close()
             hung.close()
-        assert bearer(out_dir) == f"Bearer {cloud.entra.issued[-1]}"
-        assert bearer(out_dir, VERTEX_FILE) == f"Bearer {cloud.iam.issued[-1]}"
+        # A refreshed token was written (not the first); the last one issued may not be: the
+        # stop can land between the stand-in issuing it and the refresher writing it.
+        assert bearer(out_dir) in {f"Bearer {t}" for t in cloud.entra.issued[1:]}
+        assert bearer(out_dir, VERTEX_FILE) in {f"Bearer {t}" for t in cloud.iam.issued[1:]}
         assert r.states[AWS_FILE].minted  # the real STS, another port, unaffected
         assert not any((out_dir / s.key).exists() for s in hung_states)
