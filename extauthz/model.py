@@ -36,6 +36,19 @@ class Role(StrEnum):
     INTERNAL_USER = "internal_user"
 
 
+LITELLM_USER_ROLES = (
+    "proxy_admin",
+    "proxy_admin_viewer",
+    "org_admin",
+    "internal_user",
+    "internal_user_viewer",
+    "team",
+    "customer",
+)
+"""LiteLLM's user roles (LitellmUserRoles), a superset of ``Role``: what a role map or an
+introspection answer may name."""
+
+
 class Reason(StrEnum):
     """Why a request was allowed or denied.
 

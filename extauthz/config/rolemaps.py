@@ -12,21 +12,12 @@ from __future__ import annotations
 from extauthz.config.schema import JwtAuthSettings
 from extauthz.identity.claims import parse_field_path
 from extauthz.identity.roles import NO_ROLE_RULES, GlobRole, RoleRules
-from extauthz.model import Role
+from extauthz.model import LITELLM_USER_ROLES, Role
 from extauthz.policy.routes import RouteError, compile_routes
 from extauthz.policy.scopes import ScopeMapping, ScopeRules
 
 _WHERE = "general_settings.litellm_jwtauth"
-# LiteLLM's user roles (LitellmUserRoles); only these two change a decision here.
-LITELLM_USER_ROLES = (
-    "proxy_admin",
-    "proxy_admin_viewer",
-    "org_admin",
-    "internal_user",
-    "internal_user_viewer",
-    "team",
-    "customer",
-)
+# Of LiteLLM's user roles, only these two change a decision here.
 SYNCED_ROLES = {"proxy_admin": Role.PROXY_ADMIN, "internal_user": Role.INTERNAL_USER}
 
 

@@ -40,24 +40,14 @@ from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.inflight import Inflight
 from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import TokenFailure
-from extauthz.model import OAUTH2, Identity, Reason
+from extauthz.model import LITELLM_USER_ROLES, OAUTH2, Identity, Reason
 from extauthz.redact import redact_url
 
 log = logging.getLogger("extauthz.introspection")
 
 MAX_ANSWER_BYTES = 64 * 1024
-# LiteLLM's LitellmUserRoles: the role values an answer may carry (anything else is refused).
-LITELLM_ROLES = frozenset(
-    {
-        "proxy_admin",
-        "proxy_admin_viewer",
-        "org_admin",
-        "internal_user",
-        "internal_user_viewer",
-        "team",
-        "customer",
-    }
-)
+# The role values an answer may carry (anything else is refused).
+LITELLM_ROLES = frozenset(LITELLM_USER_ROLES)
 
 
 @dataclass(frozen=True, slots=True)
