@@ -20,6 +20,7 @@ from yarl import URL
 from extauthz.errors import ConfigError
 from extauthz.mint.errors import TransportError
 from extauthz.mint.proxy import ProxySettings
+from extauthz.redact import scrub_url
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -164,4 +165,8 @@ class HttpClient:
             reason = str(exc.message).splitlines()[0] if exc.message else ""
             raise TransportError(f"{what}: a malformed HTTP answer ({reason})") from None
         except aiohttp.ClientError as exc:
-            raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from None
+            # Some (InvalidURL, NonHttpUrlClientError) quote the URL: shown without its query
+            # and user-info, which may be secrets (a signed URL), as ClientResponseError above.
+            shown = str(target.with_user(None).with_query(None).with_fragment(None))
+            text = scrub_url(str(exc).replace(str(target), shown), str(target))
+            raise TransportError(f"{what}: {type(exc).__name__}: {text}") from None

@@ -300,6 +300,19 @@ class TestTransport:
             await client.close()
             server.close()
 
+    async def test_a_client_error_quoting_the_url_never_shows_its_query(self) -> None:
+        """aiohttp errors that quote the URL (a non-HTTP scheme here) lose its query too."""
+        import ssl
+
+        client = HttpClient(ssl.create_default_context(), timeout_seconds=5)
+        try:
+            with pytest.raises(TransportError, match=r"^svc: ") as info:
+                await client.request("GET", "ftp://127.0.0.1:1/id?sig=s3cr3t", what="svc")
+            assert "s3cr3t" not in str(info.value)
+            assert "ftp://127.0.0.1:1/id" in str(info.value)
+        finally:
+            await client.close()
+
     async def test_a_slow_service_times_out(self, server_thread: ServerThread) -> None:
         """Every call has a timeout; the message names the setting."""
         import asyncio
