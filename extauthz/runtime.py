@@ -166,6 +166,7 @@ class Sidecar:
         )
         self.health = health.HealthServicer()  # sync: thread-safe, set() from the loop
         self.grpc_server: grpc.Server | None = None
+        self.grpc_pool: ElasticPool | None = None  # grpcio never shuts its executor down
         self.grpc_port: int | None = None
         self.http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -269,8 +270,9 @@ class Sidecar:
             self.keys.start()
             self.issuer_keys.start()
         loop = asyncio.get_running_loop()
+        self.grpc_pool = ElasticPool(GRPC_THREADS, GRPC_MAX_THREADS, "grpc")
         server = grpc.server(
-            ElasticPool(GRPC_THREADS, GRPC_MAX_THREADS, "grpc"),
+            self.grpc_pool,
             options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
                 ("grpc.so_reuseport", 1 if self.options.shared_ports else 0),
@@ -376,6 +378,8 @@ class Sidecar:
             # as the loop keeps running while a worker thread waits for the server.
             closing.append(asyncio.to_thread(self.grpc_server.stop(grace).wait))
         await asyncio.gather(*closing)  # one grace period for both check ports
+        if self.grpc_pool is not None:
+            self.grpc_pool.shutdown(wait=False)  # its idle threads end; none is at work now
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.watcher.stop()

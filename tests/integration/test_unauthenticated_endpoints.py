@@ -110,6 +110,12 @@ def running(
         finally:
             loop_thread.run(sidecar.stop(0))
             loop_thread.run(idp.stop())
+            # The gRPC pool's threads end with the sidecar (grpcio never shuts them down).
+            pool = sidecar.grpc_pool
+            deadline = time.monotonic() + 10
+            while pool is not None and pool.threads and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pool is not None and pool.threads == 0
             root.removeHandler(handler)
             root.setLevel(old_level)
 
