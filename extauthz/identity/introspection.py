@@ -39,7 +39,7 @@ from extauthz.identity.capped import ProviderSession, json_object, read_capped
 from extauthz.identity.claims import ClaimValueError, canonical_id
 from extauthz.identity.inflight import Inflight
 from extauthz.identity.tokencache import ExpiringCache, token_key
-from extauthz.identity.tokens import TokenFailure
+from extauthz.identity.tokens import TokenFailure, json_number
 from extauthz.model import LITELLM_USER_ROLES, OAUTH2, Identity, Reason
 from extauthz.redact import redact_url
 
@@ -162,10 +162,14 @@ def identity_from_answer(
 ) -> Identity | TokenFailure:
     """The caller an answer names, as LiteLLM maps it; a failure for an inactive or expired
     answer, or one whose id or role LiteLLM could not use."""
-    if not answer.get("active", True):
-        return _rejected("it answered active: false")
-    exp = answer.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= now:
+    active = answer.get("active", True)  # absent: active, as LiteLLM reads it
+    if active is not True:
+        # false, and anything that is not a JSON boolean ("false" is truthy in LiteLLM)
+        return _rejected(
+            "it answered active: false" if active is False else "its active is no boolean"
+        )
+    exp = json_number(answer.get("exp"))
+    if exp is not None and exp <= now:
         return _rejected("the answer says the token has expired")
     try:
         user_id = _id(answer, settings.user_id_field)
@@ -225,9 +229,9 @@ class Introspector:
         if isinstance(identity, TokenFailure):
             return identity
         until = now + self.settings.cache_ttl
-        exp = answer.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            until = min(until, float(exp))
+        exp = json_number(answer.get("exp"))
+        if exp is not None:
+            until = min(until, exp)
         self._cache.put(key, identity, until)
         return identity
 

@@ -182,7 +182,8 @@ _ABSENT = object()
 NUMBER_TYPES = (int, float)
 
 
-def _number(value: object) -> float | None:
+def json_number(value: object) -> float | None:
+    """A JSON number (not a bool) as a float; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, NUMBER_TYPES):
         return None
     return float(value)
@@ -193,7 +194,7 @@ def check_claims(claims: Mapping[str, Any], rules: TokenRules, now: float) -> To
     times: list[float | None] = []  # one read of each time claim
     for name in ("exp", "nbf", "iat"):
         value = claims.get(name, _ABSENT)
-        number = None if value is _ABSENT else _number(value)
+        number = None if value is _ABSENT else json_number(value)
         if number is None and value is not _ABSENT:
             return TokenFailure(Reason.MALFORMED_TOKEN, f"the token claim '{name}' is not a number")
         times.append(number)

@@ -247,6 +247,9 @@ async def test_hostile_or_broken_answers(
     [
         ({"active": False, "sub": "svc-1"}, 401, Reason.INTROSPECTION_REJECTED),
         ({"active": 0, "team_id": "t"}, 401, Reason.INTROSPECTION_REJECTED),
+        # not a JSON boolean: refused (LiteLLM's truthiness would take "false" as active)
+        ({"active": "false", "sub": "x"}, 401, Reason.INTROSPECTION_REJECTED),
+        ({"active": 1, "sub": "x"}, 401, Reason.INTROSPECTION_REJECTED),
         ({"active": True, "exp": NOW - 1, "sub": "x"}, 401, Reason.INTROSPECTION_REJECTED),
         ({"active": True, "sub": 42}, 401, Reason.MALFORMED_TOKEN),
         ({"active": True, "team_id": ["a", "b"]}, 401, Reason.MALFORMED_TOKEN),
