@@ -153,10 +153,8 @@ def read_models(
             and not query
             and model_header is None
             and not body_cut
-            and "/deployments/" not in path
-            and "/engines/" not in path
-            and "/models/" not in path
-            and "/batches" not in path
+            and not _path_may_name_model(path)
+            and "/batches" not in path  # _steering_route's batch creation
         ):
             plain = _plain_json(body)
             if plain is not None:
@@ -233,14 +231,7 @@ def _plain_json(body: bytes) -> ModelRead | None:
     if type(value) is not dict or not _RARE_KEYS.isdisjoint(value):
         return None
     model = value.get("model")
-    first = body.find(b'"model"')
-    if (
-        type(model) is not str
-        or first < 0
-        or body.find(b'"model"', first + 1) >= 0
-        # find, not ``in``: bytes' ``in`` first tries the needle as an int (a TypeError).
-        or (body.find(b"\\") >= 0 and body.find(b"\\u006") >= 0)
-    ):
+    if type(model) is not str or _may_repeat_model(body):
         return None
     reads = _PLAIN_READS["user" in value]
     read = reads.get(model)
@@ -253,6 +244,23 @@ def _plain_json(body: bytes) -> ModelRead | None:
             reads.clear()
         reads[model] = read
     return read
+
+
+def _path_may_name_model(path: str) -> bool:
+    """Whether ``_path_models`` could find a model in ``path`` (the one test both the
+    shortcut and the general reader use, so a new path form cannot bypass the shortcut)."""
+    return "/deployments/" in path or "/engines/" in path or "/models/" in path
+
+
+def _may_repeat_model(body: bytes) -> bool:
+    """Whether a JSON body could name ``model`` twice at its top level: the literal appears
+    twice, or an escape spells one of its letters (m, o, d, e and l are all \\u006X; other
+    escapes, non-ASCII text, cannot). False is certain; True asks for a full check."""
+    first = body.find(b'"model"')
+    return (first >= 0 and body.find(b'"model"', first + 1) >= 0) or (
+        # find, not ``in``: bytes' ``in`` first tries the needle as an int (a TypeError).
+        body.find(b"\\") >= 0 and body.find(b"\\u006") >= 0
+    )
 
 
 def _steering_route(path: str, method: str) -> str | None:
@@ -296,7 +304,7 @@ def _check_model(model: str) -> None:
 
 def _path_models(path: str, method: str) -> list[str]:
     """Models named in the path: Azure deployments, legacy engines and Google ``:action`` URLs."""
-    if "/deployments/" not in path and "/engines/" not in path and "/models/" not in path:
+    if not _path_may_name_model(path):
         return []  # neither pattern can match: skip both regexes (most requests)
     for route in _DEPLOYMENT_ROUTES:
         match = route.fullmatch(path)
@@ -388,13 +396,8 @@ def _json_models(body: bytes) -> tuple[list[str], str | None, bool] | None:
     except orjson.JSONDecodeError:
         value = _stdlib_json(body, _DECODER)
     # Parsers disagree on a repeated key (first or last wins): a second top-level "model" is
-    # refused. Only possible when the literal appears twice, or an escape spells one of its
-    # letters (m, o, d, e and l are all \u006X): other escapes (non-ASCII text) cannot.
-    first = body.find(b'"model"')
-    if isinstance(value, dict) and (
-        (first >= 0 and body.find(b'"model"', first + 1) >= 0)
-        or (b"\\" in body and b"\\u006" in body)  # memchr for the backslash first
-    ):
+    # refused.
+    if isinstance(value, dict) and _may_repeat_model(body):
         pairs = _stdlib_json(body, _PAIRS_DECODER)
         if sum(1 for key, _ in pairs if key == "model") > 1:
             raise _Refused("the body names `model` twice; send it once")
