@@ -34,7 +34,7 @@ from extauthz.model import (
     internal_error,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import Admission, admit, decide, judge_body
+from extauthz.policy.decide import Admission, admit, judge_body
 from extauthz.policy.gate import check_gate
 from extauthz.policy.overrides import introspected
 from extauthz.policy.paths import PathError, check_path
@@ -270,16 +270,7 @@ class Authorizer:
                 admission.identity,
                 admission.role,
             )
-        return decide(
-            request,
-            step.path,
-            step.query,
-            admission.identity,
-            step.policy,
-            self.state.current,
-            admission=admission,
-            read=read,
-        )
+        return judge_body(admission, request, step.path, step.query, read, self.state.current)
 
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""

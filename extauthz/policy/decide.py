@@ -454,19 +454,13 @@ def decide(
     identity: Identity,
     policy: Policy,
     state: StateSnapshot,
-    *,
-    admission: Admission | Deny | None = None,
-    read: ModelRead | None = None,
 ) -> Decision:
-    """Decide one request whose path was validated and whose caller was authenticated.
-
-    The authorizer passes the ``admission`` it remembers for this caller and path (``admit`` is
-    pure) and, for a large body, the ``read`` its worker made; the result is the same.
-    """
-    admitted = admit(path, identity, policy, state) if admission is None else admission
+    """Decide one request whose path was validated and whose caller was authenticated (the
+    authorizer calls ``admit``, remembered, and ``judge_body`` itself)."""
+    admitted = admit(path, identity, policy, state)
     if isinstance(admitted, Deny):
         return admitted
-    return judge_body(admitted, request, path, query, read, state)
+    return judge_body(admitted, request, path, query, None, state)
 
 
 def _route_setting(role: Role) -> str:
