@@ -17,12 +17,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import orjson
-
 from extauthz.identity.fields import ClaimField, ClaimFields
 from extauthz.identity.jwks import Fetcher, JwksSource
 from extauthz.identity.roles import NO_ROLE_RULES, RoleRules
-from extauthz.identity.tokens import TokenFailure, b64url_decode
+from extauthz.identity.tokens import TokenFailure, segment_object
 from extauthz.model import Reason
 
 MAX_ISSUER_CHARS = 2048  # an issuer is a URL; a longer `iss` names no configured provider
@@ -49,12 +47,8 @@ def unverified_issuer(token: str) -> str | TokenFailure | None:
     parts = token.split(".")
     if len(parts) != 3:
         return TokenFailure(Reason.MALFORMED_TOKEN, "the token is not a compact JWT (3 parts)")
-    raw = b64url_decode(parts[1])
-    try:
-        payload = None if raw is None else orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        payload = None
-    if not isinstance(payload, dict):
+    payload = segment_object(parts[1])
+    if payload is None:
         return TokenFailure(Reason.MALFORMED_TOKEN, "the token payload is not a JSON object")
     iss = payload.get("iss")
     if not isinstance(iss, str) or not iss or len(iss) > MAX_ISSUER_CHARS:

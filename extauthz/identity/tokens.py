@@ -75,7 +75,7 @@ def b64url_decode(part: str) -> bytes | None:
         return None
 
 
-def _json_object(part: str) -> dict[str, Any] | None:
+def segment_object(part: str) -> dict[str, Any] | None:
     """A base64url JSON object, parsed by orjson: UTF-8 only (RFC 7515), and NaN, Infinity,
     lone surrogates and numbers beyond a double are refused rather than read (fail closed)."""
     raw = b64url_decode(part)
@@ -121,7 +121,7 @@ def read_header(token: str, rules: TokenRules) -> Header | TokenFailure:
 
 def _vet_header(segment: str) -> Header | TokenFailure:
     """``read_header``'s judgement of the first segment (a pure function of it)."""
-    header = _json_object(segment)
+    header = segment_object(segment)
     if header is None:
         return TokenFailure(Reason.MALFORMED_TOKEN, "the token header is not base64url JSON")
     alg = header.get("alg")
@@ -170,7 +170,7 @@ def verify_token(
             break
     else:
         return TokenFailure(Reason.BAD_SIGNATURE, "the token signature does not verify")
-    claims = _json_object(signing_input.partition(".")[2])
+    claims = segment_object(signing_input.partition(".")[2])
     if claims is None:
         return TokenFailure(Reason.MALFORMED_TOKEN, "the token payload is not a JSON object")
     failure = check_claims(claims, rules, now)

@@ -23,9 +23,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from extauthz.identity.tokens import b64url_decode, looks_like_jwt
+from extauthz.identity.tokens import looks_like_jwt, segment_object
 from extauthz.model import Identity, Role
 from extauthz.policy.litellm_routes import GROUPS
 from extauthz.policy.llm_api_routes import is_llm_api_route
@@ -112,17 +110,9 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     """A compact JWT's header-checked payload, read without any signature check (to choose
     the auth path, nothing else); None when it is not one."""
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or segment_object(parts[0]) is None:
         return None
-    try:
-        header_raw, payload_raw = b64url_decode(parts[0]), b64url_decode(parts[1])
-        header = None if header_raw is None else orjson.loads(header_raw)
-        payload = None if payload_raw is None else orjson.loads(payload_raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        return None
-    return payload
+    return segment_object(parts[1])
 
 
 @dataclass(frozen=True, slots=True)
