@@ -12,6 +12,7 @@ under a reader's feet in a way that could pair one policy with another's answer.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Mapping
@@ -162,13 +163,21 @@ class Authorizer:
             return _internal(request, exc)
 
     async def finish(self, request: RequestView, step: Pending) -> Decision:
-        """The rest of a ``decide_now`` that had to wait. On the event loop; never raises."""
+        """The rest of a ``decide_now`` that had to wait. On the event loop; never raises.
+
+        All its waits share one deadline, ``check_timeout`` from here: a key fetch or an
+        introspection followed by a large body's read must not take twice that (the server
+        thread stops waiting soon after it and answers a 500). Each wait gets what is left and,
+        when that runs out, answers its own timeout deny."""
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.check_timeout
             if isinstance(step, _Unverified):
+                left = self.check_timeout  # the first wait: the whole budget
                 identity = await (
-                    self._introspect(step.credential.value)
+                    self._introspect(step.credential.value, left)
                     if step.introspect
-                    else self._verify(step.credential.value, step.policy)
+                    else self._verify(step.credential.value, step.policy, left)
                 )
                 if isinstance(identity, Deny):
                     return identity
@@ -176,7 +185,7 @@ class Authorizer:
                 if not isinstance(decided, _LargeBody):
                     return decided
                 step = decided
-            return await self._judge_large(request, step)
+            return await self._judge_large(request, step, deadline - loop.time())
         except Exception as exc:
             return _internal(request, exc)
 
@@ -248,18 +257,23 @@ class Authorizer:
             return _LargeBody(admitted, path, query, policy)
         return judge_body(admitted, request, path, query, None, self.state.current)
 
-    async def _judge_large(self, request: RequestView, step: _LargeBody) -> Decision:
-        """``judge_body`` with the body's models read by the worker process."""
+    async def _judge_large(self, request: RequestView, step: _LargeBody, left: float) -> Decision:
+        """``judge_body`` with the body's models read by the worker process within ``left``
+        seconds (none left: the same 503 as a read that did not finish, without starting it)."""
         assert self.body_reader is not None  # only _decide makes a _LargeBody, with a reader
         admission = step.admission
-        read = await self.body_reader.read(
-            self.check_timeout,
-            step.path,
-            step.query,
-            request.method,
-            request.headers.get("content-type"),
-            request.body,
-            request.headers.get("x-litellm-model"),
+        read = (
+            None
+            if left <= 0
+            else await self.body_reader.read(
+                left,
+                step.path,
+                step.query,
+                request.method,
+                request.headers.get("content-type"),
+                request.body,
+                request.headers.get("x-litellm-model"),
+            )
         )
         if read is None:
             return Deny(
@@ -292,12 +306,14 @@ class Authorizer:
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
         known = self.identify_now(credential, policy)
-        return known if known is not None else await self._verify(credential.value, policy)
+        if known is not None:
+            return known
+        return await self._verify(credential.value, policy, self.check_timeout)
 
-    async def _verify(self, token: str, policy: Policy) -> Identity | Deny:
+    async def _verify(self, token: str, policy: Policy, wait: float) -> Identity | Deny:
         """A JWT ``identify_now`` found no cached verdict for (so a verifier exists)."""
         assert self.verifier is not None  # identify_now answers itself without one
-        result = await self.verifier.verify(token, wait=self.check_timeout)
+        result = await self.verifier.verify(token, wait=wait)
         if isinstance(result, TokenFailure):
             return _token_deny(result)
         return self._identity_of(result, policy)
@@ -333,12 +349,12 @@ class Authorizer:
         hit = self.introspector.cached(token)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
 
-    async def _introspect(self, token: str) -> Identity | Deny:
+    async def _introspect(self, token: str, wait: float) -> Identity | Deny:
         """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
         path runs none)."""
         if self.introspector is None:  # a reload removed it while this request waited
             return _NOT_INTROSPECTING
-        result = await self.introspector.resolve(token, self.check_timeout)
+        result = await self.introspector.resolve(token, wait)
         return _token_deny(result) if isinstance(result, TokenFailure) else result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
