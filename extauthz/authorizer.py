@@ -37,7 +37,7 @@ from extauthz.model import (
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import Admission, admit, judge_body
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import introspected
+from extauthz.policy.overrides import OverrideRule, introspected_by
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -74,6 +74,31 @@ def explain_request(
         request_id="explain",
         client_address=request_headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
+
+
+class Introspection(NamedTuple):
+    """A token a check routes to OAuth2 introspection (``introspection_route``)."""
+
+    why: OverrideRule | str  # the routing_overrides rule, or OPAQUE_INTROSPECTED
+    refused: Deny | None = None  # never sent: the master key, a token no provider issued
+
+
+def introspection_route(token: str, path: str, policy: Policy) -> Introspection | None:
+    """Whether ``token`` on ``path`` (decoded) goes to introspection (``routing_overrides``,
+    ``enable_oauth2_auth``), and whether it is refused before it is sent. None: the token goes
+    on as usual (JWT, master key, userinfo, passthrough). Checks and ``extauthz explain`` both
+    ask this, so explain cannot tell another story than the check."""
+    why = introspected_by(
+        token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, policy.routing_overrides
+    )
+    if why is None:
+        return None
+    if _is_master(token, policy.master_key):
+        # LiteLLM introspects it too, and the provider does not know it: the same refusal,
+        # without handing the secret to the provider.
+        return Introspection(why, _MASTER_INTROSPECTED)
+    refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
+    return Introspection(why, None if refused is None else _token_deny(refused))
 
 
 class _Unverified(NamedTuple):
@@ -325,28 +350,14 @@ class Authorizer:
         ``enable_oauth2_auth``, a non-JWT token): its cached caller, a refusal, or the
         introspection to wait for. None: the token goes on as usual. Only called when
         ``routing_overrides`` or ``enable_oauth2_auth`` is set (most policies: neither)."""
-        token = credential.value
-        overrides = policy.routing_overrides
-        if not introspected(
-            token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, overrides
-        ):
+        route = introspection_route(credential.value, path, policy)
+        if route is None:
             return None
-        if _is_master(token, policy.master_key):
-            # LiteLLM introspects it too, and the provider does not know it: the same refusal,
-            # without handing the secret to the provider.
-            return Deny(
-                401,
-                Reason.INVALID_API_KEY,
-                "the master key is not accepted on LLM API, info and /lens routes while "
-                "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
-                "token there); send a token from the OAuth2 provider",
-            )
-        refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
-        if refused is not None:
-            return _token_deny(refused)
+        if route.refused is not None:
+            return route.refused
         if self.introspector is None:
             return _NOT_INTROSPECTING
-        hit = self.introspector.cached(token)
+        hit = self.introspector.cached(credential.value)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
 
     async def _introspect(self, token: str, wait: float) -> Identity | Deny:
@@ -419,6 +430,13 @@ def _is_master(token: str, master: str | None) -> bool:
     )
 
 
+_MASTER_INTROSPECTED = Deny(
+    401,
+    Reason.INVALID_API_KEY,
+    "the master key is not accepted on LLM API, info and /lens routes while "
+    "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
+    "token there); send a token from the OAuth2 provider",
+)
 _NOT_INTROSPECTING = Deny(
     503,
     Reason.INTROSPECTION_UNAVAILABLE,
