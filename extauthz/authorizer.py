@@ -25,6 +25,7 @@ from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
     CLIENT_ADDRESS_HEADER,
+    JWT,
     MASTER_KEY,
     PASSTHROUGH,
     Decision,
@@ -32,10 +33,11 @@ from extauthz.model import (
     Identity,
     Reason,
     RequestView,
+    Role,
     internal_error,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import Admission, admit, judge_body
+from extauthz.policy.decide import Admission, admit, judge_body, named
 from extauthz.policy.gate import check_gate
 from extauthz.policy.overrides import OverrideRule, introspected_by
 from extauthz.policy.paths import PathError, check_path
@@ -140,7 +142,7 @@ class Authorizer:
         verifier: TokenVerifier | None,
         state: StateView | None = None,
         body_reader: BodyReader | None = None,
-        on_identity: Callable[[Identity, Policy], None] | None = None,
+        on_identity: Callable[[Identity, Role | None, Policy], None] | None = None,
         check_timeout: float = 0.8,
     ) -> None:
         self.policy = policy
@@ -148,7 +150,8 @@ class Authorizer:
         self.check_timeout = check_timeout
         self.verifier = verifier
         self.state = state or StateView()
-        # Called with every caller authenticated by a verified JWT (the user recorder).
+        # Called with every caller authenticated by a verified JWT (the user recorder), as
+        # ``admit`` named it and with the role it acts as.
         self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
@@ -270,6 +273,8 @@ class Authorizer:
         self, request: RequestView, path: str, query: str, identity: Identity, policy: Policy
     ) -> Decision | _LargeBody:
         admitted = self._admit(path, identity, policy)
+        if self.on_identity is not None and identity.kind == JWT:  # a verified token's caller
+            self._note(identity, admitted, policy)
         if isinstance(admitted, Deny):
             return admitted
         reader = self.body_reader
@@ -311,6 +316,17 @@ class Authorizer:
             )
         return judge_body(admission, request, step.path, step.query, read, self.state.current)
 
+    def _note(self, identity: Identity, admitted: Admission | Deny, policy: Policy) -> None:
+        """``on_identity`` with the caller and role ``admit`` worked out (allowed or not)."""
+        assert self.on_identity is not None
+        if isinstance(admitted, Admission):
+            self.on_identity(admitted.identity, admitted.role, policy)
+        elif admitted.identity is None or admitted.reason is Reason.MALFORMED_TOKEN:
+            # Refused before admit named the caller (a role_problem): name it here (rare).
+            self.on_identity(*named(identity, policy), policy)
+        else:
+            self.on_identity(admitted.identity, admitted.role, policy)
+
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""
         state = self.state.current
@@ -331,9 +347,11 @@ class Authorizer:
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
         known = self.identify_now(credential, policy)
-        if known is not None:
-            return known
-        return await self._verify(credential.value, policy, self.check_timeout)
+        if known is None:
+            known = await self._verify(credential.value, policy, self.check_timeout)
+        if self.on_identity is not None and isinstance(known, Identity) and known.kind == JWT:
+            self.on_identity(*named(known, policy), policy)  # no admission here: name it
+        return known
 
     async def _verify(self, token: str, policy: Policy, wait: float) -> Identity | Deny:
         """A JWT ``identify_now`` found no cached verdict for (so a verifier exists)."""
@@ -379,8 +397,6 @@ class Authorizer:
             refused = run_validator(policy.custom_validate, shown)
             if refused is not None:
                 return refused
-        if self.on_identity is not None and isinstance(identity, Identity):
-            self.on_identity(identity, policy)
         return identity
 
     def identify_now(self, credential: Credential, policy: Policy) -> Identity | Deny | None:

@@ -20,7 +20,7 @@ from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
 from extauthz.config.loader import compile_policy
 from extauthz.config.yamlfile import parse_yaml
-from extauthz.envoy.responder import Responder
+from extauthz.envoy.responder import Responder, SplitAuthorizerLike
 from extauthz.identity.jwks import JwksSource
 from extauthz.identity.tokens import TokenRules
 from extauthz.identity.verifier import TokenVerifier
@@ -138,8 +138,9 @@ def test_grpc_mode_two_waits_over_budget_get_the_body_reads_503(
     same 503 busy, well before the thread stops waiting (which would be a 500)."""
     build = slow_authorizer(0.6 * CHECK_TIMEOUT, 0.6 * CHECK_TIMEOUT)
     auth = asyncio.run_coroutine_threadsafe(build, loop).result(5)
+    split: SplitAuthorizerLike[Any] = auth  # as the gRPC service holds it
     start = time.monotonic()
-    verdict = responder(auth).respond_blocking(request(), auth, loop)
+    verdict = responder(auth).respond_blocking(request(), split, loop)
     elapsed = time.monotonic() - start
     assert (verdict.status, verdict.reason) == (503, Reason.BUSY)
     assert elapsed < CHECK_TIMEOUT + 0.25
