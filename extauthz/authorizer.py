@@ -12,6 +12,7 @@ under a reader's feet in a way that could pair one policy with another's answer.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from extauthz.identity.tokens import TokenFailure, UnknownKid, looks_like_jwt
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import (
     CLIENT_ADDRESS_HEADER,
+    JWT,
     MASTER_KEY,
     PASSTHROUGH,
     Decision,
@@ -31,12 +33,13 @@ from extauthz.model import (
     Identity,
     Reason,
     RequestView,
+    Role,
     internal_error,
 )
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import Admission, admit, judge_body
+from extauthz.policy.decide import Admission, admit, judge_body, named
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import introspected
+from extauthz.policy.overrides import OverrideRule, introspected_by
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -73,6 +76,31 @@ def explain_request(
         request_id="explain",
         client_address=request_headers.get(CLIENT_ADDRESS_HEADER, ""),
     )
+
+
+class Introspection(NamedTuple):
+    """A token a check routes to OAuth2 introspection (``introspection_route``)."""
+
+    why: OverrideRule | str  # the routing_overrides rule, or OPAQUE_INTROSPECTED
+    refused: Deny | None = None  # never sent: the master key, a token no provider issued
+
+
+def introspection_route(token: str, path: str, policy: Policy) -> Introspection | None:
+    """Whether ``token`` on ``path`` (decoded) goes to introspection (``routing_overrides``,
+    ``enable_oauth2_auth``), and whether it is refused before it is sent. None: the token goes
+    on as usual (JWT, master key, userinfo, passthrough). Checks and ``extauthz explain`` both
+    ask this, so explain cannot tell another story than the check."""
+    why = introspected_by(
+        token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, policy.routing_overrides
+    )
+    if why is None:
+        return None
+    if _is_master(token, policy.master_key):
+        # LiteLLM introspects it too, and the provider does not know it: the same refusal,
+        # without handing the secret to the provider.
+        return Introspection(why, _MASTER_INTROSPECTED)
+    refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
+    return Introspection(why, None if refused is None else _token_deny(refused))
 
 
 class _Unverified(NamedTuple):
@@ -114,7 +142,7 @@ class Authorizer:
         verifier: TokenVerifier | None,
         state: StateView | None = None,
         body_reader: BodyReader | None = None,
-        on_identity: Callable[[Identity, Policy], None] | None = None,
+        on_identity: Callable[[Identity, Role | None, Policy], None] | None = None,
         check_timeout: float = 0.8,
     ) -> None:
         self.policy = policy
@@ -122,7 +150,8 @@ class Authorizer:
         self.check_timeout = check_timeout
         self.verifier = verifier
         self.state = state or StateView()
-        # Called with every caller authenticated by a verified JWT (the user recorder).
+        # Called with every caller authenticated by a verified JWT (the user recorder), as
+        # ``admit`` named it and with the role it acts as.
         self.on_identity = on_identity
         # Large bodies are parsed off the event loop (serve); None: inline (explain, tests).
         self.body_reader = body_reader
@@ -162,13 +191,21 @@ class Authorizer:
             return _internal(request, exc)
 
     async def finish(self, request: RequestView, step: Pending) -> Decision:
-        """The rest of a ``decide_now`` that had to wait. On the event loop; never raises."""
+        """The rest of a ``decide_now`` that had to wait. On the event loop; never raises.
+
+        All its waits share one deadline, ``check_timeout`` from here: a key fetch or an
+        introspection followed by a large body's read must not take twice that (the server
+        thread stops waiting soon after it and answers a 500). Each wait gets what is left and,
+        when that runs out, answers its own timeout deny."""
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.check_timeout
             if isinstance(step, _Unverified):
+                left = self.check_timeout  # the first wait: the whole budget
                 identity = await (
-                    self._introspect(step.credential.value)
+                    self._introspect(step.credential.value, left)
                     if step.introspect
-                    else self._verify(step.credential.value, step.policy)
+                    else self._verify(step.credential.value, step.policy, left)
                 )
                 if isinstance(identity, Deny):
                     return identity
@@ -176,7 +213,7 @@ class Authorizer:
                 if not isinstance(decided, _LargeBody):
                     return decided
                 step = decided
-            return await self._judge_large(request, step)
+            return await self._judge_large(request, step, deadline - loop.time())
         except Exception as exc:
             return _internal(request, exc)
 
@@ -236,6 +273,8 @@ class Authorizer:
         self, request: RequestView, path: str, query: str, identity: Identity, policy: Policy
     ) -> Decision | _LargeBody:
         admitted = self._admit(path, identity, policy)
+        if self.on_identity is not None and identity.kind == JWT:  # a verified token's caller
+            self._note(identity, admitted, policy)
         if isinstance(admitted, Deny):
             return admitted
         reader = self.body_reader
@@ -248,18 +287,23 @@ class Authorizer:
             return _LargeBody(admitted, path, query, policy)
         return judge_body(admitted, request, path, query, None, self.state.current)
 
-    async def _judge_large(self, request: RequestView, step: _LargeBody) -> Decision:
-        """``judge_body`` with the body's models read by the worker process."""
+    async def _judge_large(self, request: RequestView, step: _LargeBody, left: float) -> Decision:
+        """``judge_body`` with the body's models read by the worker process within ``left``
+        seconds (none left: the same 503 as a read that did not finish, without starting it)."""
         assert self.body_reader is not None  # only _decide makes a _LargeBody, with a reader
         admission = step.admission
-        read = await self.body_reader.read(
-            self.check_timeout,
-            step.path,
-            step.query,
-            request.method,
-            request.headers.get("content-type"),
-            request.body,
-            request.headers.get("x-litellm-model"),
+        read = (
+            None
+            if left <= 0
+            else await self.body_reader.read(
+                left,
+                step.path,
+                step.query,
+                request.method,
+                request.headers.get("content-type"),
+                request.body,
+                request.headers.get("x-litellm-model"),
+            )
         )
         if read is None:
             return Deny(
@@ -271,6 +315,17 @@ class Authorizer:
                 admission.role,
             )
         return judge_body(admission, request, step.path, step.query, read, self.state.current)
+
+    def _note(self, identity: Identity, admitted: Admission | Deny, policy: Policy) -> None:
+        """``on_identity`` with the caller and role ``admit`` worked out (allowed or not)."""
+        assert self.on_identity is not None
+        if isinstance(admitted, Admission):
+            self.on_identity(admitted.identity, admitted.role, policy)
+        elif admitted.identity is None or admitted.reason is Reason.MALFORMED_TOKEN:
+            # Refused before admit named the caller (a role_problem): name it here (rare).
+            self.on_identity(*named(identity, policy), policy)
+        else:
+            self.on_identity(admitted.identity, admitted.role, policy)
 
     def _admit(self, path: str, identity: Identity, policy: Policy) -> Admission | Deny:
         """``admit``, remembered per (caller, path) while the policy and state snapshot stand."""
@@ -292,12 +347,16 @@ class Authorizer:
     async def authenticate(self, credential: Credential, policy: Policy) -> Identity | Deny:
         """Who presented this credential: master key, verified JWT, or a passthrough key."""
         known = self.identify_now(credential, policy)
-        return known if known is not None else await self._verify(credential.value, policy)
+        if known is None:
+            known = await self._verify(credential.value, policy, self.check_timeout)
+        if self.on_identity is not None and isinstance(known, Identity) and known.kind == JWT:
+            self.on_identity(*named(known, policy), policy)  # no admission here: name it
+        return known
 
-    async def _verify(self, token: str, policy: Policy) -> Identity | Deny:
+    async def _verify(self, token: str, policy: Policy, wait: float) -> Identity | Deny:
         """A JWT ``identify_now`` found no cached verdict for (so a verifier exists)."""
         assert self.verifier is not None  # identify_now answers itself without one
-        result = await self.verifier.verify(token, wait=self.check_timeout)
+        result = await self.verifier.verify(token, wait=wait)
         if isinstance(result, TokenFailure):
             return _token_deny(result)
         return self._identity_of(result, policy)
@@ -309,36 +368,22 @@ class Authorizer:
         ``enable_oauth2_auth``, a non-JWT token): its cached caller, a refusal, or the
         introspection to wait for. None: the token goes on as usual. Only called when
         ``routing_overrides`` or ``enable_oauth2_auth`` is set (most policies: neither)."""
-        token = credential.value
-        overrides = policy.routing_overrides
-        if not introspected(
-            token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, overrides
-        ):
+        route = introspection_route(credential.value, path, policy)
+        if route is None:
             return None
-        if _is_master(token, policy.master_key):
-            # LiteLLM introspects it too, and the provider does not know it: the same refusal,
-            # without handing the secret to the provider.
-            return Deny(
-                401,
-                Reason.INVALID_API_KEY,
-                "the master key is not accepted on LLM API, info and /lens routes while "
-                "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
-                "token there); send a token from the OAuth2 provider",
-            )
-        refused = unsendable(token, policy.token_rules.max_token_bytes, "the provider")
-        if refused is not None:
-            return _token_deny(refused)
+        if route.refused is not None:
+            return route.refused
         if self.introspector is None:
             return _NOT_INTROSPECTING
-        hit = self.introspector.cached(token)
+        hit = self.introspector.cached(credential.value)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
 
-    async def _introspect(self, token: str) -> Identity | Deny:
+    async def _introspect(self, token: str, wait: float) -> Identity | Deny:
         """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
         path runs none)."""
         if self.introspector is None:  # a reload removed it while this request waited
             return _NOT_INTROSPECTING
-        result = await self.introspector.resolve(token, self.check_timeout)
+        result = await self.introspector.resolve(token, wait)
         return _token_deny(result) if isinstance(result, TokenFailure) else result
 
     def _identity_of(self, verified: Verified, policy: Policy) -> Identity | Deny:
@@ -352,8 +397,6 @@ class Authorizer:
             refused = run_validator(policy.custom_validate, shown)
             if refused is not None:
                 return refused
-        if self.on_identity is not None and isinstance(identity, Identity):
-            self.on_identity(identity, policy)
         return identity
 
     def identify_now(self, credential: Credential, policy: Policy) -> Identity | Deny | None:
@@ -403,6 +446,13 @@ def _is_master(token: str, master: str | None) -> bool:
     )
 
 
+_MASTER_INTROSPECTED = Deny(
+    401,
+    Reason.INVALID_API_KEY,
+    "the master key is not accepted on LLM API, info and /lens routes while "
+    "general_settings.enable_oauth2_auth is true (LiteLLM introspects every non-JWT "
+    "token there); send a token from the OAuth2 provider",
+)
 _NOT_INTROSPECTING = Deny(
     503,
     Reason.INTROSPECTION_UNAVAILABLE,

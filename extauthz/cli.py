@@ -202,15 +202,16 @@ def _opaque_tokens(loaded: LoadedPolicy) -> str:
 
 
 async def _explain(args: argparse.Namespace) -> int:
-    from extauthz.authorizer import Authorizer, explain_request
+    from extauthz.authorizer import Authorizer, explain_request, introspection_route
     from extauthz.config.loader import load_policy_file
+    from extauthz.identity.credentials import extract_credential
     from extauthz.identity.jwks import HttpFetcher, JwksSource
     from extauthz.identity.providers import IssuerKeys, unverified_issuer
     from extauthz.identity.tokens import looks_like_jwt
     from extauthz.identity.verifier import TokenVerifier
     from extauthz.model import MASTER_KEY, Allow
     from extauthz.policy import rolemap
-    from extauthz.policy.overrides import OPAQUE_INTROSPECTED, introspected
+    from extauthz.policy.overrides import OPAQUE_INTROSPECTED, OverrideRule
     from extauthz.policy.paths import PathError, check_path
     from extauthz.policy.verdict import render
     from extauthz.redact import redact_url
@@ -294,14 +295,20 @@ async def _explain(args: argparse.Namespace) -> int:
         out["issuer_chosen"] = chosen or ("global signing keys" if keys.urls else "none (refused)")
     checked = check_path(view.path)
     path = "" if isinstance(checked, PathError) else checked[0]
+    # The check's own routing (one code path): the credential as the check reads it.
+    credential = extract_credential(view.headers, policy.gate.key_header)
+    route = None if credential is None else introspection_route(credential.value, path, policy)
     if policy.routing_overrides is not None:
-        rule = policy.routing_overrides.match(token, path)
-        out["routing_override"] = (
-            None if rule is None else rule.describe() + ": introspected, not verified as a JWT"
-        )
-    opaque = introspected(token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, None)
+        override = None
+        if route is not None and isinstance(route.why, OverrideRule):
+            override = route.why.describe() + (
+                ": introspected, not verified as a JWT"
+                if route.refused is None
+                else f": refused before introspection ({route.refused.reason.value})"
+            )
+        out["routing_override"] = override
     if policy.enable_oauth2_auth:
-        sent = opaque and bool(token) and token != policy.master_key  # the master key: refused
+        sent = route is not None and route.refused is None and isinstance(route.why, str)
         out["oauth2_introspection"] = OPAQUE_INTROSPECTED if sent else None
     by_key = decision.identity is not None and decision.identity.kind == MASTER_KEY
     out["userinfo_used"] = (
@@ -309,7 +316,7 @@ async def _explain(args: argparse.Namespace) -> int:
         and bool(token)
         and not looks_like_jwt(token)
         and not by_key
-        and not opaque
+        and route is None
     )
     mappings = rolemap.explain(decision.identity, policy) if decision.identity else {}
     if mappings:

@@ -19,8 +19,7 @@ from extauthz.authorizer import Authorizer, StateView
 from extauthz.errors import ConfigError, StoreError
 from extauthz.model import Identity, Role
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import email_refusal, rbac_role, resolve_role
-from extauthz.policy.rolemap import with_object_id
+from extauthz.policy.decide import email_refusal
 from extauthz.state.protocol import StateSnapshot
 from extauthz.state.team_upserts import TeamUpserter, UpsertSettings
 from extauthz.state.urls import StoreSettings, store_from_url
@@ -56,20 +55,21 @@ class StateRuntime:
     def _publish(self, snapshot: StateSnapshot) -> None:
         self.view.current = snapshot
 
-    def note_identity(self, identity: Identity, policy: Policy) -> None:
+    def note_identity(self, identity: Identity, role: Role | None, policy: Policy) -> None:
         """The authorizer's ``on_identity`` hook: record a user seen in a valid token, and
         register its team (``team_id_upsert``: the team claim or default, as LiteLLM's
-        ``get_team_object(team_id_upsert=True)``; an admin's token registers none)."""
-        # Runs on every verified request (cache hits too): nothing to note, no role to work out.
+        ``get_team_object(team_id_upsert=True)``; an admin's token registers none).
+
+        ``identity`` and ``role`` are what ``admit`` worked out (the object id applied, the
+        acting role; ``decide.named`` where there is no admission): called on every verified
+        request (cache hits too), it works out no role itself."""
         if not (policy.user_id_upsert or policy.team_id_upsert) or recording_paused():
             return
-        rbac = rbac_role(identity, policy)
-        if rbac is not None:  # the user or team id an object id names (object_id_jwt_field)
-            identity = with_object_id(identity, rbac)
+        admin = role is Role.PROXY_ADMIN
         if (
-            policy.email_domains is not None
+            not admin
+            and policy.email_domains is not None
             and email_refusal(identity, policy.email_domains) is not None  # the core's gate
-            and resolve_role(identity, policy) is not Role.PROXY_ADMIN
         ):
             return
         if policy.user_id_upsert and identity.user_id is not None:
@@ -79,7 +79,7 @@ class StateRuntime:
             policy.team_id_upsert
             and team is not None
             and team not in self.view.current.teams
-            and resolve_role(identity, policy) is not Role.PROXY_ADMIN
+            and not admin
         ):
             self.upserter.note(team)
 

@@ -63,6 +63,17 @@ def resolve_role(identity: Identity, policy: Policy) -> Role | None:
     return None if role is None else rolemap.acting_role(identity, role, policy.admin_scope)
 
 
+def named(identity: Identity, policy: Policy) -> tuple[Identity, Role | None]:
+    """The caller as ``admit`` names it (the object id applied by its RBAC role) and the role
+    it acts as (None: no role). For callers without an admission: the admin API's, and a
+    token ``admit`` refuses before naming its caller (a ``role_problem``)."""
+    rbac = rbac_role(identity, policy)
+    if rbac is None:
+        return identity, None
+    identity = rolemap.with_object_id(identity, rbac)
+    return identity, rolemap.acting_role(identity, rbac, policy.admin_scope)
+
+
 def rbac_role(identity: Identity, policy: Policy) -> Role | None:
     """LiteLLM's role order (get_rbac_role): admin scope, then team id, then user role (or
     user id), then role_mappings."""

@@ -148,19 +148,20 @@ OPAQUE_INTROSPECTED = (
 )
 
 
-def introspected(
+def introspected_by(
     token: str,
     path: str,
     enable_jwt_auth: bool,
     enable_oauth2_auth: bool,
     overrides: RoutingOverrides | None,
-) -> bool:
+) -> OverrideRule | str | None:
     """LiteLLM's ``oauth2_introspection_applies``, run before the master key and everything
-    else: on a covered route, a token that is not a JWT under JWT auth (with JWT auth off, any
-    token) when ``enable_oauth2_auth`` is on, or a JWT a ``routing_overrides`` rule matches."""
+    else, and why it applies: the ``routing_overrides`` rule matching a JWT (under JWT auth),
+    or ``OPAQUE_INTROSPECTED`` for any other token on a covered route when
+    ``enable_oauth2_auth`` is on (with JWT auth off, a JWT too). None: not introspected."""
     if enable_jwt_auth and looks_like_jwt(token):
-        return overrides is not None and overrides.match(token, path) is not None
-    return enable_oauth2_auth and covered(path)
+        return None if overrides is None else overrides.match(token, path)
+    return OPAQUE_INTROSPECTED if enable_oauth2_auth and covered(path) else None
 
 
 NO_OAUTH2_ROLE = (

@@ -394,6 +394,45 @@ async def test_check_config_and_explain_say_what_enable_oauth2_auth_did(
     assert shown["reason"] == "invalid_api_key"
 
 
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("opaque-" + "x" * 9000, Reason.TOKEN_TOO_LARGE),  # past max_token_bytes
+        ("opaque tok", Reason.MALFORMED_TOKEN),  # no provider issued it: never sent
+        (MASTER, Reason.INVALID_API_KEY),  # refused there, never sent
+    ],
+    ids=["too-large", "unsendable", "master-key"],
+)
+async def test_explain_routes_a_token_as_the_check_does(
+    stand: Stand,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    token: str,
+    reason: Reason,
+) -> None:
+    """explain asks the check's own routing: a token the check refuses before introspection
+    is not shown as introspected (explain said it was for the first two)."""
+    from extauthz.cli import main
+
+    got = await ask(await make(stand, [NOW]), token, "/v1/models")
+    assert isinstance(got, Deny) and got.reason is reason
+    assert stand.provider.calls == 0
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
+    data = config()
+    data["extauthz"]["public_key_url"] = keys.as_uri()
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for name, value in environ(stand.base).items():
+        monkeypatch.setenv(name, value)
+    args = ["explain", "--config", str(path), "--token", token, "--path", "/v1/models"]
+    assert await asyncio.to_thread(main, args) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["reason"] == reason.value and shown["oauth2_introspection"] is None
+    assert shown["userinfo_used"] is False and stand.provider.calls == 0
+
+
 async def test_the_sidecar_wires_the_introspector(tmp_path: Path) -> None:
     """serve: enable_oauth2_auth alone starts the introspector; turning it off removes it."""
     from extauthz.runtime import ServeOptions, Sidecar

@@ -23,9 +23,9 @@ from extauthz.identity.roles import GlobRole, RoleRules, read_role_claims
 from extauthz.model import Allow, Deny, Identity, Reason, RequestView, Role
 from extauthz.policy import rolemap
 from extauthz.policy.compiled import Policy
-from extauthz.policy.decide import decide, resolve_role
+from extauthz.policy.decide import decide, named, resolve_role
 from extauthz.state.protocol import StateSnapshot
-from tests.unit.keys import jwks, rsa_jwk, rsa_key
+from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk, rsa_key
 
 ENV = {"JWT_PUBLIC_KEY_URL": "https://idp.example/jwks"}
 MODELS = """
@@ -561,13 +561,56 @@ def test_user_id_upsert_records_the_user_the_object_id_names() -> None:
     identity = identity_from_claims({"oid": "u-oid", "roles": ["litellm.api.user"]}, policy)
     assert isinstance(identity, Identity)
     runtime = StateRuntime("memory://")
-    runtime.note_identity(identity, policy)
+    runtime.note_identity(*named(identity, policy), policy)
 
     async def recorded() -> Any:
         await runtime.recorder.flush()
         return await runtime.store.get_user("u-oid")
 
     assert asyncio.run(recorded()) is not None
+
+
+async def test_upserts_take_the_caller_and_role_admit_worked_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through a real check: the user the object id names is recorded from what ``admit``
+    worked out, and a repeat request (its admission remembered) works out no role at all
+    (``note_identity`` worked it out twice on every request)."""
+    from extauthz.admin import state as state_module
+    from extauthz.admin.state import StateRuntime
+    from extauthz.authorizer import Authorizer
+    from extauthz.identity.jwks import JwksSource
+    from extauthz.identity.verifier import TokenVerifier
+    from extauthz.policy import decide as decide_module
+
+    policy = policy_of(ENTRA.replace("enforce_rbac: true", "user_id_upsert: true"))
+
+    async def fetch(_url: str) -> dict[str, Any]:
+        return jwks(rsa_jwk())
+
+    source = JwksSource(("u",), fetch=fetch)
+    await source.refresh()
+    runtime = StateRuntime("memory://")
+    verifier = TokenVerifier(source, policy.token_rules, clock=lambda: NOW)
+    auth = Authorizer(policy, verifier, on_identity=runtime.note_identity)
+    token = rs_token({"oid": "u-oid", "roles": ["litellm.api.user"]})
+    request = RequestView("GET", "/v1/models", {"authorization": f"Bearer {token}"}, b"")
+    worked_out: list[Identity] = []
+    real = decide_module.rbac_role
+
+    def counted(identity: Identity, policy: Policy) -> Role | None:
+        worked_out.append(identity)
+        return real(identity, policy)
+
+    monkeypatch.setattr(decide_module, "rbac_role", counted)
+    monkeypatch.setattr(state_module, "rbac_role", counted, raising=False)  # where it was
+    first = await auth.authorize(request)
+    assert isinstance(first, Allow) and first.identity.user_id == "u-oid"
+    worked_out.clear()
+    assert await auth.authorize(request) == first
+    assert worked_out == []
+    await runtime.recorder.flush()
+    assert await runtime.store.get_user("u-oid") is not None
 
 
 @settings(max_examples=300, deadline=None)
