@@ -138,7 +138,11 @@ def total(
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                *server_command(server, port, Path(tmp))]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # cwd outside any checkout: `python -m` puts the working directory first on sys.path,
+        # which would shadow --pythonpath when run from a checkout's root
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             if server.startswith("http-"):
                 http_checks(port, calls, *http_load)
