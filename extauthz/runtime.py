@@ -51,6 +51,7 @@ from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.envoy.grpc_service import AuthorizationService, add_authorization_to_server
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
+from extauthz.grpcserver import PYGRPC_NATIVE, bind, new_server
 from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.providers import IssuerKeys
@@ -91,6 +92,7 @@ class ServeOptions:
     authz_http_path_prefix: str = "/extauthz"
     drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
     shared_ports: bool = False  # one of --workers N processes: bind with SO_REUSEPORT
+    grpc_server: str = PYGRPC_NATIVE  # the gRPC port's server (extauthz/grpcserver.py)
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -166,6 +168,7 @@ class Sidecar:
         )
         self.health = health.HealthServicer()  # sync: thread-safe, set() from the loop
         self.grpc_server: grpc.Server | None = None
+        self.grpc_server_kind = ""  # which server start() made (pygrpc-native or grpcio)
         self.grpc_pool: ElasticPool | None = None  # grpcio never shuts its executor down
         self.grpc_port: int | None = None
         self.http_runner: web.AppRunner | None = None
@@ -271,9 +274,10 @@ class Sidecar:
             self.issuer_keys.start()
         loop = asyncio.get_running_loop()
         self.grpc_pool = ElasticPool(GRPC_THREADS, GRPC_MAX_THREADS, "grpc")
-        server = grpc.server(
+        server, self.grpc_server_kind = new_server(
+            self.options.grpc_server,
             self.grpc_pool,
-            options=[
+            [
                 ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
                 ("grpc.so_reuseport", 1 if self.options.shared_ports else 0),
             ],
@@ -284,7 +288,7 @@ class Sidecar:
         reflection.enable_server_reflection(
             (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
         )
-        self.grpc_port = server.add_insecure_port(self.options.grpc_address)
+        self.grpc_port = bind(server, self.options.grpc_address)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC address {self.options.grpc_address}")
         server.start()
@@ -325,6 +329,7 @@ class Sidecar:
                 "config": self.options.config,
                 "jwt_auth": self.policy.enable_jwt_auth,
                 "event_loop": type(loop).__module__.partition(".")[0],  # uvloop or asyncio
+                "grpc_server": self.grpc_server_kind,  # pygrpc-native or grpcio
             },
         )
 
