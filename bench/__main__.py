@@ -7,7 +7,9 @@ answers itself behind a buffer filter so no upstream is measured):
   floor-sync         ext_authz to a trivial Python grpcio sync server (ThreadPoolExecutor) that
                      allows everything unread
   floor-aio          the same on grpc.aio
+  floor-native       the same on pygrpc-native's server (what `extauthz serve` runs on)
   sidecar-warm       ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
+  sidecar-warm-grpcio  the same with `--grpc-server grpcio` (grpcio's own server)
   sidecar-cold       the same with 50,000 distinct tokens (a signature verified on each request)
   workers-1          sidecar-warm, but Envoy opens a new connection to the authorizer for every
                      4 checks in flight (``max_concurrent_streams: 4``), so SO_REUSEPORT can spread
@@ -18,8 +20,9 @@ answers itself behind a buffer filter so no upstream is measured):
 Envoy, wrk and the authorizer share the machine's cores, so run-to-run noise is large (±10-20 %
 here). Every scenario but envoy-alone therefore runs once per round, in a rotating order, and
 the table gives medians: each ratio is the median over rounds of that round's pair (a sidecar
-row against the faster of the two floors run in the same round), with its lowest and highest
-value. The authorizer's CPU per request counts all its processes (workers, the body reader).
+row against the faster of the two grpcio floors run in the same round, and against floor-native),
+with its lowest and highest value. The authorizer's CPU per request counts all its processes
+(workers, the body reader).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "results"
 BIN = Path(sys.executable).parent
 EXT = "type.googleapis.com/envoy.extensions."
-FLOORS = ("floor-sync", "floor-aio")  # every x-floor ratio is against the faster of the two
+FLOORS = ("floor-sync", "floor-aio")  # x floor: against the faster grpcio floor (issue 18's)
+NATIVE_FLOOR = ("floor-native",)  # x floor-native: the sidecar's own server, deciding nothing
 WORKER_STREAMS = 4  # workers-N rows: ~8 connections from Envoy for SO_REUSEPORT to spread
 HCM = f"{EXT}filters.network.http_connection_manager.v3.HttpConnectionManager"
 
@@ -362,6 +366,7 @@ def main() -> int:
             else (warm, "1,000 tokens")
         )
         workers = 2 if label == "workers-2" else 1
+        server = "grpcio" if label.endswith("-grpcio") else "pygrpc-native"
         streams = WORKER_STREAMS if label.startswith("workers-") else None
         if streams:
             note += f", --workers {workers}, {streams} checks per Envoy connection"
@@ -380,6 +385,8 @@ def main() -> int:
                 f"sqlite:///{WORK / 'bench-state.db'}",
                 "--workers",
                 str(workers),
+                "--grpc-server",
+                server,
             ],
             env=env,
             log=WORK / f"{label}.log",
@@ -398,7 +405,9 @@ def main() -> int:
     runners = {
         "floor-sync": functools.partial(floor, "sync"),
         "floor-aio": functools.partial(floor, "aio"),
+        "floor-native": functools.partial(floor, "native"),
         "sidecar-warm": lambda: sidecar("sidecar-warm"),
+        "sidecar-warm-grpcio": lambda: sidecar("sidecar-warm-grpcio"),
         "sidecar-cold": lambda: sidecar("sidecar-cold"),
         "workers-1": lambda: sidecar("workers-1"),
         "workers-2": lambda: sidecar("workers-2"),
@@ -432,22 +441,24 @@ def main() -> int:
             json.dumps({k: v.__dict__ for k, v in results.items()}, indent=1)
         )
     rows = [(alone, "", "", ""), *summarize(rounds, order, FLOORS)]
+    x_native = {r.name: x for r, x, _, _ in summarize(rounds, order, NATIVE_FLOOR)}
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: "
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"Envoy --concurrency 1, wrk -t1 -c{conns} -d{sec}s, 1 KB chat body, "
         f"{args.rounds} rounds (medians; ratios: median of same-round pairs, low-high; "
-        "x floor: against the faster of floor-sync and floor-aio in the same round).",
+        "x floor: against the faster of floor-sync and floor-aio in the same round; "
+        "x floor-native: against floor-native).",
         "",
-        "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x jwt_authn rps "
-        "| x floor p99 | authz CPU µs/req | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | rps | p50 ms | p99 ms | errors | x floor rps | x floor-native rps "
+        "| x jwt_authn rps | x floor p99 | authz CPU µs/req | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r, x_floor, x_jwt, x_p99 in rows:
         cpu = "" if math.isnan(r.cpu_us) else f"{r.cpu_us:,.0f}"
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-            f"| {x_floor} | {x_jwt} | {x_p99} | {cpu} | {r.note} |"
+            f"| {x_floor} | {x_native.get(r.name, '')} | {x_jwt} | {x_p99} | {cpu} | {r.note} |"
         )
     if memory:
         lines += [

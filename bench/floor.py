@@ -1,11 +1,13 @@
-"""The floors: trivial Python ext_authz servers on the same grpcio that allow everything unread.
+"""The floors: trivial Python ext_authz servers that allow everything unread.
 
-Two, because grpcio has two servers with different per-call costs: ``sync`` (grpcio's threaded
-server, a ThreadPoolExecutor as the sidecar uses) and ``aio`` (grpc.aio). bench/ measures the
-sidecar against the faster of the two in the same round. Whatever the sidecar costs above that
-floor is our own work; below it is grpcio's per-call cost, which no Python authorizer can avoid.
+Three, because the gRPC servers a Python authorizer can stand on have different per-call costs:
+``sync`` (grpcio's threaded server, a ThreadPoolExecutor), ``aio`` (grpc.aio) and ``native``
+(pygrpc-native's drop-in server, HTTP/2 in Rust outside the GIL, on the same thread pool: what
+``extauthz serve`` runs on by default, extauthz/grpcserver.py). bench/ reports the sidecar
+against the faster grpcio floor (the floors issue 18 set its targets against) and against the
+native floor (the same server with no decision: what our own work costs).
 
-    python -m bench.floor [--server sync|aio] [ADDRESS]
+    python -m bench.floor [--server sync|aio|native] [ADDRESS]
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def serve_sync(address: str) -> None:
     server.wait_for_termination()
 
 
+def serve_native(address: str) -> None:
+    import pygrpc_native
+
+    server = pygrpc_native.server(concurrent.futures.ThreadPoolExecutor(THREADS))
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(SyncFloor(), server)
+    server.add_insecure_port(address)
+    server.start()
+    print("floor ready", flush=True)
+    server.wait_for_termination()
+
+
 def freeze() -> None:
     """What ``extauthz serve`` does once started: start-up objects (modules, descriptors) are
     kept out of the collector's full passes. A floor without it pays for walking them all again
@@ -65,10 +78,12 @@ def freeze() -> None:
 if __name__ == "__main__":
     freeze()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--server", choices=("sync", "aio"), default="sync")
+    parser.add_argument("--server", choices=("sync", "aio", "native"), default="sync")
     parser.add_argument("address", nargs="?", default="127.0.0.1:9291")
     args = parser.parse_args()
     if args.server == "sync":
         serve_sync(args.address)
+    elif args.server == "native":
+        serve_native(args.address)
     else:
         asyncio.run(serve_aio(args.address))

@@ -10,7 +10,9 @@ with the machine's load, so it compares two builds (``--pythonpath`` another che
 servers exactly where throughput on a shared machine cannot. Calls are sequential: what batching
 under load saves is not in it. Needs valgrind; several minutes.
 
-    servers: floor-sync, floor-aio (bench/floor.py), sidecar (extauthz serve, warm tokens);
+    servers: floor-sync, floor-aio, floor-native (bench/floor.py), sidecar (extauthz serve, warm
+    tokens), sidecar-grpcio (the same on grpcio's server), sidecar-null and sidecar-null-grpcio
+    (the same processes answering a constant: bench/null_sidecar.py);
     HTTP-service mode: http-floor (bench/http_floor.py), http-sidecar (serve
     --authz-http-address), sent the request Envoy forwards, on one kept-alive connection
 """
@@ -68,14 +70,17 @@ def server_command(server: str, port: int, tmp: Path) -> list[str]:
     if server == "http-floor":
         return [sys.executable, "-m", "bench.http_floor", f"127.0.0.1:{port}"]
     grpc_port = free_port() if server == "http-sidecar" else port
+    module = "bench.null_sidecar" if server.startswith("sidecar-null") else "extauthz.cli"
     command = [
-        sys.executable, "-m", "extauthz.cli", "serve", "--config", str(ROOT / "policy.yaml"),
+        sys.executable, "-m", module, "serve", "--config", str(ROOT / "policy.yaml"),
         "--grpc-address", f"127.0.0.1:{grpc_port}", "--http-address", "",
         "--state", f"sqlite:///{tmp / 'state.db'}", "--drain-delay", "0",
         "--log-level", "warning",
     ]  # fmt: skip
     if server == "http-sidecar":
         command += ["--authz-http-address", f"127.0.0.1:{port}"]
+    if server.endswith("-grpcio"):
+        command += ["--grpc-server", "grpcio"]
     return command
 
 
