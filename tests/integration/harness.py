@@ -26,6 +26,7 @@ from extauthz.config.loader import load_policy_file
 from extauthz.dev import upstream
 from extauthz.dev.envoyconf import EnvoyPorts, EnvoyProcess, load_config, render_envoy_config
 from extauthz.devtokens import jwks_of, public_jwk, sign_token
+from extauthz.grpcserver import PYGRPC_NATIVE
 from extauthz.runtime import ServeOptions, Sidecar
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,10 +127,15 @@ async def start_upstream() -> tuple[web.AppRunner, int]:
     return runner, _bound_port(site)
 
 
-async def start_sidecar(policy_path: Path, ready_within: float = 10.0) -> Sidecar:
+async def start_sidecar(
+    policy_path: Path, ready_within: float = 10.0, grpc_server: str = PYGRPC_NATIVE
+) -> Sidecar:
     """``extauthz serve`` in-process on free ports; returns once ready (keys fetched)."""
     options = ServeOptions(
-        config=str(policy_path), grpc_address="127.0.0.1:0", http_address="127.0.0.1:0"
+        config=str(policy_path),
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        grpc_server=grpc_server,
     )
     sidecar = Sidecar(options, load_policy_file(str(policy_path), os.environ))
     await sidecar.start()
@@ -353,6 +359,7 @@ def start_stack(
     envoy: bool = True,
     max_request_bytes: int | None = None,
     access_log: bool = False,
+    grpc_server: str = PYGRPC_NATIVE,
 ) -> Stack:
     """Start an IdP publishing ``key``, the sidecar with examples/policy.yaml (changed by
     ``policy``), the upstream and, if ``envoy``, an Envoy rendered from the shipped envoy.yaml."""
@@ -363,7 +370,7 @@ def start_stack(
         data = policy(data)
     cm = ConfigMapDir(workdir / "policy")
     cm.write(data)
-    sidecar = loop.run(start_sidecar(cm.path))
+    sidecar = loop.run(start_sidecar(cm.path, grpc_server=grpc_server))
     runner, upstream_port = loop.run(start_upstream())
     stack = Stack(loop, workdir, key, idp, cm, data, sidecar, runner, upstream_port)
     if not envoy:

@@ -1,4 +1,5 @@
-"""The sidecar's gRPC side as a user meets it with grpcurl: reflection, health, Check."""
+"""The sidecar's gRPC side as a user meets it with grpcurl: reflection, health, Check; on
+each gRPC server ``serve`` can run (pygrpc-native, the default, and grpcio's own)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,28 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from extauthz.dev.envoyconf import find_binary
+from extauthz.grpcserver import CHOICES
 from tests.integration.harness import LoopThread, Stack, chat_body, start_stack
 
 AUTHZ = "envoy.service.auth.v3.Authorization"
 HEALTH = "grpc.health.v1.Health"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=CHOICES)
 def stack(
-    loop_thread: LoopThread, key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    loop_thread: LoopThread,
+    key: rsa.RSAPrivateKey,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    s = start_stack(loop_thread, tmp_path_factory.mktemp("grpcurl"), key, envoy=False)
+    workdir = tmp_path_factory.mktemp("grpcurl")
+    s = start_stack(loop_thread, workdir, key, envoy=False, grpc_server=request.param)
+    assert s.sidecar.grpc_server_kind == request.param  # the server asked for, not a fallback
     yield s
     s.close()
 
@@ -111,3 +119,24 @@ def test_check_with_grpcurl(
         denied = out["denied_response"]
         assert denied["status"]["code"] == http_status
         assert json.loads(denied["body"])["error"]["type"] == "auth_error"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xff\xff\xff", b"\x0a\x05abc", b"\x0a" + b"\x80" * 11],
+    ids=["bad-tag", "truncated", "bad-varint"],
+)
+def test_undecodable_check_request_is_an_error_and_the_server_goes_on(
+    stack: Stack, payload: bytes
+) -> None:
+    """Bytes that are no CheckRequest get a gRPC error status (Envoy denies: failure_mode_allow
+    is off), never an OK; the next well-formed check is answered as usual."""
+    target = f"127.0.0.1:{stack.grpc_port}"
+    with grpc.insecure_channel(target) as channel:
+        raw = channel.unary_unary(f"/{AUTHZ}/Check")  # no serializers: the bytes as given
+        with pytest.raises(grpc.RpcError) as failed:
+            raw(payload, timeout=10)
+        assert failed.value.code() is grpc.StatusCode.INTERNAL
+    token = stack.token({"sub": "alice", "roles": ["basic_user"]})
+    out = json.loads(grpcurl(stack, f"{AUTHZ}/Check", data=check_request(token, "gpt-4o-mini")))
+    assert out["status"].get("code", 0) == 0
