@@ -136,12 +136,10 @@ class TokenVerifier:
         return hit
 
     def verify_now(self, token: str) -> Verified | TokenFailure | UnknownKid:
-        """``verify`` of a JWT without waiting: UnknownKid when only a key refetch could tell
-        (the one case that needs the event loop). Any thread. Opaque tokens for the userinfo
-        endpoint are ``verify``'s alone (an HTTP request)."""
-        hit = self.cached(token)
-        if hit is not None:
-            return hit
+        """``verify`` of a JWT ``cached`` just missed, without waiting: UnknownKid when only a
+        key refetch could tell (the one case that needs the event loop). Any thread. The cache
+        is not looked up again (a new token's check paid for two lookups). Opaque tokens for
+        the userinfo endpoint are ``verify``'s alone (an HTTP request)."""
         rules, by_issuer = self._rules
         header = read_header(token, rules)
         if isinstance(header, TokenFailure):
@@ -168,11 +166,11 @@ class TokenVerifier:
         ``wait`` bounds the only awaits: a refetch of keys for an unknown ``kid``, a userinfo
         request for an opaque token.
         """
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         if self.userinfo is not None and not looks_like_jwt(token):
-            hit = self.cached(token)
-            return (
-                hit if hit is not None else await self._resolve_userinfo(self.userinfo, token, wait)
-            )
+            return await self._resolve_userinfo(self.userinfo, token, wait)
         result = self.verify_now(token)
         if not isinstance(result, UnknownKid):
             return result
