@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from extauthz import metrics
 from extauthz.identity.credentials import unsendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.inflight import Inflight
@@ -96,6 +95,9 @@ class TokenVerifier:
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
+        # Told the cache's size after each change: only where a scrape cannot ask for it
+        # (``metrics.report_token_cache``); None costs a new token nothing.
+        self.on_size: Callable[[int], None] | None = None
         keys.on_change = self._keys_changed
         for source in self.issuer_keys.values():
             self.watch(source)
@@ -114,13 +116,18 @@ class TokenVerifier:
         source.on_change = self._keys_changed
 
     def _keys_changed(self, _ring: KeyRing) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self._cache.clear()
+        if self.on_size is not None:
+            self.on_size(0)
 
     def set_rules(self, rules: TokenRules) -> None:
         """Apply new claim rules (policy reload); cached verdicts were made under the old ones."""
         if rules != self.rules:
             self._rules = (rules, dict(rules.providers))
-            self._cache.clear()
+            self._clear()
 
     @property
     def cache_size(self) -> int:
@@ -233,7 +240,8 @@ class TokenVerifier:
         verified = Verified(result, until, issuer)
         if self._enabled and until > now:
             self._cache.put(token, verified, min(until, now + self._max_age))
-            metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
+            if self.on_size is not None:
+                self.on_size(len(self._cache))
         return verified
 
     async def stop(self) -> None:
