@@ -217,10 +217,14 @@ class Authorizer:
 
         identity = self.identify_now(credential, policy)
         if identity is None:  # a JWT not in the cache: verify it here unless keys must be fetched
-            assert self.verifier is not None  # identify_now answers itself without one
-            if not looks_like_jwt(credential.value):  # an opaque token: userinfo, on the loop
-                return _Unverified(credential, path, query, policy)
-            verified = self.verifier.verify_now(credential.value)
+            verifier = self.verifier
+            assert verifier is not None  # identify_now answers itself without one
+            # Without a userinfo endpoint, only a JWT gets here: no second shape test (a pass
+            # over the token). Should a reload just have removed the endpoint, ``verify_now``
+            # refuses an opaque token as ``verify`` would.
+            if verifier.userinfo is not None and not looks_like_jwt(credential.value):
+                return _Unverified(credential, path, query, policy)  # userinfo, on the loop
+            verified = verifier.verify_now(credential.value)
             if isinstance(verified, UnknownKid):
                 return _Unverified(credential, path, query, policy)
             identity = (

@@ -20,6 +20,7 @@ from google.rpc import code_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extauthz import authorizer as authorizer_module
 from extauthz.envoy import grpc_service
 from extauthz.envoy.grpc_service import to_check_response
 from extauthz.identity import tokens
@@ -315,3 +316,24 @@ def test_a_new_token_is_looked_up_in_the_cache_once() -> None:
     assert (cache.gets, len(cache)) == (1, 1)
     assert isinstance(authorizer.decide_now(request), Allow)  # now a hit
     assert (cache.gets, len(cache)) == (2, 1)
+
+
+def test_a_new_jwt_is_shape_tested_once_by_the_authorizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a userinfo endpoint only a JWT reaches ``verify_now``: no second pass over it."""
+    calls: list[int] = []
+
+    def counted(token: str) -> bool:
+        calls.append(len(token))  # not the token: a failure message would show it
+        return tokens.looks_like_jwt(token)
+
+    monkeypatch.setattr(authorizer_module, "looks_like_jwt", counted)
+    authorizer = threaded_authorizer(100)
+    request = RequestView(
+        method="POST",
+        path="/v1/chat/completions",
+        headers={"authorization": f"Bearer {rs_token({'sub': 'shape'})}"},
+    )
+    assert isinstance(authorizer.decide_now(request), Allow)
+    assert len(calls) == 1  # identify_now's
