@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential, unsendable
@@ -36,7 +36,7 @@ from extauthz.model import (
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import Admission, admit, judge_body
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import introspected
+from extauthz.policy.overrides import introspected, unverified_claims
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -315,8 +315,10 @@ class Authorizer:
         ``routing_overrides`` or ``enable_oauth2_auth`` is set (most policies: neither)."""
         token = credential.value
         overrides = policy.routing_overrides
+        # A custom_validate gets the cached claims' lists and could change them: read anew.
+        claims_of = self._claims if policy.custom_validate is None else None
         if not introspected(
-            token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, overrides
+            token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, overrides, claims_of
         ):
             return None
         if _is_master(token, policy.master_key):
@@ -336,6 +338,14 @@ class Authorizer:
             return _NOT_INTROSPECTING
         hit = self.introspector.cached(token)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
+
+    def _claims(self, token: str) -> dict[str, Any] | None:
+        """``unverified_claims`` of a JWT a ``routing_overrides`` rule may match. A token in the
+        cache passed ``read_header`` and its claims are that same payload, parsed: a cached
+        token skips two base64 decodes and JSON parses per request."""
+        verifier = self.verifier
+        known = None if verifier is None else verifier.cached(token)
+        return unverified_claims(token) if known is None else known.claims
 
     async def _introspect(self, token: str) -> Identity | Deny:
         """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2
