@@ -22,6 +22,7 @@ from extauthz.identity.providers import unknown_issuer, unverified_issuer
 from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import (
     NUMBER_TYPES,
+    Header,
     TokenFailure,
     TokenRules,
     UnknownKid,
@@ -147,25 +148,8 @@ class TokenVerifier:
         key refetch could tell (the one case that needs the event loop). Any thread. The cache
         is not looked up again (a new token's check paid for two lookups). Opaque tokens for
         the userinfo endpoint are ``verify``'s alone (an HTTP request)."""
-        rules, by_issuer = self._rules
-        header = read_header(token, rules)
-        if isinstance(header, TokenFailure):
-            return header
-        chosen = self._provider(token, rules, by_issuer)
-        if isinstance(chosen, TokenFailure):
-            return chosen
-        keys, issuer, rules = chosen
-        ring = keys.ring
-        if ring is None:
-            return TokenFailure(
-                Reason.KEYS_UNAVAILABLE,
-                "signing keys could not be fetched from the identity provider yet; retry shortly",
-            )
-        now = self._clock()
-        result = verify_token(token, header, ring, rules, now)
-        if isinstance(result, UnknownKid):
-            return result
-        return self._remember(token, result, now, rules, issuer)
+        prepared = self._prepare(token)
+        return prepared if isinstance(prepared, TokenFailure) else self._check(token, prepared)
 
     async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
         """Verified claims, or why the token is refused. Never raises for any token.
@@ -178,37 +162,48 @@ class TokenVerifier:
             return hit
         if self.userinfo is not None and not looks_like_jwt(token):
             return await self._resolve_userinfo(self.userinfo, token, wait)
-        result = self.verify_now(token)
+        prepared = self._prepare(token)  # once: the header and issuer serve after a refetch
+        if isinstance(prepared, TokenFailure):
+            return prepared
+        result = self._check(token, prepared)
         if not isinstance(result, UnknownKid):
             return result
-        rules, by_issuer = self._rules
-        chosen = self._provider(token, rules, by_issuer)
-        if isinstance(chosen, TokenFailure):
-            return chosen
-        keys, issuer, rules = chosen
+        keys = prepared[1]
         try:
             known = await asyncio.wait_for(keys.refetch_for_kid(result.kid), wait)
         except TimeoutError:
             known = False
-        ring = keys.ring
-        if not known or ring is None:
+        if not known or keys.ring is None:
             return _unknown_key(result)
+        again = self._check(token, prepared)  # against the refetched keys
+        return _unknown_key(again) if isinstance(again, UnknownKid) else again
+
+    def _check(
+        self, token: str, prepared: tuple[Header, JwksSource, str | None, TokenRules]
+    ) -> Verified | TokenFailure | UnknownKid:
+        """The signature and claims of a ``_prepare``d token, against its source's keys now."""
+        header, keys, issuer, rules = prepared
+        ring = keys.ring
+        if ring is None:
+            return _NO_KEYS_YET
+        now = self._clock()
+        result = verify_token(token, header, ring, rules, now)
+        if isinstance(result, UnknownKid):
+            return result
+        return self._remember(token, result, now, rules, issuer)
+
+    def _prepare(
+        self, token: str
+    ) -> tuple[Header, JwksSource, str | None, TokenRules] | TokenFailure:
+        """The token's vetted header, and the key source, ``issuers`` entry and rules it is
+        checked by: chosen by its unverified ``iss`` when ``issuers`` are configured, else the
+        global ones (pure functions of the token and the rules: made once per check)."""
+        rules, by_issuer = self._rules
         header = read_header(token, rules)
         if isinstance(header, TokenFailure):
             return header
-        now = self._clock()
-        claims = verify_token(token, header, ring, rules, now)
-        if isinstance(claims, UnknownKid):
-            return _unknown_key(claims)
-        return self._remember(token, claims, now, rules, issuer)
-
-    def _provider(
-        self, token: str, rules: TokenRules, by_issuer: dict[str, TokenRules]
-    ) -> tuple[JwksSource, str | None, TokenRules] | TokenFailure:
-        """The key source, ``issuers`` entry and rules for this token: chosen by its unverified
-        ``iss`` when ``issuers`` are configured, else the global ones."""
         if not by_issuer:
-            return self.keys, None, rules
+            return header, self.keys, None, rules
         iss = unverified_issuer(token)
         if isinstance(iss, TokenFailure):
             return iss
@@ -220,10 +215,10 @@ class TokenVerifier:
                     Reason.KEYS_UNAVAILABLE,
                     "signing keys of this token's issuer are not loaded yet; retry shortly",
                 )
-            return keys, iss, chosen
+            return header, keys, iss, chosen
         if not self.keys.urls:
             return unknown_issuer(by_issuer)
-        return self.keys, None, rules
+        return header, self.keys, None, rules
 
     def _remember(
         self,
@@ -270,6 +265,12 @@ class TokenVerifier:
         if self._enabled and self.userinfo is client:  # not a late answer of a replaced endpoint
             self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified
+
+
+_NO_KEYS_YET = TokenFailure(
+    Reason.KEYS_UNAVAILABLE,
+    "signing keys could not be fetched from the identity provider yet; retry shortly",
+)
 
 
 def _unknown_key(result: UnknownKid) -> TokenFailure:
