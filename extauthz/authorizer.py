@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from extauthz.bodyreader import BodyReader
 from extauthz.identity.credentials import Credential, extract_credential, unsendable
@@ -39,7 +39,7 @@ from extauthz.model import (
 from extauthz.policy.compiled import Policy
 from extauthz.policy.decide import Admission, admit, judge_body, named
 from extauthz.policy.gate import check_gate
-from extauthz.policy.overrides import OverrideRule, introspected_by
+from extauthz.policy.overrides import ClaimsOf, OverrideRule, introspected_by, unverified_claims
 from extauthz.policy.paths import PathError, check_path
 from extauthz.state.protocol import StateSnapshot
 
@@ -85,13 +85,21 @@ class Introspection(NamedTuple):
     refused: Deny | None = None  # never sent: the master key, a token no provider issued
 
 
-def introspection_route(token: str, path: str, policy: Policy) -> Introspection | None:
+def introspection_route(
+    token: str, path: str, policy: Policy, claims_of: ClaimsOf | None = None
+) -> Introspection | None:
     """Whether ``token`` on ``path`` (decoded) goes to introspection (``routing_overrides``,
     ``enable_oauth2_auth``), and whether it is refused before it is sent. None: the token goes
     on as usual (JWT, master key, userinfo, passthrough). Checks and ``extauthz explain`` both
-    ask this, so explain cannot tell another story than the check."""
+    ask this, so explain cannot tell another story than the check. ``claims_of``: as
+    ``RoutingOverrides.match`` takes it (a cached token's parsed claims)."""
     why = introspected_by(
-        token, path, policy.enable_jwt_auth, policy.enable_oauth2_auth, policy.routing_overrides
+        token,
+        path,
+        policy.enable_jwt_auth,
+        policy.enable_oauth2_auth,
+        policy.routing_overrides,
+        claims_of,
     )
     if why is None:
         return None
@@ -254,10 +262,14 @@ class Authorizer:
 
         identity = self.identify_now(credential, policy)
         if identity is None:  # a JWT not in the cache: verify it here unless keys must be fetched
-            assert self.verifier is not None  # identify_now answers itself without one
-            if not looks_like_jwt(credential.value):  # an opaque token: userinfo, on the loop
-                return _Unverified(credential, path, query, policy)
-            verified = self.verifier.verify_now(credential.value)
+            verifier = self.verifier
+            assert verifier is not None  # identify_now answers itself without one
+            # Without a userinfo endpoint, only a JWT gets here: no second shape test (a pass
+            # over the token). Should a reload just have removed the endpoint, ``verify_now``
+            # refuses an opaque token as ``verify`` would.
+            if verifier.userinfo is not None and not looks_like_jwt(credential.value):
+                return _Unverified(credential, path, query, policy)  # userinfo, on the loop
+            verified = verifier.verify_now(credential.value)
             if isinstance(verified, UnknownKid):
                 return _Unverified(credential, path, query, policy)
             identity = (
@@ -368,7 +380,9 @@ class Authorizer:
         ``enable_oauth2_auth``, a non-JWT token): its cached caller, a refusal, or the
         introspection to wait for. None: the token goes on as usual. Only called when
         ``routing_overrides`` or ``enable_oauth2_auth`` is set (most policies: neither)."""
-        route = introspection_route(credential.value, path, policy)
+        # A custom_validate gets the cached claims' lists and could change them: read anew.
+        claims_of = self._claims if policy.custom_validate is None else None
+        route = introspection_route(credential.value, path, policy, claims_of)
         if route is None:
             return None
         if route.refused is not None:
@@ -377,6 +391,14 @@ class Authorizer:
             return _NOT_INTROSPECTING
         hit = self.introspector.cached(credential.value)
         return hit if hit is not None else _Unverified(credential, path, query, policy, True)
+
+    def _claims(self, token: str) -> dict[str, Any] | None:
+        """``unverified_claims`` of a JWT a ``routing_overrides`` rule may match. A token in the
+        cache passed ``read_header`` and its claims are that same payload, parsed: a cached
+        token skips two base64 decodes and JSON parses per request."""
+        verifier = self.verifier
+        known = None if verifier is None else verifier.cached(token)
+        return unverified_claims(token) if known is None else known.claims
 
     async def _introspect(self, token: str, wait: float) -> Identity | Deny:
         """The caller the introspection endpoint names (no custom_validate: LiteLLM's OAuth2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -166,3 +166,14 @@ TEAMS_UPSERT_DROPPED = Counter(
 USERS_DROPPED = Counter(
     "extauthz_users_dropped_total", "User sightings dropped because the write buffer was full."
 )
+
+
+def report_token_cache(size: Callable[[], int]) -> Callable[[float], None] | None:
+    """Have ``extauthz_token_cache_entries`` read ``size()`` when scraped: no gauge update (a
+    lock) per new token, and right after the cache is dropped too. With ``--workers N`` a scrape
+    reads each worker's file and cannot ask the others: then the setter to call on every change
+    comes back instead (None otherwise)."""
+    if MULTIPROCESS_DIR:
+        return TOKEN_CACHE_SIZE.set
+    TOKEN_CACHE_SIZE.set_function(size)
+    return None

@@ -31,6 +31,7 @@ import gc
 import logging
 import os
 import signal
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,8 +183,9 @@ class Sidecar:
         self._background: set[asyncio.Future[Any]] = set()  # reload work, held till done
 
     def _token_verifier(self, policy: Policy, keys: KeySettings) -> TokenVerifier:
-        """The JWT/userinfo verifier over this sidecar's key sources and userinfo client."""
-        return TokenVerifier(
+        """The JWT/userinfo verifier over this sidecar's key sources and userinfo client; its
+        cache's size is what the ``extauthz_token_cache_entries`` gauge shows."""
+        verifier = TokenVerifier(
             self.keys,
             policy.token_rules,
             cache_size=keys.token_cache_size,
@@ -191,6 +193,14 @@ class Sidecar:
             issuer_keys=self.issuer_keys.sources,
             userinfo=self.userinfo,
         )
+        held = weakref.ref(verifier)  # the gauge outlives a stopped in-process sidecar
+
+        def size() -> int:
+            alive = held()
+            return 0 if alive is None else alive.cache_size
+
+        verifier.on_size = metrics.report_token_cache(size)
+        return verifier
 
     def apply(self, loaded: LoadedPolicy) -> None:
         """Take a reloaded policy; key settings that changed are applied to the key source."""

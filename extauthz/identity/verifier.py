@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from extauthz import metrics
 from extauthz.identity.credentials import unsendable
 from extauthz.identity.fields import ClaimRules, identity_from_claims
 from extauthz.identity.inflight import Inflight
@@ -23,6 +22,7 @@ from extauthz.identity.providers import unknown_issuer, unverified_issuer
 from extauthz.identity.tokencache import ExpiringCache, token_key
 from extauthz.identity.tokens import (
     NUMBER_TYPES,
+    Header,
     TokenFailure,
     TokenRules,
     UnknownKid,
@@ -96,6 +96,9 @@ class TokenVerifier:
 
         self._cache: ExpiringCache[Verified] = ExpiringCache(cache_size)
         self._enabled = cache_size > 0
+        # Told the cache's size after each change: only where a scrape cannot ask for it
+        # (``metrics.report_token_cache``); None costs a new token nothing.
+        self.on_size: Callable[[int], None] | None = None
         keys.on_change = self._keys_changed
         for source in self.issuer_keys.values():
             self.watch(source)
@@ -114,13 +117,18 @@ class TokenVerifier:
         source.on_change = self._keys_changed
 
     def _keys_changed(self, _ring: KeyRing) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self._cache.clear()
+        if self.on_size is not None:
+            self.on_size(0)
 
     def set_rules(self, rules: TokenRules) -> None:
         """Apply new claim rules (policy reload); cached verdicts were made under the old ones."""
         if rules != self.rules:
             self._rules = (rules, dict(rules.providers))
-            self._cache.clear()
+            self._clear()
 
     @property
     def cache_size(self) -> int:
@@ -136,31 +144,12 @@ class TokenVerifier:
         return hit
 
     def verify_now(self, token: str) -> Verified | TokenFailure | UnknownKid:
-        """``verify`` of a JWT without waiting: UnknownKid when only a key refetch could tell
-        (the one case that needs the event loop). Any thread. Opaque tokens for the userinfo
-        endpoint are ``verify``'s alone (an HTTP request)."""
-        hit = self.cached(token)
-        if hit is not None:
-            return hit
-        rules, by_issuer = self._rules
-        header = read_header(token, rules)
-        if isinstance(header, TokenFailure):
-            return header
-        chosen = self._provider(token, rules, by_issuer)
-        if isinstance(chosen, TokenFailure):
-            return chosen
-        keys, issuer, rules = chosen
-        ring = keys.ring
-        if ring is None:
-            return TokenFailure(
-                Reason.KEYS_UNAVAILABLE,
-                "signing keys could not be fetched from the identity provider yet; retry shortly",
-            )
-        now = self._clock()
-        result = verify_token(token, header, ring, rules, now)
-        if isinstance(result, UnknownKid):
-            return result
-        return self._remember(token, result, now, rules, issuer)
+        """``verify`` of a JWT ``cached`` just missed, without waiting: UnknownKid when only a
+        key refetch could tell (the one case that needs the event loop). Any thread. The cache
+        is not looked up again (a new token's check paid for two lookups). Opaque tokens for
+        the userinfo endpoint are ``verify``'s alone (an HTTP request)."""
+        prepared = self._prepare(token)
+        return prepared if isinstance(prepared, TokenFailure) else self._check(token, prepared)
 
     async def verify(self, token: str, wait: float = 1.0) -> Verified | TokenFailure:
         """Verified claims, or why the token is refused. Never raises for any token.
@@ -168,42 +157,53 @@ class TokenVerifier:
         ``wait`` bounds the only awaits: a refetch of keys for an unknown ``kid``, a userinfo
         request for an opaque token.
         """
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         if self.userinfo is not None and not looks_like_jwt(token):
-            hit = self.cached(token)
-            return (
-                hit if hit is not None else await self._resolve_userinfo(self.userinfo, token, wait)
-            )
-        result = self.verify_now(token)
+            return await self._resolve_userinfo(self.userinfo, token, wait)
+        prepared = self._prepare(token)  # once: the header and issuer serve after a refetch
+        if isinstance(prepared, TokenFailure):
+            return prepared
+        result = self._check(token, prepared)
         if not isinstance(result, UnknownKid):
             return result
-        rules, by_issuer = self._rules
-        chosen = self._provider(token, rules, by_issuer)
-        if isinstance(chosen, TokenFailure):
-            return chosen
-        keys, issuer, rules = chosen
+        keys = prepared[1]
         try:
             known = await asyncio.wait_for(keys.refetch_for_kid(result.kid), wait)
         except TimeoutError:
             known = False
-        ring = keys.ring
-        if not known or ring is None:
+        if not known or keys.ring is None:
             return _unknown_key(result)
+        again = self._check(token, prepared)  # against the refetched keys
+        return _unknown_key(again) if isinstance(again, UnknownKid) else again
+
+    def _check(
+        self, token: str, prepared: tuple[Header, JwksSource, str | None, TokenRules]
+    ) -> Verified | TokenFailure | UnknownKid:
+        """The signature and claims of a ``_prepare``d token, against its source's keys now."""
+        header, keys, issuer, rules = prepared
+        ring = keys.ring
+        if ring is None:
+            return _NO_KEYS_YET
+        now = self._clock()
+        result = verify_token(token, header, ring, rules, now)
+        if isinstance(result, UnknownKid):
+            return result
+        return self._remember(token, result, now, rules, issuer)
+
+    def _prepare(
+        self, token: str
+    ) -> tuple[Header, JwksSource, str | None, TokenRules] | TokenFailure:
+        """The token's vetted header, and the key source, ``issuers`` entry and rules it is
+        checked by: chosen by its unverified ``iss`` when ``issuers`` are configured, else the
+        global ones (pure functions of the token and the rules: made once per check)."""
+        rules, by_issuer = self._rules
         header = read_header(token, rules)
         if isinstance(header, TokenFailure):
             return header
-        now = self._clock()
-        claims = verify_token(token, header, ring, rules, now)
-        if isinstance(claims, UnknownKid):
-            return _unknown_key(claims)
-        return self._remember(token, claims, now, rules, issuer)
-
-    def _provider(
-        self, token: str, rules: TokenRules, by_issuer: dict[str, TokenRules]
-    ) -> tuple[JwksSource, str | None, TokenRules] | TokenFailure:
-        """The key source, ``issuers`` entry and rules for this token: chosen by its unverified
-        ``iss`` when ``issuers`` are configured, else the global ones."""
         if not by_issuer:
-            return self.keys, None, rules
+            return header, self.keys, None, rules
         iss = unverified_issuer(token)
         if isinstance(iss, TokenFailure):
             return iss
@@ -215,10 +215,10 @@ class TokenVerifier:
                     Reason.KEYS_UNAVAILABLE,
                     "signing keys of this token's issuer are not loaded yet; retry shortly",
                 )
-            return keys, iss, chosen
+            return header, keys, iss, chosen
         if not self.keys.urls:
             return unknown_issuer(by_issuer)
-        return self.keys, None, rules
+        return header, self.keys, None, rules
 
     def _remember(
         self,
@@ -235,7 +235,8 @@ class TokenVerifier:
         verified = Verified(result, until, issuer)
         if self._enabled and until > now:
             self._cache.put(token, verified, min(until, now + self._max_age))
-            metrics.TOKEN_CACHE_SIZE.set(len(self._cache))
+            if self.on_size is not None:
+                self.on_size(len(self._cache))
         return verified
 
     async def stop(self) -> None:
@@ -264,6 +265,12 @@ class TokenVerifier:
         if self._enabled and self.userinfo is client:  # not a late answer of a replaced endpoint
             self._userinfo_cache.put(key, verified, now + client.ttl)
         return verified
+
+
+_NO_KEYS_YET = TokenFailure(
+    Reason.KEYS_UNAVAILABLE,
+    "signing keys could not be fetched from the identity provider yet; retry shortly",
+)
 
 
 def _unknown_key(result: UnknownKid) -> TokenFailure:

@@ -20,6 +20,7 @@ the answer is an admin, else a team id makes a team, else a user id an internal 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,9 @@ class OverrideRule:
         return f"routing_overrides[{self.index}] ({', '.join(parts)})"
 
 
+ClaimsOf = Callable[[str], dict[str, Any] | None]
+
+
 def unverified_claims(token: str) -> dict[str, Any] | None:
     """A compact JWT's header-checked payload, read without any signature check (to choose
     the auth path, nothing else); None when it is not one."""
@@ -122,11 +126,15 @@ class RoutingOverrides:
     rules: tuple[OverrideRule, ...]
     max_token_bytes: int = 8192
 
-    def match(self, token: str, path: str) -> OverrideRule | None:
-        """The rule that sends this token, on this (decoded) path, to introspection."""
+    def match(
+        self, token: str, path: str, claims_of: ClaimsOf | None = None
+    ) -> OverrideRule | None:
+        """The rule that sends this token, on this (decoded) path, to introspection.
+        ``claims_of``: ``unverified_claims`` or one answering as it does (the authorizer's
+        takes a cached token's verified claims: the same payload, already parsed)."""
         if len(token) > self.max_token_bytes or not looks_like_jwt(token) or not covered(path):
             return None
-        claims = unverified_claims(token)
+        claims = (claims_of or unverified_claims)(token)
         if claims is None:
             return None
         for rule in self.rules:
@@ -154,13 +162,14 @@ def introspected_by(
     enable_jwt_auth: bool,
     enable_oauth2_auth: bool,
     overrides: RoutingOverrides | None,
+    claims_of: ClaimsOf | None = None,
 ) -> OverrideRule | str | None:
     """LiteLLM's ``oauth2_introspection_applies``, run before the master key and everything
     else, and why it applies: the ``routing_overrides`` rule matching a JWT (under JWT auth),
     or ``OPAQUE_INTROSPECTED`` for any other token on a covered route when
     ``enable_oauth2_auth`` is on (with JWT auth off, a JWT too). None: not introspected."""
     if enable_jwt_auth and looks_like_jwt(token):
-        return None if overrides is None else overrides.match(token, path)
+        return None if overrides is None else overrides.match(token, path, claims_of)
     return OPAQUE_INTROSPECTED if enable_oauth2_auth and covered(path) else None
 
 

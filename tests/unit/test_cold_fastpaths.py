@@ -20,6 +20,7 @@ from google.rpc import code_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extauthz import authorizer as authorizer_module
 from extauthz.envoy import grpc_service
 from extauthz.envoy.grpc_service import to_check_response
 from extauthz.identity import tokens
@@ -31,9 +32,13 @@ from extauthz.identity.claims import (
     string_claim,
 )
 from extauthz.identity.roles import RoleClaims
+from extauthz.identity.tokencache import ExpiringCache
 from extauthz.identity.tokens import Header, TokenFailure, TokenRules, read_header
-from extauthz.model import Identity, Reason, Verdict
+from extauthz.identity.verifier import Verified
+from extauthz.model import Allow, Identity, Reason, RequestView, Verdict
 from extauthz.policy.decide import Admission
+from tests.unit.keys import rs_token
+from tests.unit.test_check_threads import authorizer as threaded_authorizer
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -281,3 +286,54 @@ def test_allow_shapes_are_bounded() -> None:
     for i in range(grpc_service.MAX_SHAPES + 5):
         to_check_response(_allow((("x", "v"),), (f"r{i}",)))
     assert len(grpc_service._shapes) <= grpc_service.MAX_SHAPES
+
+
+class _CountingCache(ExpiringCache[Verified]):
+    """The token cache, counting lookups."""
+
+    __slots__ = ("gets",)
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.gets = 0
+
+    def get(self, key: str, now: float) -> Verified | None:
+        self.gets += 1
+        return super().get(key, now)
+
+
+def test_a_new_token_is_looked_up_in_the_cache_once() -> None:
+    """``identify_now`` missed: ``verify_now`` verifies without a second lookup."""
+    authorizer = threaded_authorizer(100)
+    assert authorizer.verifier is not None
+    cache = authorizer.verifier._cache = _CountingCache(100)
+    request = RequestView(
+        method="POST",
+        path="/v1/chat/completions",
+        headers={"authorization": f"Bearer {rs_token({'sub': 'new'})}"},
+    )
+    assert isinstance(authorizer.decide_now(request), Allow)
+    assert (cache.gets, len(cache)) == (1, 1)
+    assert isinstance(authorizer.decide_now(request), Allow)  # now a hit
+    assert (cache.gets, len(cache)) == (2, 1)
+
+
+def test_a_new_jwt_is_shape_tested_once_by_the_authorizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a userinfo endpoint only a JWT reaches ``verify_now``: no second pass over it."""
+    calls: list[int] = []
+
+    def counted(token: str) -> bool:
+        calls.append(len(token))  # not the token: a failure message would show it
+        return tokens.looks_like_jwt(token)
+
+    monkeypatch.setattr(authorizer_module, "looks_like_jwt", counted)
+    authorizer = threaded_authorizer(100)
+    request = RequestView(
+        method="POST",
+        path="/v1/chat/completions",
+        headers={"authorization": f"Bearer {rs_token({'sub': 'shape'})}"},
+    )
+    assert isinstance(authorizer.decide_now(request), Allow)
+    assert len(calls) == 1  # identify_now's

@@ -12,7 +12,7 @@ import pytest
 from extauthz.errors import KeySourceError
 from extauthz.identity.jwks import HttpFetcher, JwksSource, fetch_jwks, split_urls
 from extauthz.identity.keyring import KeyRing
-from extauthz.identity.tokens import TokenFailure, TokenRules
+from extauthz.identity.tokens import TokenFailure, TokenRules, read_header
 from extauthz.identity.verifier import TokenVerifier, Verified
 from extauthz.model import Reason
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
@@ -106,6 +106,29 @@ async def test_unknown_kid_triggers_one_refetch_then_verifies() -> None:
     result = await verifier.verify(rs_token({"sub": "b"}, name="b"))
     assert isinstance(result, Verified) and result.claims["sub"] == "b"
     assert idp.calls.count("u1") == 2
+
+
+async def test_unknown_kid_token_is_prepared_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its header is read (and its issuer chosen) once, not again around the refetch."""
+    from extauthz.identity import verifier as verifier_module
+
+    reads: list[int] = []
+
+    def counted(token: str, rules: TokenRules) -> Any:
+        reads.append(len(token))
+        return read_header(token, rules)
+
+    monkeypatch.setattr(verifier_module, "read_header", counted)
+    idp = FakeIdP({"u1": jwks(rsa_jwk("a"))})
+    source = JwksSource(("u1",), fetch=idp, clock=Clock(100.0))
+    await source.refresh()
+    idp.docs["u1"] = jwks(rsa_jwk("a"), rsa_jwk("b"))
+    verifier = TokenVerifier(source, TokenRules(), clock=lambda: NOW)
+    assert isinstance(await verifier.verify(rs_token({"sub": "b"}, name="b")), Verified)
+    assert len(reads) == 1
+    unknown = await verifier.verify(rs_token({"sub": "c"}, name="c"))  # still unknown after
+    assert isinstance(unknown, TokenFailure) and unknown.reason is Reason.UNKNOWN_KEY
+    assert len(reads) == 2
 
 
 async def test_unknown_kid_refetch_is_rate_limited_and_shared() -> None:

@@ -30,8 +30,10 @@ from extauthz.config.loader import compile_policy
 from extauthz.errors import ConfigError
 from extauthz.identity.introspection import MAX_ANSWER_BYTES, IntrospectionClient, Introspector
 from extauthz.identity.jwks import JwksSource
+from extauthz.identity.tokens import segment_object
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import OAUTH2, Allow, Deny, Reason, RequestView, Role
+from extauthz.policy import overrides as overrides_module
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, selector_matches
 from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
 from tests.unit.standins import assert_never_shown, hostile_answer, serving
@@ -210,6 +212,35 @@ async def test_other_routes_and_other_tokens_are_verified_as_jwts(
     assert isinstance(await ask(auth, token, "/v1/models"), Allow)  # an info route
     assert isinstance(await ask(auth, partner_token(p, iss="https://eu.partner.example")), Allow)
     assert p.calls == 2
+
+
+async def test_a_cached_jwt_is_routed_as_a_new_one(
+    provider: tuple[Provider, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token in the JWT cache is matched against the rules with its cached claims (no second
+    decode of its payload), and routed exactly as a token seen for the first time."""
+    p, base = provider
+    auth, fresh = await make(base, [NOW]), await make(base, [NOW])
+    ours = rs_token({"iss": "https://idp.example", "sub": "u-1"}, "g")
+    theirs = rs_token({"iss": PARTNER, "sub": "svc-1"}, "g")  # verifies, and a rule matches
+    p.valid.add(theirs)
+    for token in (ours, theirs):
+        await ask(auth, token, "/key/generate")  # not a covered route: verified as a JWT
+        assert auth.verifier is not None and auth.verifier.cached(token) is not None
+    decoded: list[int] = []
+
+    def counted(part: str) -> dict[str, Any] | None:
+        decoded.append(len(part))
+        return segment_object(part)
+
+    monkeypatch.setattr(overrides_module, "segment_object", counted)
+    for token in (ours, theirs):
+        new = await ask(fresh, token)
+        assert decoded, "a new token's payload is decoded"
+        decoded.clear()
+        assert await ask(auth, token) == new
+        assert decoded == [], "a cached token's payload was decoded again"
+    assert p.calls == 2  # theirs: introspected by each authorizer, as a new token is
 
 
 @pytest.mark.parametrize(
