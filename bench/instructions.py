@@ -63,7 +63,7 @@ policy, key_settings = loaded.policy, loaded.settings.keys
 keys = JwksSource(key_settings.urls, fetch=None)
 keys.ring = KeyRing.from_jwks([json.load(open("{jwks}"))])
 verifier = TokenVerifier(keys, policy.token_rules, cache_size=key_settings.token_cache_size)
-service = AuthorizationService(Authorizer(policy, verifier, on_identity=lambda i, p: None))
+service = AuthorizationService(Authorizer(policy, verifier, on_identity=lambda *_: None))
 tokens = open("{tokens}").read().split()[:{count}]
 requests = itertools.cycle([request(t) for t in tokens])
 

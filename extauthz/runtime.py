@@ -15,9 +15,10 @@ Checks that reach the gRPC port once step 3 has begun are refused (UNAVAILABLE);
 honours readiness sends none by then, which is what the delay is for (the shipped Envoy configs
 also retry such a check on another replica).
 
-Threads: the gRPC port is grpcio's synchronous server on an ``ElasticPool`` (``GRPC_THREADS``
-at work, up to ``GRPC_MAX_THREADS`` while some wait for the event loop: extauthz/threads.py),
-whose per-call cost is well below grpc.aio's; ext_authz checks are decided on its threads.
+Threads: the gRPC port is pygrpc-native's server (HTTP/2 in Rust, outside the GIL; grpcio's
+synchronous server with ``--grpc-server grpcio``: extauthz/grpcserver.py) on an ``ElasticPool``
+(``GRPC_THREADS`` at work, up to ``GRPC_MAX_THREADS`` while some wait for the event loop:
+extauthz/threads.py); ext_authz checks are decided on the pool's threads.
 Everything else runs on one asyncio loop in the main thread: the HTTP-service mode, the admin API
 (the gRPC admin calls are handed to it), key refreshes, the state watcher and policy reloads, and
 the rest of any check that must wait for I/O (a key refetch, a large body).

@@ -1,6 +1,7 @@
 """The gRPC server's threads: few at work at once, more while some wait for I/O.
 
-grpcio's synchronous server holds one pool thread per call from its arrival to its answer, and
+The gRPC server (pygrpc-native's, or grpcio's synchronous one) holds one pool thread per call
+from its arrival to its answer, and
 every pool thread takes turns at the GIL. Measured with ``python -m bench`` on two cores, a pool
 of 4 threads answered about 1.5 times the checks a pool of 16 did, at two thirds of the CPU
 per check (the trivial floor server alike): more threads in flight cost context switches and
