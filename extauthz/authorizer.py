@@ -285,8 +285,12 @@ class Authorizer:
         self, request: RequestView, path: str, query: str, identity: Identity, policy: Policy
     ) -> Decision | _LargeBody:
         admitted = self._admit(path, identity, policy)
-        if self.on_identity is not None and identity.kind == JWT:  # a verified token's caller
-            self._note(identity, admitted, policy)
+        on_identity = self.on_identity
+        if on_identity is not None and identity.kind == JWT:  # a verified token's caller
+            if isinstance(admitted, Admission):  # inline: every warm check passes here
+                on_identity(admitted.identity, admitted.role, policy)
+            else:
+                self._note_refused(identity, admitted, policy)
         if isinstance(admitted, Deny):
             return admitted
         reader = self.body_reader
@@ -328,12 +332,11 @@ class Authorizer:
             )
         return judge_body(admission, request, step.path, step.query, read, self.state.current)
 
-    def _note(self, identity: Identity, admitted: Admission | Deny, policy: Policy) -> None:
-        """``on_identity`` with the caller and role ``admit`` worked out (allowed or not)."""
+    def _note_refused(self, identity: Identity, admitted: Deny, policy: Policy) -> None:
+        """``on_identity`` for a caller ``admit`` refused, with the caller and role it named
+        (an admitted one is noted inline in ``_decide``)."""
         assert self.on_identity is not None
-        if isinstance(admitted, Admission):
-            self.on_identity(admitted.identity, admitted.role, policy)
-        elif admitted.identity is None or admitted.reason is Reason.MALFORMED_TOKEN:
+        if admitted.identity is None or admitted.reason is Reason.MALFORMED_TOKEN:
             # Refused before admit named the caller (a role_problem): name it here (rare).
             self.on_identity(*named(identity, policy), policy)
         else:
