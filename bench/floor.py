@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import gc
 import os
+from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
@@ -45,19 +46,15 @@ async def serve_aio(address: str) -> None:
     await server.wait_for_termination()
 
 
-def serve_sync(address: str) -> None:
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(THREADS))
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(SyncFloor(), server)
-    server.add_insecure_port(address)
-    server.start()
-    print("floor ready", flush=True)
-    server.wait_for_termination()
+def serve_threaded(address: str, server_kind: str) -> None:
+    """The sync floor on grpcio's threaded server or on pygrpc-native's drop-in one."""
+    if server_kind == "native":
+        import pygrpc_native
 
-
-def serve_native(address: str) -> None:
-    import pygrpc_native
-
-    server = pygrpc_native.server(concurrent.futures.ThreadPoolExecutor(THREADS))
+        make: Any = pygrpc_native.server
+    else:
+        make = grpc.server
+    server = make(concurrent.futures.ThreadPoolExecutor(THREADS))
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(SyncFloor(), server)
     server.add_insecure_port(address)
     server.start()
@@ -81,9 +78,7 @@ if __name__ == "__main__":
     parser.add_argument("--server", choices=("sync", "aio", "native"), default="sync")
     parser.add_argument("address", nargs="?", default="127.0.0.1:9291")
     args = parser.parse_args()
-    if args.server == "sync":
-        serve_sync(args.address)
-    elif args.server == "native":
-        serve_native(args.address)
+    if args.server in ("sync", "native"):
+        serve_threaded(args.address, args.server)
     else:
         asyncio.run(serve_aio(args.address))

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from extauthz.authorizer import Authorizer
 from extauthz.bodyreader import BodyReader
@@ -99,17 +95,6 @@ def request() -> RequestView:
 def responder(authorizer: Authorizer) -> Responder[Verdict]:
     return Responder(authorizer, lambda verdict: verdict, INTERNAL_VERDICT)
 
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop on its own thread, as the sidecar's is beside the gRPC threads."""
-    running = asyncio.new_event_loop()
-    thread = threading.Thread(target=running.run_forever, daemon=True)
-    thread.start()
-    yield running
-    running.call_soon_threadsafe(running.stop)
-    thread.join(5)
-    running.close()
 
 
 async def test_http_mode_two_waits_over_budget_get_the_body_reads_503() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -139,17 +138,6 @@ class ExplodingAuthorizer(FixedAuthorizer):
     def __init__(self) -> None:
         super().__init__(RuntimeError("boom"))
 
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running on its own thread, as the sidecar's is beside the gRPC threads."""
-    running = asyncio.new_event_loop()
-    thread = threading.Thread(target=running.run_forever, daemon=True)
-    thread.start()
-    yield running
-    running.call_soon_threadsafe(running.stop)
-    thread.join(5)
-    running.close()
 
 
 def test_check_never_raises() -> None:

@@ -92,6 +92,17 @@ def config(jwt: bool = True, **general: Any) -> dict[str, Any]:
     }
 
 
+def policy_file(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """``config()`` with signing keys of its own, written to ``tmp_path/policy.yaml``."""
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
+    data = config()
+    data["extauthz"]["public_key_url"] = keys.as_uri()
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, data
+
+
 def environ(base: str) -> dict[str, str]:
     return {
         "OAUTH_TOKEN_INFO_ENDPOINT": base + "/oauth2/introspect",
@@ -366,12 +377,7 @@ def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 async def test_check_config_and_explain_say_what_enable_oauth2_auth_did(
     stand: Stand, tmp_path: Path
 ) -> None:
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
-    data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path, _ = policy_file(tmp_path)
     env = environ(stand.base)
     rc, out = await asyncio.to_thread(_cli, env, "check-config", str(path))
     assert rc == 0, out
@@ -418,12 +424,7 @@ async def test_explain_routes_a_token_as_the_check_does(
     got = await ask(await make(stand, [NOW]), token, "/v1/models")
     assert isinstance(got, Deny) and got.reason is reason
     assert stand.provider.calls == 0
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
-    data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path, _ = policy_file(tmp_path)
     for name, value in environ(stand.base).items():
         monkeypatch.setenv(name, value)
     args = ["explain", "--config", str(path), "--token", token, "--path", "/v1/models"]
@@ -437,12 +438,7 @@ async def test_the_sidecar_wires_the_introspector(tmp_path: Path) -> None:
     """serve: enable_oauth2_auth alone starts the introspector; turning it off removes it."""
     from extauthz.runtime import ServeOptions, Sidecar
 
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
-    data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path, data = policy_file(tmp_path)
     env = environ("https://one.example")
     options = ServeOptions(config=str(path), grpc_address="127.0.0.1:0", http_address=None)
     car = Sidecar(options, compile_policy(data, env, str(path)))
