@@ -459,9 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc-server",
         choices=GRPC_SERVERS,
         default=GRPC_SERVERS[0],
-        help="the gRPC port's server: pygrpc-native (HTTP/2 in Rust, outside the GIL; about "
-        "twice the checks per core) or grpcio's own (default pygrpc-native; grpcio where "
-        "pygrpc-native is not installed)",
+        help="the gRPC port's server: grpcio's (default) or pygrpc-native's (HTTP/2 in Rust, "
+        "outside the GIL: about twice the checks per core, but it reads a whole message before "
+        "its size check, so use it only where nothing but Envoy can reach the port)",
     )
     serve.add_argument(
         "--log-level",

@@ -1,33 +1,45 @@
-"""The gRPC port's server: pygrpc-native where installed, else grpcio's own.
+"""The gRPC port's server, and its long-lived streams kept off the threads checks need.
 
-Both take the same handlers (generated code, ``add_registered_method_handlers``). grpcio's
-synchronous server runs its own Python for every call's events under the GIL: a trivial
-allow-all handler cost ~155 µs of CPU per check under load here, more than our whole decision.
-pygrpc-native (Rust: tokio and the h2 crate) does HTTP/2 and the per-call work outside the GIL
-and hands calls to the same thread pool; the same trivial handler cost ~47 µs, and the sidecar's
-warm checks ~106 µs against ~247 µs (``python -m bench --only floor-sync,floor-native,
-sidecar-warm``; 2026-11-29, README "Benchmarks"). Methods it does not serve itself (server
-reflection, which is client-streaming) reach a grpcio server it runs behind it on a Unix
-socket in a temporary directory (``TMPDIR``).
+Two servers take the same handlers (generated code, ``add_registered_method_handlers``):
+grpcio's synchronous server (the default) and, with ``serve --grpc-server pygrpc-native``,
+pygrpc-native's drop-in one (Rust: tokio and the h2 crate), which does HTTP/2 and each call's
+bookkeeping outside the GIL. grpcio runs its own Python for every call under the GIL: a trivial
+allow-all handler cost ~155 µs of CPU per check under load here, the sidecar's warm check ~200;
+on pygrpc-native ~48 and ~72 (``python -m bench``; 2026-11-29, README "Benchmarks").
 
-``serve --grpc-server grpcio`` keeps grpcio's server: same answers, slower.
+pygrpc-native is not the default because 0.5 reads a whole message into memory before it
+compares its size with ``grpc.max_receive_message_length``: one peer sending a 1 GiB message
+can exhaust the container's memory, where grpcio refuses it early. Behind Envoy alone (which
+sends at most ``with_request_body.max_request_bytes`` of body) that cannot happen; where other
+clients can reach the port, it can. Methods it does not serve itself (server reflection,
+client-streaming) reach a grpcio server it runs behind it on a Unix socket in a temporary
+directory (``TMPDIR``).
+
+Server reflection and health ``Watch`` are streams a client may hold open indefinitely; each
+holds a pool thread while open (grpcio's non-blocking ``Watch`` excepted), so four idle streams
+would take the four threads checks run on. They run in a ``threads.stream_slot``: not counted
+against the pool's size, at most ``threads.STREAMS_MOST`` open at once (more: RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from extauthz import threads
 
 if TYPE_CHECKING:  # the CLI reads CHOICES without paying for grpc's import
     import grpc
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 
-PYGRPC_NATIVE = "pygrpc-native"
 GRPCIO = "grpcio"
-CHOICES = (PYGRPC_NATIVE, GRPCIO)
+PYGRPC_NATIVE = "pygrpc-native"
+CHOICES = (GRPCIO, PYGRPC_NATIVE)  # the first is serve's default
 
 
 def new_server(
@@ -50,10 +62,61 @@ def new_server(
 
 
 def bind(server: grpc.Server, address: str) -> int:
-    """``add_insecure_port``: the bound port, or 0 when it cannot be bound (grpcio answers 0,
-    pygrpc-native raises)."""
+    """``add_insecure_port``: the bound port, or 0 when it cannot be bound (both servers raise
+    RuntimeError for a port in use; older grpcio answered 0)."""
     try:
         port: int = server.add_insecure_port(address)
     except RuntimeError:
         return 0
     return port
+
+
+def bounded_stream(
+    open_stream: Callable[[], Iterator[T]], context: grpc.ServicerContext
+) -> Iterator[T]:
+    """``open_stream()``'s responses, in a ``threads.stream_slot`` (see the module's doc)."""
+    import grpc
+
+    with threads.stream_slot() as free:
+        if not free:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many open streams (at most {threads.STREAMS_MOST} reflection and health "
+                "Watch streams at once); close one and retry",
+            )
+        yield from open_stream()
+
+
+def health_servicer() -> Any:
+    """grpc_health's servicer whose blocking ``Watch`` streams are bounded."""
+    from grpc_health.v1 import health
+
+    class BoundedHealth(health.HealthServicer):  # type: ignore[misc]
+        def Watch(  # the gRPC method name
+            self, request: Any, context: Any, send_response_callback: Any = None
+        ) -> Any:
+            if send_response_callback is not None:  # grpcio's non-blocking Watch: no thread
+                return super().Watch(request, context, send_response_callback)
+            return bounded_stream(
+                lambda: super(BoundedHealth, self).Watch(request, context), context
+            )
+
+    return BoundedHealth()
+
+
+def add_reflection(service_names: tuple[str, ...], server: grpc.Server) -> None:
+    """Server reflection (``grpc_reflection``'s), its streams bounded."""
+    from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+    class BoundedReflection(reflection.ReflectionServicer):  # type: ignore[misc]
+        def ServerReflectionInfo(self, request_iterator: Any, context: Any) -> Any:
+            return bounded_stream(
+                lambda: super(BoundedReflection, self).ServerReflectionInfo(
+                    request_iterator, context
+                ),
+                context,
+            )
+
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        BoundedReflection(service_names), server
+    )

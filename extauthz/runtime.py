@@ -15,8 +15,8 @@ Checks that reach the gRPC port once step 3 has begun are refused (UNAVAILABLE);
 honours readiness sends none by then, which is what the delay is for (the shipped Envoy configs
 also retry such a check on another replica).
 
-Threads: the gRPC port is pygrpc-native's server (HTTP/2 in Rust, outside the GIL; grpcio's
-synchronous server with ``--grpc-server grpcio``: extauthz/grpcserver.py) on an ``ElasticPool``
+Threads: the gRPC port is grpcio's synchronous server (pygrpc-native's with ``--grpc-server
+pygrpc-native``: extauthz/grpcserver.py) on an ``ElasticPool``
 (``GRPC_THREADS`` at work, up to ``GRPC_MAX_THREADS`` while some wait for the event loop:
 extauthz/threads.py); ext_authz checks are decided on the pool's threads.
 Everything else runs on one asyncio loop in the main thread: the HTTP-service mode, the admin API
@@ -53,7 +53,7 @@ from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.envoy.grpc_service import AuthorizationService, add_authorization_to_server
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
-from extauthz.grpcserver import PYGRPC_NATIVE, bind, new_server
+from extauthz.grpcserver import GRPCIO, add_reflection, bind, health_servicer, new_server
 from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.providers import IssuerKeys
@@ -94,7 +94,7 @@ class ServeOptions:
     authz_http_path_prefix: str = "/extauthz"
     drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
     shared_ports: bool = False  # one of --workers N processes: bind with SO_REUSEPORT
-    grpc_server: str = PYGRPC_NATIVE  # the gRPC port's server (extauthz/grpcserver.py)
+    grpc_server: str = GRPCIO  # the gRPC port's server (extauthz/grpcserver.py)
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -168,7 +168,7 @@ class Sidecar:
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=settings.reload_interval
         )
-        self.health = health.HealthServicer()  # sync: thread-safe, set() from the loop
+        self.health = health_servicer()  # sync: thread-safe, set() from the loop
         self.grpc_server: grpc.Server | None = None
         self.grpc_server_kind = ""  # which server start() made (pygrpc-native or grpcio)
         self.grpc_pool: ElasticPool | None = None  # grpcio never shuts its executor down
@@ -296,7 +296,7 @@ class Sidecar:
         add_authorization_to_server(AuthorizationService(self.authorizer, loop), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         admin_service = add_admin_service(server, self.admin, loop)
-        reflection.enable_server_reflection(
+        add_reflection(
             (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
         )
         self.grpc_port = bind(server, self.options.grpc_address)

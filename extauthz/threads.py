@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 IDLE_SECONDS = 30.0
 """How long a thread beyond the pool's size stays without work before it ends."""
+STREAMS_MOST = 16
+"""Long-lived streams (server reflection, health Watch) open at once on one pool."""
 
 _current = threading.local()  # .pool: the ElasticPool the running thread belongs to
 
@@ -66,7 +68,8 @@ class ElasticPool(concurrent.futures.Executor):
         self._threads = 0  # alive
         self._idle = 0  # waiting for work
         self._queued = 0  # submitted, not yet taken
-        self._waiting = 0  # inside wait()
+        self._waiting = 0  # inside wait() or stream_slot()
+        self._streams = 0  # inside stream_slot()
         self._workers: set[threading.Thread] = set()
         self._started = 0  # for thread names
         self._shutdown = False
@@ -145,6 +148,22 @@ class ElasticPool(concurrent.futures.Executor):
             with self._lock:
                 self._waiting -= 1
 
+    @contextlib.contextmanager
+    def _stream_here(self) -> Iterator[bool]:
+        with self._lock:
+            free = self._streams < STREAMS_MOST
+            if free:
+                self._streams += 1
+                self._waiting += 1
+                self._grow()
+        try:
+            yield free
+        finally:
+            if free:
+                with self._lock:
+                    self._streams -= 1
+                    self._waiting -= 1
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
@@ -176,3 +195,17 @@ def wait(future: concurrent.futures.Future[T], timeout: float) -> T:
         return future.result(timeout)
     with pool._waiting_here():
         return future.result(timeout)
+
+
+@contextlib.contextmanager
+def stream_slot() -> Iterator[bool]:
+    """For a call its client may keep open as long as it likes (a server-reflection or health
+    Watch stream): on an :class:`ElasticPool` thread it stops counting against the pool's size,
+    so open streams cannot take the threads checks need, and at most ``STREAMS_MOST`` are open
+    at once. Yields False when none is free: the caller refuses the stream."""
+    pool: ElasticPool | None = getattr(_current, "pool", None)
+    if pool is None:
+        yield True
+        return
+    with pool._stream_here() as free:
+        yield free

@@ -26,7 +26,7 @@ from extauthz.config.loader import load_policy_file
 from extauthz.dev import upstream
 from extauthz.dev.envoyconf import EnvoyPorts, EnvoyProcess, load_config, render_envoy_config
 from extauthz.devtokens import jwks_of, public_jwk, sign_token
-from extauthz.grpcserver import PYGRPC_NATIVE
+from extauthz.grpcserver import GRPCIO
 from extauthz.runtime import ServeOptions, Sidecar
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,7 +128,7 @@ async def start_upstream() -> tuple[web.AppRunner, int]:
 
 
 async def start_sidecar(
-    policy_path: Path, ready_within: float = 10.0, grpc_server: str = PYGRPC_NATIVE
+    policy_path: Path, ready_within: float = 10.0, grpc_server: str = GRPCIO
 ) -> Sidecar:
     """``extauthz serve`` in-process on free ports; returns once ready (keys fetched)."""
     options = ServeOptions(
@@ -359,7 +359,7 @@ def start_stack(
     envoy: bool = True,
     max_request_bytes: int | None = None,
     access_log: bool = False,
-    grpc_server: str = PYGRPC_NATIVE,
+    grpc_server: str = GRPCIO,
 ) -> Stack:
     """Start an IdP publishing ``key``, the sidecar with examples/policy.yaml (changed by
     ``policy``), the upstream and, if ``envoy``, an Envoy rendered from the shipped envoy.yaml."""

@@ -4,6 +4,7 @@ each gRPC server ``serve`` can run (pygrpc-native, the default, and grpcio's own
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from extauthz import threads
 from extauthz.dev.envoyconf import find_binary
 from extauthz.grpcserver import CHOICES
 from tests.integration.harness import LoopThread, Stack, chat_body, start_stack
@@ -140,3 +142,59 @@ def test_undecodable_check_request_is_an_error_and_the_server_goes_on(
     token = stack.token({"sub": "alice", "roles": ["basic_user"]})
     out = json.loads(grpcurl(stack, f"{AUTHZ}/Check", data=check_request(token, "gpt-4o-mini")))
     assert out["status"].get("code", 0) == 0
+
+
+def _reflection_stream(channel: grpc.Channel) -> tuple[Any, queue.Queue[Any]]:
+    """An open reflection stream that has answered once; the client holds it open."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    requests: queue.Queue[Any] = queue.Queue()
+    requests.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+    call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter(requests.get, None), timeout=30
+    )
+    return call, requests
+
+
+def test_open_streams_leave_checks_answered_and_are_bounded(stack: Stack) -> None:
+    """With more reflection and health Watch streams held open than the pool has threads at
+    work (4), health checks and Checks are still answered; past ``STREAMS_MOST`` open streams
+    a new one is refused with RESOURCE_EXHAUSTED (without the bound: any number, each holding
+    a thread while open)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    target = f"127.0.0.1:{stack.grpc_port}"
+    with grpc.insecure_channel(target) as channel:
+        streams: list[tuple[Any, queue.Queue[Any] | None]] = []
+        try:
+            for _ in range(6):  # more than the pool's 4 threads
+                watch = health_pb2_grpc.HealthStub(channel).Watch(
+                    health_pb2.HealthCheckRequest(service=""), timeout=30
+                )
+                assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+                streams.append((watch, None))
+            for _ in range(6):
+                call, requests = _reflection_stream(channel)
+                assert next(call).list_services_response.service
+                streams.append((call, requests))
+            check = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=10
+            )
+            assert check.status == health_pb2.HealthCheckResponse.SERVING
+            token = stack.token({"sub": "alice", "roles": ["basic_user"]})
+            out = grpcurl(stack, f"{AUTHZ}/Check", data=check_request(token, "gpt-4o-mini"))
+            assert json.loads(out)["status"].get("code", 0) == 0
+
+            # Fill the open-stream slots with reflection streams: the next one is refused.
+            with pytest.raises(grpc.RpcError) as refused:
+                for _ in range(threads.STREAMS_MOST + 1):
+                    call, requests = _reflection_stream(channel)
+                    streams.append((call, requests))
+                    next(call)
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "too many open streams" in (refused.value.details() or "")
+        finally:
+            for call, requests in streams:
+                if requests is not None:
+                    requests.put(None)
+                call.cancel()

@@ -12,12 +12,14 @@ import pytest
 from extauthz.grpcserver import CHOICES, GRPCIO, PYGRPC_NATIVE, bind, new_server
 
 
-def test_pygrpc_native_is_the_first_choice_and_the_cli_default() -> None:
+def test_grpcio_is_the_default_of_the_cli_and_of_serve() -> None:
+    """pygrpc-native reads a whole message before its size check: opt-in only."""
     from extauthz.cli import build_parser
+    from extauthz.runtime import ServeOptions
 
-    assert CHOICES[0] == PYGRPC_NATIVE
+    assert CHOICES[0] == GRPCIO
     args = build_parser().parse_args(["serve", "--config", "x.yaml"])
-    assert args.grpc_server == PYGRPC_NATIVE
+    assert args.grpc_server == GRPCIO == ServeOptions(config="x.yaml").grpc_server
 
 
 @pytest.mark.parametrize("choice", CHOICES)
@@ -42,7 +44,8 @@ def test_without_pygrpc_native_grpcio_serves_and_says_so(
 
 
 def test_an_unknown_server_is_refused() -> None:
-    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="one of pygrpc-native"):
+    refused = pytest.raises(ValueError, match="one of grpcio, pygrpc-native")
+    with ThreadPoolExecutor(1) as pool, refused:
         new_server("twisted", pool, [])
 
 

@@ -101,6 +101,39 @@ def test_threads_beyond_the_size_end_when_idle(
     assert eventually(lambda: pool.threads == 2)
 
 
+def test_open_streams_do_not_count_and_are_bounded(
+    pool: ElasticPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call inside ``stream_slot`` (an open reflection or Watch stream) lets queued work
+    start a thread, as a waiting call does; past ``STREAMS_MOST`` open ones the slot says no."""
+    monkeypatch.setattr(threads, "STREAMS_MOST", 2)
+    release = threading.Event()
+    answers: list[bool] = []
+
+    def stream() -> None:
+        with threads.stream_slot() as free:
+            answers.append(free)
+            if free:
+                release.wait(10)
+
+    open_ = [pool.submit(stream) for _ in range(2)]  # the pool's size, both held open
+    assert eventually(lambda: answers == [True, True])
+    assert pool.submit(lambda: "check").result(10) == "check"  # not stalled by the streams
+    third = pool.submit(stream)
+    third.result(10)
+    assert answers == [True, True, False]  # refused at once, no thread held
+    release.set()
+    for f in open_:
+        f.result(10)
+    pool.submit(stream).result(10)
+    assert answers[-1] is True  # the slots are free again once the streams ended
+
+
+def test_stream_slot_off_a_pool_is_always_free() -> None:
+    with threads.stream_slot() as free:
+        assert free
+
+
 def test_shutdown_refuses_new_work_and_ends_threads() -> None:
     pool = ElasticPool(1, 2, "test-shutdown")
     assert pool.submit(lambda: 1).result(5) == 1
