@@ -194,7 +194,7 @@ def test_open_streams_leave_checks_answered_and_are_bounded(stack: Stack) -> Non
             assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "too many open streams" in (refused.value.details() or "")
         finally:
-            for call, requests in streams:
-                if requests is not None:
-                    requests.put(None)
+            for call, sent in streams:
+                if sent is not None:
+                    sent.put(None)  # the request stream ends
                 call.cancel()
