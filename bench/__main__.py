@@ -7,9 +7,10 @@ answers itself behind a buffer filter so no upstream is measured):
   floor-sync         ext_authz to a trivial Python grpcio sync server (ThreadPoolExecutor) that
                      allows everything unread
   floor-aio          the same on grpc.aio
-  floor-native       the same on pygrpc-native's server (what `extauthz serve` runs on)
-  sidecar-warm       ext_authz to `extauthz serve`, full policy, 1,000 users' tokens in rotation
-  sidecar-warm-grpcio  the same with `--grpc-server grpcio` (grpcio's own server)
+  floor-native       the same on pygrpc-native's server
+  sidecar-warm       ext_authz to `extauthz serve --grpc-server pygrpc-native` (opt-in; the
+                     sidecar-*, workers-* rows all run on it), full policy, 1,000 users' tokens
+  sidecar-warm-grpcio  the same on grpcio's server (serve's default)
   sidecar-cold       the same with 50,000 distinct tokens (a signature verified on each request)
   workers-1          sidecar-warm, but Envoy opens a new connection to the authorizer for every
                      4 checks in flight (``max_concurrent_streams: 4``), so SO_REUSEPORT can spread

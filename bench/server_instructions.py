@@ -11,8 +11,8 @@ servers exactly where throughput on a shared machine cannot. Calls are sequentia
 under load saves is not in it. Needs valgrind; several minutes.
 
     servers: floor-sync, floor-aio, floor-native (bench/floor.py), sidecar (extauthz serve, warm
-    tokens), sidecar-grpcio (the same on grpcio's server), sidecar-null and sidecar-null-grpcio
-    (the same processes answering a constant: bench/null_sidecar.py);
+    tokens), sidecar-native (the same with --grpc-server pygrpc-native), sidecar-null and
+    sidecar-null-native (the same processes answering a constant: bench/null_sidecar.py);
     HTTP-service mode: http-floor (bench/http_floor.py), http-sidecar (serve
     --authz-http-address), sent the request Envoy forwards, on one kept-alive connection
 """
@@ -79,8 +79,8 @@ def server_command(server: str, port: int, tmp: Path) -> list[str]:
     ]  # fmt: skip
     if server == "http-sidecar":
         command += ["--authz-http-address", f"127.0.0.1:{port}"]
-    if server.endswith("-grpcio"):
-        command += ["--grpc-server", "grpcio"]
+    if server.endswith("-native"):
+        command += ["--grpc-server", "pygrpc-native"]
     return command
 
 

@@ -302,8 +302,8 @@ class Sidecar:
         self.grpc_port = bind(server, self.options.grpc_address)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC address {self.options.grpc_address}")
+        self.grpc_server = server  # before start(): stop() closes it even if start() fails
         server.start()
-        self.grpc_server = server
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.health.set(READINESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.options.http_address:

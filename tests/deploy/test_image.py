@@ -145,7 +145,9 @@ def test_install_steps_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     (Path(purelib) / "_dependencies_from_dev_venv.pth").write_text(
         sysconfig.get_paths()["purelib"] + "\n"
     )
-    run([*pip, "--python", str(python), "install", "--no-index", "--only-binary=:all:", str(wheel)])
+    # with the `native` extra, as the Dockerfile installs it (serve --grpc-server pygrpc-native)
+    install = [*pip, "--python", str(python), "install", "--no-index", "--only-binary=:all:"]
+    run([*install, f"{wheel}[native]"])
     run([*pip, "--python", str(python), "check"])
 
     extauthz = venv / "bin" / "extauthz"
@@ -155,7 +157,8 @@ def test_install_steps_in_a_fresh_virtualenv(tmp_path: Path) -> None:
         [
             str(python),
             "-c",
-            "import extauthz, extauthz.runtime, extauthz.mint.cli; print(extauthz.__file__)",
+            "import extauthz, extauthz.runtime, extauthz.mint.cli, pygrpc_native; "
+            "print(extauthz.__file__)",
         ],
         cwd=tmp_path,
     ).strip()
