@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwt
 
@@ -69,3 +71,14 @@ def pem_of(name: str = "a") -> str:
 
 def sign_with(alg: str, key_pem: str, claims: dict[str, Any], kid: str) -> str:
     return str(jwt.encode(claims, key_pem, algorithm=alg, headers={"kid": kid}))
+
+
+def write_policy(tmp_path: Path, data: dict[str, Any]) -> Path:
+    """``data`` (a policy) with signing keys of its own: a JWKS file in ``tmp_path`` that
+    ``data``'s ``extauthz.public_key_url`` now names, and the policy written beside it."""
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
+    data["extauthz"]["public_key_url"] = keys.as_uri()
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

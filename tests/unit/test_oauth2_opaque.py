@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from extauthz.authorizer import Authorizer
@@ -33,7 +32,7 @@ from extauthz.identity.userinfo import UserinfoClient
 from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import MASTER_KEY, OAUTH2, PASSTHROUGH, Allow, Deny, Reason, RequestView, Role
 from extauthz.runtime import userinfo_client
-from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
+from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk, write_policy
 from tests.unit.standins import serving
 from tests.unit.test_routing_overrides import Provider
 
@@ -90,17 +89,6 @@ def config(jwt: bool = True, **general: Any) -> dict[str, Any]:
         },
         "extauthz": {"public_key_url": "https://keys.example/global", **ours},
     }
-
-
-def policy_file(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
-    """``config()`` with signing keys of its own, written to ``tmp_path/policy.yaml``."""
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
-    data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path, data
 
 
 def environ(base: str) -> dict[str, str]:
@@ -377,7 +365,7 @@ def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 async def test_check_config_and_explain_say_what_enable_oauth2_auth_did(
     stand: Stand, tmp_path: Path
 ) -> None:
-    path, _ = policy_file(tmp_path)
+    path = write_policy(tmp_path, config())
     env = environ(stand.base)
     rc, out = await asyncio.to_thread(_cli, env, "check-config", str(path))
     assert rc == 0, out
@@ -424,7 +412,7 @@ async def test_explain_routes_a_token_as_the_check_does(
     got = await ask(await make(stand, [NOW]), token, "/v1/models")
     assert isinstance(got, Deny) and got.reason is reason
     assert stand.provider.calls == 0
-    path, _ = policy_file(tmp_path)
+    path = write_policy(tmp_path, config())
     for name, value in environ(stand.base).items():
         monkeypatch.setenv(name, value)
     args = ["explain", "--config", str(path), "--token", token, "--path", "/v1/models"]
@@ -438,7 +426,8 @@ async def test_the_sidecar_wires_the_introspector(tmp_path: Path) -> None:
     """serve: enable_oauth2_auth alone starts the introspector; turning it off removes it."""
     from extauthz.runtime import ServeOptions, Sidecar
 
-    path, data = policy_file(tmp_path)
+    data = config()
+    path = write_policy(tmp_path, data)
     env = environ("https://one.example")
     options = ServeOptions(config=str(path), grpc_address="127.0.0.1:0", http_address=None)
     car = Sidecar(options, compile_policy(data, env, str(path)))

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from extauthz.authorizer import Authorizer
@@ -35,7 +34,7 @@ from extauthz.identity.verifier import TokenVerifier
 from extauthz.model import OAUTH2, Allow, Deny, Reason, RequestView, Role
 from extauthz.policy import overrides as overrides_module
 from extauthz.policy.overrides import OverrideRule, RoutingOverrides, selector_matches
-from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk
+from tests.unit.keys import NOW, jwks, rs_token, rsa_jwk, write_policy
 from tests.unit.standins import assert_never_shown, hostile_answer, serving
 
 PARTNER = "https://partner.example"
@@ -457,12 +456,8 @@ async def test_check_config_and_explain_say_which_override_matched(
     provider: tuple[Provider, str], tmp_path: Path
 ) -> None:
     p, base = provider
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
     data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_policy(tmp_path, data)
     env = {
         "OAUTH_TOKEN_INFO_ENDPOINT": f"{base}/oauth2/introspect",
         "OAUTH_CLIENT_ID": "extauthz",
@@ -492,12 +487,8 @@ async def test_the_sidecar_wires_the_introspector_and_swaps_it_on_reload(tmp_pat
     client (and its answers); one that removes routing_overrides removes introspection."""
     from extauthz.runtime import ServeOptions, Sidecar
 
-    keys = tmp_path / "jwks.json"
-    keys.write_text(json.dumps(jwks(rsa_jwk("g"))))
     data = config()
-    data["extauthz"]["public_key_url"] = keys.as_uri()
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_policy(tmp_path, data)
     env = {"OAUTH_TOKEN_INFO_ENDPOINT": "https://one.example/introspect"}
     options = ServeOptions(config=str(path), grpc_address="127.0.0.1:0", http_address=None)
     car = Sidecar(options, compile_policy(data, env, str(path)))
