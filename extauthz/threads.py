@@ -138,22 +138,14 @@ class ElasticPool(concurrent.futures.Executor):
         self._workers.discard(threading.current_thread())
 
     @contextlib.contextmanager
-    def _waiting_here(self) -> Iterator[None]:
+    def _waiting_here(self, stream: bool = False) -> Iterator[bool]:
+        """This thread stops counting against the size (another may start for queued work).
+        A ``stream`` also takes one of ``STREAMS_MOST`` slots: False when none is free (then
+        nothing changes)."""
         with self._lock:
-            self._waiting += 1
-            self._grow()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._waiting -= 1
-
-    @contextlib.contextmanager
-    def _stream_here(self) -> Iterator[bool]:
-        with self._lock:
-            free = self._streams < STREAMS_MOST
+            free = not stream or self._streams < STREAMS_MOST
             if free:
-                self._streams += 1
+                self._streams += stream
                 self._waiting += 1
                 self._grow()
         try:
@@ -161,7 +153,7 @@ class ElasticPool(concurrent.futures.Executor):
         finally:
             if free:
                 with self._lock:
-                    self._streams -= 1
+                    self._streams -= stream
                     self._waiting -= 1
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -207,5 +199,5 @@ def stream_slot() -> Iterator[bool]:
     if pool is None:
         yield True
         return
-    with pool._stream_here() as free:
+    with pool._waiting_here(stream=True) as free:
         yield free

@@ -99,7 +99,7 @@ class TokenVerifier:
         # Told the cache's size after each change: only where a scrape cannot ask for it
         # (``metrics.report_token_cache``); None costs a new token nothing.
         self.on_size: Callable[[int], None] | None = None
-        keys.on_change = self._keys_changed
+        keys.on_change = self._clear
         for source in self.issuer_keys.values():
             self.watch(source)
 
@@ -114,12 +114,10 @@ class TokenVerifier:
 
     def watch(self, source: JwksSource) -> None:
         """Drop cached verdicts whenever ``source``'s keys change (an issuer's key source)."""
-        source.on_change = self._keys_changed
+        source.on_change = self._clear
 
-    def _keys_changed(self, _ring: KeyRing) -> None:
-        self._clear()
-
-    def _clear(self) -> None:
+    def _clear(self, _ring: KeyRing | None = None) -> None:
+        """Drop every cached verdict (a key source changed, or the claim rules)."""
         self._cache.clear()
         if self.on_size is not None:
             self.on_size(0)
