@@ -1,4 +1,4 @@
-"""The gRPC port's server, and its long-lived streams kept off the threads checks need.
+"""The gRPC port's server: grpcio's synchronous one, or pygrpc-native's (opt-in).
 
 Two servers take the same handlers (generated code, ``add_registered_method_handlers``):
 grpcio's synchronous server (the default) and, with ``serve --grpc-server pygrpc-native``,
@@ -15,25 +15,18 @@ clients can reach the port, it can. Methods it does not serve itself (server ref
 client-streaming) reach a grpcio server it runs behind it on a Unix socket in a temporary
 directory (``TMPDIR``).
 
-Server reflection and health ``Watch`` are streams a client may hold open indefinitely; each
-holds a pool thread while open (grpcio's non-blocking ``Watch`` excepted), so four idle streams
-would take the four threads checks run on. They run in a ``threads.stream_slot``: not counted
-against the pool's size, at most ``threads.STREAMS_MOST`` open at once (more: RESOURCE_EXHAUSTED).
+Light to import (grpc is imported only when a server is made): the CLI reads ``CHOICES``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from extauthz import threads
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the CLI reads CHOICES without paying for grpc's import
     import grpc
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -69,54 +62,3 @@ def bind(server: grpc.Server, address: str) -> int:
     except RuntimeError:
         return 0
     return port
-
-
-def bounded_stream(
-    open_stream: Callable[[], Iterator[T]], context: grpc.ServicerContext
-) -> Iterator[T]:
-    """``open_stream()``'s responses, in a ``threads.stream_slot`` (see the module's doc)."""
-    import grpc
-
-    with threads.stream_slot() as free:
-        if not free:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many open streams (at most {threads.STREAMS_MOST} reflection and health "
-                "Watch streams at once); close one and retry",
-            )
-        yield from open_stream()
-
-
-def health_servicer() -> Any:
-    """grpc_health's servicer whose blocking ``Watch`` streams are bounded."""
-    from grpc_health.v1 import health
-
-    class BoundedHealth(health.HealthServicer):  # type: ignore[misc]
-        def Watch(  # the gRPC method name
-            self, request: Any, context: Any, send_response_callback: Any = None
-        ) -> Any:
-            if send_response_callback is not None:  # grpcio's non-blocking Watch: no thread
-                return super().Watch(request, context, send_response_callback)
-            return bounded_stream(
-                lambda: super(BoundedHealth, self).Watch(request, context), context
-            )
-
-    return BoundedHealth()
-
-
-def add_reflection(service_names: tuple[str, ...], server: grpc.Server) -> None:
-    """Server reflection (``grpc_reflection``'s), its streams bounded."""
-    from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-
-    class BoundedReflection(reflection.ReflectionServicer):  # type: ignore[misc]
-        def ServerReflectionInfo(self, request_iterator: Any, context: Any) -> Any:
-            return bounded_stream(
-                lambda: super(BoundedReflection, self).ServerReflectionInfo(
-                    request_iterator, context
-                ),
-                context,
-            )
-
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        BoundedReflection(service_names), server
-    )

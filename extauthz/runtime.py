@@ -33,16 +33,17 @@ import logging
 import os
 import signal
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
 from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from extauthz import metrics
+from extauthz import metrics, threads
 from extauthz.admin.grpc_api import add_admin_service
 from extauthz.admin.http_api import build_app
 from extauthz.admin.state import StateOptions, StateRuntime
@@ -53,7 +54,7 @@ from extauthz.config.settings import KeySettings
 from extauthz.config.watcher import PolicyWatcher
 from extauthz.envoy.grpc_service import AuthorizationService, add_authorization_to_server
 from extauthz.envoy.http_service import AuthzHttpServer, start_authz_http
-from extauthz.grpcserver import GRPCIO, add_reflection, bind, health_servicer, new_server
+from extauthz.grpcserver import GRPCIO, bind, new_server
 from extauthz.identity.introspection import IntrospectionClient, Introspector
 from extauthz.identity.jwks import HttpFetcher, JwksSource
 from extauthz.identity.providers import IssuerKeys
@@ -95,6 +96,46 @@ class ServeOptions:
     drain_delay: float = DRAIN_DELAY_SECONDS  # SIGTERM: readiness off this long before closing
     shared_ports: bool = False  # one of --workers N processes: bind with SO_REUSEPORT
     grpc_server: str = GRPCIO  # the gRPC port's server (extauthz/grpcserver.py)
+
+
+T = TypeVar("T")
+
+
+def bounded_stream(open_stream: Callable[[], Iterator[T]], context: Any) -> Iterator[T]:
+    """``open_stream()``'s responses in a ``threads.stream_slot``. Server reflection and health
+    ``Watch`` are streams a client may hold open indefinitely, each on a pool thread (grpcio's
+    non-blocking ``Watch`` excepted): so they do not count against the pool's size, and at
+    most ``threads.STREAMS_MOST`` are open at once."""
+    with threads.stream_slot() as free:
+        if not free:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many open streams (at most {threads.STREAMS_MOST} reflection and health "
+                "Watch streams at once); close one and retry",
+            )
+        yield from open_stream()
+
+
+class BoundedHealth(health.HealthServicer):  # type: ignore[misc]
+    """grpc_health's servicer, its blocking ``Watch`` streams bounded."""
+
+    def Watch(  # the gRPC method name
+        self, request: Any, context: Any, send_response_callback: Any = None
+    ) -> Any:
+        if send_response_callback is not None:  # grpcio's non-blocking Watch: no thread held
+            return super().Watch(request, context, send_response_callback)
+        parent: Any = super()  # the lambda runs later, outside this frame
+        return bounded_stream(lambda: parent.Watch(request, context), context)
+
+
+class BoundedReflection(reflection.ReflectionServicer):  # type: ignore[misc]
+    """grpc_reflection's servicer, its streams bounded."""
+
+    def ServerReflectionInfo(self, request_iterator: Any, context: Any) -> Any:  # gRPC name
+        parent: Any = super()  # the lambda runs later, outside this frame
+        return bounded_stream(
+            lambda: parent.ServerReflectionInfo(request_iterator, context), context
+        )
 
 
 def announce_shadow_mode(on: bool, changed: bool = False) -> None:
@@ -168,7 +209,7 @@ class Sidecar:
         self.watcher = PolicyWatcher(
             options.config, os.environ, self.apply, interval=settings.reload_interval
         )
-        self.health = health_servicer()  # sync: thread-safe, set() from the loop
+        self.health = BoundedHealth()  # sync: thread-safe, set() from the loop
         self.grpc_server: grpc.Server | None = None
         self.grpc_server_kind = ""  # which server start() made (pygrpc-native or grpcio)
         self.grpc_pool: ElasticPool | None = None  # grpcio never shuts its executor down
@@ -296,8 +337,9 @@ class Sidecar:
         add_authorization_to_server(AuthorizationService(self.authorizer, loop), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         admin_service = add_admin_service(server, self.admin, loop)
-        add_reflection(
-            (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME), server
+        names = (AUTHZ_SERVICE, health.SERVICE_NAME, admin_service, reflection.SERVICE_NAME)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            BoundedReflection(names), server
         )
         self.grpc_port = bind(server, self.options.grpc_address)
         if self.grpc_port == 0:
